@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make lab  [NETNS=name]   set up this machine, start libvirt, build the tiny image, open JupyterLab
+#   make test                the same set-up, then every test tier (unit, integration, notebooks)
+# With NETNS, libvirtd (its bridges, dnsmasq and guests) and the notebook kernel run inside
+# that network namespace; JupyterLab is forwarded to 127.0.0.1:$(PORT) on the host.
+
+NETNS      ?=
+TEST_NETNS ?= nbcloud-test
+PORT       ?= 8888
+VENV       := .venv/bin
+IN_NETNS    = $(if $(NETNS),ip netns exec $(NETNS))
+
+.PHONY: setup host lab test unit bench down
+
+setup:
+	bash scripts/setup.sh
+
+host: setup
+	$(VENV)/nbcloud host up $(if $(NETNS),--netns $(NETNS))
+	$(VENV)/nbcloud image build tiny
+	$(IN_NETNS) $(VENV)/nbcloud doctor
+
+lab: host
+	bash scripts/lab.sh "$(NETNS)" "$(PORT)"
+
+test:
+	bash scripts/test.sh "$(TEST_NETNS)"
+
+unit: setup
+	$(VENV)/python -m pytest -m unit -q
+
+bench: host
+	$(IN_NETNS) $(VENV)/python bench/boot.py
+
+down:
+	$(VENV)/nbcloud host down

@@ -1,0 +1,30 @@
+"""nbcloud: a Jupyter notebook as the console of a small IaaS cloud on libvirt/QEMU."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_magics = None
+
+
+def __getattr__(name: str):
+    # `import nbcloud` stays cheap (no libvirt) until the API is used.
+    if name == "Cloud":
+        from .api import Cloud
+        return Cloud
+    raise AttributeError(name)
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext nbcloud`."""
+    global _magics
+    from .magics import CloudMagics
+    _magics = CloudMagics(ipython)
+    ipython.register_magics(_magics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """`%unload_ext nbcloud`: close connections (later: stop the monitor thread)."""
+    global _magics
+    if _magics is not None:
+        _magics.close()
+        _magics = None

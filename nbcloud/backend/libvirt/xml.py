@@ -1,0 +1,217 @@
+"""libvirt XML, built element by element with ElementTree (never by string formatting).
+
+Names reaching these builders have passed spec.check_name; values are set as text or
+attributes, so ElementTree escapes them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+NS = "http://nbcloud.org/xmlns/instance/1"
+ET.register_namespace("nbcloud", NS)
+
+#: Metadata keys stored on every domain nbcloud makes (all strings).
+META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "mac", "hostkey",
+             "key", "created", "volumes")
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: str
+    target: str                   # vda, vdb, ...
+    fmt: str = "qcow2"
+    readonly: bool = False
+    serial: str | None = None
+
+
+@dataclass(frozen=True)
+class Nic:
+    network: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class DomainDef:
+    """Everything a domain XML needs; see `domain_xml`."""
+    name: str
+    vcpus: int
+    memory: int                   # bytes
+    domain_type: str = "qemu"     # 'kvm' or 'qemu' (TCG)
+    machine: str = "pc"
+    boot: KernelBoot | None = None
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    console_log: str | None = None
+    uuid: str | None = None
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k.rstrip("_"): v for k, v in attrs.items()})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _tostring(root: ET.Element) -> str:
+    return ET.tostring(root, encoding="unicode")
+
+
+def metadata_element(values: dict[str, str]) -> ET.Element:
+    root = ET.Element(f"{{{NS}}}instance")
+    for key in META_KEYS:
+        if key in values:
+            ET.SubElement(root, f"{{{NS}}}{key}").text = values[key]
+    return root
+
+
+def metadata_xml(values: dict[str, str]) -> str:
+    return _tostring(metadata_element(values))
+
+
+def parse_metadata(text: str) -> dict[str, str]:
+    """The nbcloud metadata element (as libvirt returns it) -> dict."""
+    root = ET.fromstring(text)
+    return {child.tag.split("}")[-1]: child.text or "" for child in root}
+
+
+def domain_xml(d: DomainDef) -> str:
+    """A small, fast domain: no USB, no video, no balloon; virtio disk, net and rng."""
+    root = ET.Element("domain", type=d.domain_type)
+    _sub(root, "name", d.name)
+    if d.uuid:
+        _sub(root, "uuid", d.uuid)
+    if d.metadata:
+        _sub(root, "metadata").append(metadata_element(d.metadata))
+    _sub(root, "memory", str(d.memory // 1024), unit="KiB")
+    _sub(root, "vcpu", str(d.vcpus), placement="static")
+    os_ = _sub(root, "os")
+    _sub(os_, "type", "hvm", arch="x86_64", machine=d.machine)
+    if d.boot:
+        _sub(os_, "kernel", d.boot.kernel)
+        _sub(os_, "initrd", d.boot.initrd)
+        _sub(os_, "cmdline", d.boot.cmdline)
+    else:
+        _sub(os_, "boot", dev="hd")
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    if d.domain_type == "kvm":
+        _sub(root, "cpu", mode="host-passthrough")
+    _sub(root, "clock", offset="utc")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+
+    devices = _sub(root, "devices")
+    for disk in d.disks:
+        el = _sub(devices, "disk", type="file", device="disk")
+        _sub(el, "driver", name="qemu", type=disk.fmt, cache="none" if not disk.readonly
+             else "default")
+        _sub(el, "source", file=disk.path)
+        _sub(el, "target", dev=disk.target, bus="virtio")
+        if disk.readonly:
+            _sub(el, "readonly")
+        if disk.serial:
+            _sub(el, "serial", disk.serial)
+    for nic in d.nics:
+        el = _sub(devices, "interface", type="network")
+        _sub(el, "mac", address=nic.mac)
+        _sub(el, "source", network=nic.network)
+        _sub(el, "model", type="virtio")
+    serial = _sub(devices, "serial", type="pty")
+    if d.console_log:
+        _sub(serial, "log", file=d.console_log, append="off")
+    _sub(serial, "target", port="0")
+    _sub(devices, "console", type="pty")
+    _sub(devices, "controller", type="usb", model="none")
+    _sub(devices, "memballoon", model="none")
+    rng = _sub(devices, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    return _tostring(root)
+
+
+def network_xml(name: str, cidr: str, mode: str, bridge: str) -> str:
+    """A libvirt network with DHCP over the upper half of the subnet.
+
+    The lower half is left for addresses nbcloud reserves per instance.
+    """
+    net = ipaddress.IPv4Network(cidr)
+    hosts = list(net.hosts())
+    gateway, half = hosts[0], len(hosts) // 2
+    root = ET.Element("network")
+    _sub(root, "name", name)
+    if mode in ("nat", "routed", "open"):
+        _sub(root, "forward", mode={"nat": "nat", "routed": "route", "open": "open"}[mode])
+    _sub(root, "bridge", name=bridge, stp="off", delay="0")
+    _sub(root, "domain", name=name, localOnly="yes")
+    ip = _sub(root, "ip", address=str(gateway), netmask=str(net.netmask))
+    dhcp = _sub(ip, "dhcp")
+    _sub(dhcp, "range", start=str(hosts[half]), end=str(hosts[-1]))
+    return _tostring(root)
+
+
+def dhcp_host_xml(mac: str, ip: str, name: str) -> str:
+    return _tostring(ET.Element("host", mac=mac, ip=ip, name=name))
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    bridge: str
+    mode: str
+    network: ipaddress.IPv4Network
+    gateway: str
+    dhcp_start: str
+    dhcp_end: str
+    hosts: tuple[tuple[str, str, str], ...]     # (mac, ip, name) reservations
+
+
+def parse_network(text: str) -> NetworkInfo:
+    root = ET.fromstring(text)
+    fwd = root.find("forward")
+    mode = {"nat": "nat", "route": "routed", "open": "open"}.get(
+        fwd.get("mode", "nat") if fwd is not None else "", "isolated")
+    ip = root.find("ip")
+    if ip is None:
+        raise ValueError("network has no IPv4 address")
+    iface = ipaddress.IPv4Interface(f"{ip.get('address')}/{ip.get('netmask') or ip.get('prefix')}")
+    rng = ip.find("dhcp/range")
+    hosts = tuple((h.get("mac", ""), h.get("ip", ""), h.get("name", ""))
+                  for h in ip.findall("dhcp/host"))
+    bridge = root.find("bridge")
+    return NetworkInfo(root.findtext("name", ""), bridge.get("name", "") if bridge is not None
+                       else "", mode, iface.network, str(iface.ip),
+                       rng.get("start", "") if rng is not None else "",
+                       rng.get("end", "") if rng is not None else "", hosts)
+
+
+def pool_xml(name: str, path: str) -> str:
+    root = ET.Element("pool", type="dir")
+    _sub(root, "name", name)
+    target = _sub(root, "target")
+    _sub(target, "path", path)
+    return _tostring(root)
+
+
+def volume_xml(name: str, capacity: int, fmt: str,
+               backing: tuple[str, str] | None = None) -> str:
+    """A volume; with `backing=(path, fmt)` a copy-on-write overlay on that file."""
+    root = ET.Element("volume")
+    _sub(root, "name", name)
+    _sub(root, "capacity", str(capacity), unit="bytes")
+    target = _sub(root, "target")
+    _sub(target, "format", type=fmt)
+    if backing:
+        store = _sub(root, "backingStore")
+        _sub(store, "path", backing[0])
+        _sub(store, "format", type=backing[1])
+    return _tostring(root)

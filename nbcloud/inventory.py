@@ -1,0 +1,145 @@
+"""The SQLite inventory: what nbcloud created, and an append-only operations log.
+
+One file per user (WAL, busy_timeout, BEGIN IMMEDIATE for writes). Intent is recorded
+before libvirt is touched and the outcome after, so an interrupted operation is visible.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+
+SCHEMA_VERSION = 1
+_MIGRATIONS = {
+    1: """
+    CREATE TABLE resources (
+        uri TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+        stack TEXT NOT NULL DEFAULT 'adhoc', spec TEXT NOT NULL DEFAULT '{}',
+        uuid TEXT, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+        PRIMARY KEY (uri, kind, name));
+    CREATE TABLE operations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+        user TEXT NOT NULL, uri TEXT NOT NULL, verb TEXT NOT NULL, kind TEXT NOT NULL,
+        name TEXT NOT NULL, args TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '');
+    CREATE TABLE stacks (name TEXT PRIMARY KEY, created REAL NOT NULL, source TEXT);
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    uri: str
+    kind: str
+    name: str
+    stack: str
+    spec: dict
+    uuid: str | None
+    state: str
+
+
+class Inventory:
+    """A thread-safe handle on the inventory file."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else config.home() / "inventory.sqlite"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={step}")
+
+    # ----- operations log -----------------------------------------------------------------
+    def begin(self, uri: str, verb: str, kind: str, name: str, **args) -> int:
+        """Record the intent of an operation; returns its id for `finish`."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO operations (started, user, uri, verb, kind, name, args, result)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'started')",
+                (time.time(), getpass.getuser(), uri, verb, kind, name,
+                 json.dumps(args, sort_keys=True, default=str)))
+            return int(cur.lastrowid)
+
+    def finish(self, op_id: int, result: str = "ok", detail: str = "") -> None:
+        with self._write() as db:
+            db.execute("UPDATE operations SET finished=?, result=?, detail=? WHERE id=?",
+                       (time.time(), result, detail, op_id))
+
+    def operations(self, limit: int = 50) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM operations ORDER BY id DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def unfinished(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM operations WHERE result='started' ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+    # ----- resources ----------------------------------------------------------------------
+    def put(self, uri: str, kind: str, name: str, *, state: str, spec: dict | None = None,
+            uuid: str | None = None, stack: str = "adhoc") -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO resources (uri, kind, name, stack, spec, uuid, state, created,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (uri, kind, name) DO UPDATE SET stack=excluded.stack,"
+                " spec=excluded.spec, uuid=COALESCE(excluded.uuid, uuid),"
+                " state=excluded.state, updated=excluded.updated",
+                (uri, kind, name, stack, json.dumps(spec or {}, sort_keys=True), uuid,
+                 state, now, now))
+
+    def set_state(self, uri: str, kind: str, name: str, state: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE resources SET state=?, updated=? WHERE uri=? AND kind=? AND"
+                       " name=?", (state, time.time(), uri, kind, name))
+
+    def remove(self, uri: str, kind: str, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM resources WHERE uri=? AND kind=? AND name=?",
+                       (uri, kind, name))
+
+    def resources(self, uri: str | None = None, kind: str | None = None) -> list[Resource]:
+        query, args = "SELECT * FROM resources WHERE 1=1", []
+        if uri:
+            query, args = query + " AND uri=?", args + [uri]
+        if kind:
+            query, args = query + " AND kind=?", args + [kind]
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY kind, name", args).fetchall()
+        return [Resource(r["uri"], r["kind"], r["name"], r["stack"], json.loads(r["spec"]),
+                         r["uuid"], r["state"]) for r in rows]

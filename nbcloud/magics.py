@@ -1,0 +1,70 @@
+"""`%cloud`: the IPython line magic, a thin skin over `nbcloud.Cloud`."""
+from __future__ import annotations
+
+import shlex
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from traitlets import Float, Unicode
+
+from . import commands
+from .errors import CloudError
+from .spec import InvalidSpec
+
+
+@magics_class
+class CloudMagics(Magics):
+    """Drive a libvirt host as a small cloud from notebook cells."""
+
+    uri = Unicode("", config=True,
+                  help="libvirt URI to connect to; empty picks qemu:///system when its "
+                       "daemon socket is there, else qemu:///session").tag(config=True)
+    inventory = Unicode("", config=True,
+                        help="path of the SQLite inventory (default: "
+                             "~/.local/share/nbcloud/inventory.sqlite)").tag(config=True)
+    ssh_timeout = Float(120.0, config=True,
+                        help="seconds to wait for SSH after create/start").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self._cloud = None
+
+    @property
+    def api(self):
+        """The connected `nbcloud.Cloud` (connects on first use)."""
+        if self._cloud is None:
+            self.connect(self.uri or None)
+        return self._cloud
+
+    def connect(self, uri: str | None):
+        from .api import Cloud
+        from .inventory import Inventory
+        if self._cloud is not None:
+            self._cloud.close()
+            self._cloud = None
+        self._cloud = Cloud(uri, inventory=Inventory(self.inventory or None),
+                            ssh_timeout=self.ssh_timeout)
+        return self._cloud
+
+    def close(self) -> None:
+        if self._cloud is not None:
+            self._cloud.close()
+            self._cloud = None
+
+    @line_magic
+    def cloud(self, line: str):
+        """%cloud GROUP VERB ... — see `%cloud doctor` and DESIGN.md for the grammar."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"cannot split the line: {exc}") from None
+        if not argv:
+            raise UsageError("%cloud needs a command, like `%cloud doctor` or "
+                             "`%cloud instance list`")
+        try:
+            args = commands.parse(argv)
+            if args.group == "connect":
+                return self.connect(args.uri)
+            return commands.run(self.api, args, self.shell.user_ns if self.shell else None)
+        except (commands.CommandError, CloudError, InvalidSpec) as exc:
+            raise UsageError(str(exc)) from None

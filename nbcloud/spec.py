@@ -1,0 +1,136 @@
+"""Desired resources as dataclasses, validated at the edge.
+
+Every check raises `InvalidSpec` with one sentence naming the field and what is allowed.
+This module imports nothing else of nbcloud's, so it stays the shared vocabulary of all layers.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class InvalidSpec(ValueError):
+    """A name, size, CIDR or count the user gave is not allowed (one sentence)."""
+
+
+def check_name(value: object, what: str = "name") -> str:
+    """Return `value` if it is an allowed resource name, else raise InvalidSpec."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "...'"
+        raise InvalidSpec(
+            f"{what} {shown} is not allowed: use 1-63 characters, lower-case letters, "
+            "digits and '-', starting with a letter")
+    return value
+
+
+def parse_size(value: object, what: str = "size") -> int:
+    """'512M', '2G', '1024' (bytes) or an int -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE_RE.fullmatch(str(value).strip()) if isinstance(value, str) else None
+    if not m or int(m.group(1)) == 0:
+        raise InvalidSpec(f"{what} {value!r} is not a size: use a positive number with "
+                          "an optional unit K, M, G or T, like 512M or 2G")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def format_size(nbytes: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if nbytes >= _UNITS[unit] and nbytes % _UNITS[unit] == 0:
+            return f"{nbytes // _UNITS[unit]}{unit}"
+    return str(nbytes)
+
+
+def parse_cidr(value: object, what: str = "cidr") -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(str(value), strict=True)
+    except ValueError:
+        raise InvalidSpec(f"{what} {value!r} is not an IPv4 network: use the form "
+                          "10.80.0.0/24 (host bits zero, prefix 8-29)") from None
+    if not 8 <= net.prefixlen <= 29:
+        raise InvalidSpec(f"{what} {value!r} has prefix /{net.prefixlen}: use a prefix "
+                          "between /8 and /29")
+    return net
+
+
+def check_count(value: object, what: str = "count", maximum: int = 64) -> int:
+    try:
+        n = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or not 1 <= n <= maximum or str(n) != str(value).strip():
+        raise InvalidSpec(f"{what} {value!r} is not allowed: use a whole number "
+                          f"from 1 to {maximum}")
+    return n
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """An instance type: vCPUs, memory, CPU share, extra local disk."""
+    name: str
+    vcpus: int
+    memory: int                 # bytes
+    cpu_share: float = 1.0      # fraction of each vCPU (shared-CPU flavors < 1)
+    local_disk: int = 0         # bytes of extra local disk (storage flavors)
+    family: str = "standard"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What `instance create` asks for, validated."""
+    name: str
+    image: str = "tiny"
+    flavor: str = "t.nano"
+    networks: tuple[str, ...] = ("nbcloud",)
+    user_data: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "instance name")
+        check_name(self.image, "image name")
+        if not isinstance(self.flavor, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}",
+                                                                self.flavor):
+            raise InvalidSpec(f"flavor {self.flavor!r} is not a flavor name: see "
+                              "`%cloud flavor list`")
+        if not self.networks:
+            raise InvalidSpec("networks is empty: name at least one network")
+        for net in self.networks:
+            check_name(net, "network name")
+        if self.key is not None:
+            check_name(self.key, "key name")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    cidr: str
+    mode: str = "nat"
+    modes: tuple[str, ...] = field(default=("nat", "isolated", "routed", "open"), repr=False)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "network name")
+        parse_cidr(self.cidr)
+        if self.mode not in self.modes:
+            raise InvalidSpec(f"mode {self.mode!r} is not a network mode: use one of "
+                              + ", ".join(self.modes))
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return parse_cidr(self.cidr)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    path: str
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "pool name")
+        if not self.path.startswith("/") or ".." in self.path.split("/"):
+            raise InvalidSpec(f"path {self.path!r} is not allowed: use an absolute path "
+                              "without '..'")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what nbcloud needs on a Debian machine: Debian packages (as root), then a
+# virtualenv in .venv with nbcloud and its test extras. Safe to run again: it only
+# installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+          qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
+          busybox-static dropbear-bin socat e2fsprogs)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+# The tiny image is assembled from .deb files fetched with `apt-get download`,
+# which needs package lists even when everything is installed.
+if [ ${#missing[@]} -gt 0 ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]:-package lists}; run this as root" >&2
+        exit 1
+    fi
+    echo "setup: apt-get update"
+    apt-get update -q >/dev/null
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the project's metadata changed since the last install.
+stamp=.venv/.nbcloud-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing nbcloud into .venv"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch "$stamp"
+fi
+echo "setup: done"

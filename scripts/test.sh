@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): set up this machine, bring the host up in a
+# test network namespace, build the tiny image, and run every test tier inside the
+# namespace (guest addresses are reachable only there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NETNS=${1:-nbcloud-test}
+
+bash scripts/setup.sh
+.venv/bin/nbcloud host up --netns "$NETNS"
+.venv/bin/nbcloud image build tiny
+ip netns exec "$NETNS" .venv/bin/nbcloud doctor
+exec ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider tests
