@@ -163,14 +163,14 @@ class Instance:
             self._apply_cpu_share()
         self.cloud.inventory.set_state(self.cloud.uri, "instance", self.name, "running")
 
-    def _apply_cpu_share(self) -> None:
+    def _apply_cpu_share(self) -> bool:
         # Shared-CPU flavors boot at full speed (like a cloud's launch credits) and are
         # held to their baseline share from then on.
         try:
             flavor = get_flavor(self.flavor)
         except CloudError:
-            return
-        self.cloud.backend.set_cpu_share(self.name, flavor.cpu_share, flavor.vcpus)
+            return True
+        return self.cloud.backend.set_cpu_share(self.name, flavor.cpu_share)
 
     def stop(self, timeout: float = 30.0) -> str:
         """Graceful ACPI shutdown, forced after `timeout` s; returns 'graceful'/'forced'."""

@@ -48,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         cloud = Cloud(uri)
         try:
             result = commands.run(cloud, args)
+            # printed before closing: an Instance reads its state through the connection
+            print("\n".join(map(repr, result)) if isinstance(result, list) else result)
         finally:
             cloud.close()
-        if isinstance(result, list):
-            result = "\n".join(map(repr, result))
-        print(result)
         return 0
     except (commands.CommandError, CloudError, InvalidSpec) as exc:
         print(f"nbcloud: {exc}", file=sys.stderr)

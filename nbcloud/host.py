@@ -106,6 +106,20 @@ def _ensure_qemu_user() -> str | None:
     return None
 
 
+def _open_kvm_device() -> str | None:
+    """Give /dev/kvm the owner and mode udev gives it on Debian (root:kvm 0660)."""
+    dev = Path("/dev/kvm")
+    if not dev.exists():
+        return None
+    st = dev.stat()
+    kvm_gid = grp.getgrnam("kvm").gr_gid
+    if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
+        return None
+    os.chown(dev, -1, kvm_gid)
+    os.chmod(dev, (st.st_mode & 0o777) | 0o660)
+    return "opened /dev/kvm to the kvm group (as udev does)"
+
+
 def _wait_for_socket(timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,6 +153,8 @@ def start_daemons(netns: str | None) -> list[str]:
     for folder in ("/var/run/libvirt", "/var/log/libvirt", "/var/lib/libvirt"):
         Path(folder).mkdir(parents=True, exist_ok=True)
     if (msg := _ensure_qemu_user()):
+        done.append(msg)
+    if (msg := _open_kvm_device()):
         done.append(msg)
     if netns:
         check_name(netns, "network namespace name")

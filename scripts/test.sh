@@ -9,5 +9,6 @@ NETNS=${1:-nbcloud-test}
 bash scripts/setup.sh
 .venv/bin/nbcloud host up --netns "$NETNS"
 .venv/bin/nbcloud image build tiny
-ip netns exec "$NETNS" .venv/bin/nbcloud doctor
-exec ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider tests
+ip netns exec "$NETNS" .venv/bin/nbcloud doctor || true   # informational
+exec ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider \
+    tests --nbval-lax notebooks

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import random
 import threading
 import time
@@ -339,14 +340,23 @@ class LibvirtBackend:
         self._metadata(dom)
         dom.reboot(0)
 
-    def set_cpu_share(self, name: str, share: float, vcpus: int) -> None:
-        """Cap each vCPU at `share` of a host core (shared-CPU flavors), live."""
+    def set_cpu_share(self, name: str, share: float) -> bool:
+        """Cap each vCPU at `share` of a host core (shared-CPU flavors), live.
+
+        False where libvirt has no cgroup CPU controller (a daemon started without
+        systemd in some containers): the flavor's share is then not enforced."""
         if share >= 1.0 or self.is_test_driver:
-            return
+            return True
         dom = self._lookup(name)
         period = 100000
         params = {"vcpu_period": period, "vcpu_quota": int(period * share)}
-        dom.setSchedulerParametersFlags(params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        try:
+            dom.setSchedulerParametersFlags(params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as exc:
+            if "cgroup" in (exc.get_error_message() or ""):
+                return False
+            raise
+        return True
 
     def delete(self, name: str) -> dict[str, str]:
         """Power off and undefine a domain nbcloud made; return its metadata."""
@@ -385,31 +395,35 @@ class LibvirtBackend:
         return done
 
     # ----- accelerator probe --------------------------------------------------------------
-    def probe_boot(self, d: lx.DomainDef, marker: bytes, timeout: float) -> bool:
-        """Boot transient domain `d`; True if `marker` shows on its console within
-        `timeout` s. The domain is always destroyed afterwards."""
+    def probe_boot(self, d: lx.DomainDef, marker: bytes, timeout: float) -> str | None:
+        """Boot transient domain `d` and watch its console for `marker`.
+
+        Returns None if the marker showed within `timeout` s, else why not. The domain is
+        always destroyed afterwards, and its console log removed."""
         assert d.console_log, "the probe reads the console log"
         log = Path(d.console_log)
-        if log.exists():
-            log.unlink()
+        log.unlink(missing_ok=True)
         try:
             dom = self.conn.createXML(lx.domain_xml(d), 0)
-        except libvirt.libvirtError:
-            return False
+        except libvirt.libvirtError as exc:
+            log.unlink(missing_ok=True)
+            # QEMU's own words, without libvirt's preamble and QEMU's timestamps
+            words = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z\s*", "",
+                           exc.get_error_message() or "").split("monitor: ")[-1]
+            return f"the probe domain did not start: {' '.join(words.split())[:160]}"
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if log.exists() and marker in log.read_bytes():
-                    return True
+                    return None
                 if not dom.isActive():
-                    return False
+                    return "the probe domain stopped before reaching init"
                 time.sleep(0.1)
-            return False
+            return f"the probe boot did not reach init within {timeout:.0f} s"
         finally:
             with suppress_libvirt():
                 dom.destroy()
-            with suppress_libvirt():
-                log.unlink(missing_ok=True)
+            log.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -1,0 +1,70 @@
+"""The notebook surface on the real daemon: %cloud create / ssh / list / delete, doctor."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+
+@pytest.fixture
+def ip(cloud, tmp_path):
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbcloud")
+    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
+    shell.run_line_magic("cloud", f"connect {cloud.uri}")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbcloud")
+
+
+def test_create_ssh_list_delete_from_a_cell(ip):
+    from nbcloud import _magics
+    backend = _magics.api.backend
+    if backend.exists("it-magic"):
+        _magics.api.instances.delete("it-magic")
+    inst = ip.run_line_magic("cloud", "instance create it-magic --flavor t.micro")
+    try:
+        assert inst.state == "running"
+        out = ip.run_line_magic("cloud", "instance ssh it-magic -- cat /etc/hostname")
+        assert str(out).strip() == "it-magic"
+        failing = ip.run_line_magic("cloud", "instance ssh it-magic -- exit 3")
+        assert "[exit status 3]" in str(failing)
+        listing = {row["name"]: row for row in ip.run_line_magic("cloud", "instance list")}
+        assert listing["it-magic"]["state"] == "running"
+        assert listing["it-magic"]["ip"] == inst.ip
+        assert "it-magic" in inst._repr_html_()
+    finally:
+        msg = ip.run_line_magic("cloud", "instance delete it-magic")
+    assert "deleted" in str(msg)
+    assert not backend.exists("it-magic")
+
+
+@pytest.mark.parametrize("bad", ['"x;rm -rf /"', '"../etc"', '"<b>"'])
+def test_bad_name_on_real_daemon_creates_nothing(ip, bad):
+    from nbcloud import _magics
+    backend = _magics.api.backend
+    before = (sorted(d.name() for d in backend.conn.listAllDomains()),
+              sorted(backend.volumes("nbcloud")), backend.network("nbcloud").hosts)
+    with pytest.raises(UsageError, match="not allowed"):
+        ip.run_line_magic("cloud", f"instance create {bad}")
+    after = (sorted(d.name() for d in backend.conn.listAllDomains()),
+             sorted(backend.volumes("nbcloud")), backend.network("nbcloud").hosts)
+    assert after == before
+
+
+def test_doctor_reports_the_probed_accelerator_quickly(tmp_path):
+    env = dict(os.environ, NBCLOUD_HOME=str(tmp_path))   # no cached probe: probe again
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "nbcloud", "doctor"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    assert "accelerator: " in out.stdout, out.stderr
+    accelerator = out.stdout.split("accelerator: ")[1].split()[0]
+    if os.path.exists("/sys/module/kvm_pvm") or not os.path.exists("/dev/kvm"):
+        assert accelerator == "tcg"     # PVM's /dev/kvm cannot boot a stock kernel
+    assert accelerator in ("kvm", "tcg")
+    assert elapsed < 30, f"doctor took {elapsed:.1f} s"
