@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import nsexec
 from .errors import HostError
 from .spec import check_name
 
@@ -59,10 +60,12 @@ def _pid_of(pidfile: str) -> int | None:
 
 
 def _netns_of(pid: int) -> str | None:
-    """The name of the network namespace process `pid` runs in (None: the host's)."""
-    # Compared with the named namespaces only: /proc/1 may be out of reach in a sandbox.
+    """The name of the network namespace process `pid` runs in (None: the same as ours)."""
+    # Compared with ours and the named ones: /proc/1 may be out of reach in a sandbox.
     try:
         inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+        if inode == os.stat("/proc/self/ns/net").st_ino:
+            return None
     except OSError:
         return None
     for entry in Path("/var/run/netns").glob("*"):
@@ -71,11 +74,7 @@ def _netns_of(pid: int) -> str | None:
                 return entry.name
         except OSError:
             continue
-    return None
-
-
-def _in_netns(netns: str | None, *args: str) -> list[str]:
-    return ["ip", "netns", "exec", netns, *args] if netns else list(args)
+    return "(an unnamed namespace)"
 
 
 def _load_state() -> dict:
@@ -167,7 +166,8 @@ def start_daemons(netns: str | None) -> list[str]:
         _run("virtlogd", "-d")
         state["virtlogd"] = _pid_of("/var/run/virtlogd.pid")
         done.append("started virtlogd")
-    subprocess.run(_in_netns(netns, "libvirtd", "-d"), check=True)
+    daemon = ["libvirtd", "-d"]
+    subprocess.run(nsexec.command(netns, daemon) if netns else daemon, check=True)
     _wait_for_socket()
     state["libvirtd"] = _pid_of("/var/run/libvirtd.pid")
     state["netns"] = netns
