@@ -1,6 +1,7 @@
 """The Python API: `nbcloud.Cloud`. The magics and the command line are thin skins on it."""
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import os
 import tempfile
@@ -277,14 +278,18 @@ class Instances:
                                    image=spec.image, flavor=spec.flavor,
                                    networks=list(spec.networks), stack=stack)
         undo: list = []
+        pending: list = []
         try:
-            uuid = self._provision(spec, flavor, image, nets, accelerator, stack, undo)
+            uuid = self._provision(spec, flavor, image, nets, accelerator, stack, undo,
+                                   pending)
             cloud.inventory.put(cloud.uri, "instance", spec.name, state="starting",
                                 uuid=uuid, stack=stack,
                                 spec={"image": spec.image, "flavor": spec.flavor,
                                       "networks": list(spec.networks)})
             undo.append(lambda: cloud.inventory.remove(cloud.uri, "instance", spec.name))
             backend.start(spec.name)
+            for future in pending:   # dnsmasq knows the address before the guest asks
+                future.result()
             inst = Instance(cloud, spec.name)
             if wait:
                 inst.wait_ready()
@@ -315,15 +320,20 @@ class Instances:
                 pass
 
     def _provision(self, spec, flavor, image: Image, nets, accelerator: str, stack: str,
-                   undo: list) -> str:
-        """Reserve addresses, write the seed, define the domain; return its UUID."""
+                   undo: list, pending: list) -> str:
+        """Reserve addresses, write the seed, define the domain; return its UUID.
+
+        `pending` receives the futures of work that goes on in the background (dnsmasq
+        learning the address reservations)."""
         from . import cloudinit
         cloud, backend = self.cloud, self.cloud.backend
         nics, static = [], None
         for net in nets:
             mac = backend.random_mac()
-            ip, prefix, gateway = backend.reserve_address(net.name, mac, spec.name)
-            undo.append(lambda n=net.name, m=mac: backend.release_address(n, m))
+            ip, prefix, gateway, live = backend.reserve_address(net.name, mac, spec.name)
+            undo.append(lambda n=net.name, m=mac, f=live: (
+                concurrent.futures.wait([f]), backend.release_address(n, m)))
+            pending.append(live)
             nics.append(lx.Nic(net.name, mac))
             if static is None:
                 static = cloudinit.StaticNet(mac, f"{ip}/{prefix}", gateway, (gateway,))

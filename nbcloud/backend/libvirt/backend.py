@@ -8,6 +8,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,8 +40,10 @@ class LibvirtBackend:
                             "(start the daemon with `nbcloud host up`)") from None
         # networkUpdate of one network is not atomic across threads of ours.
         self._net_lock = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbcloud-net")
 
     def close(self) -> None:
+        self._background.shutdown(wait=True)
         try:
             self.conn.close()
         except libvirt.libvirtError:
@@ -178,50 +181,78 @@ class LibvirtBackend:
         except libvirt.libvirtError:
             return False
 
-    def reserve_address(self, network: str, mac: str, hostname: str) -> tuple[str, int, str]:
+    def reserve_address(self, network: str, mac: str,
+                        hostname: str) -> tuple[str, int, str, Future]:
         """Reserve a free address in the lower half of `network` for `mac`.
 
-        Returns (ip, prefix length, gateway). The reservation is a DHCP host entry, so the
-        guest gets the same address by DHCP and the network's DNS knows `hostname`.
+        Returns (ip, prefix length, gateway, live). The reservation is a DHCP host entry,
+        so the guest gets the same address by DHCP and the network's DNS knows `hostname`.
+        It is written to the network's definition at once (which refuses a duplicate, so
+        two notebooks cannot take one address); the running dnsmasq learns it in the
+        background, because libvirt restarts dnsmasq for that (about 0.5 s): wait on
+        `live` before relying on DHCP or DNS.
         """
         with self._net_lock:
-            info = self.network(network)
-            taken = {ip for _, ip, _ in info.hosts} | {info.gateway}
-            taken |= {lease["ipaddr"] for lease in self.leases(network)}
-            hosts = list(info.network.hosts())
-            dhcp_start = ipaddress.IPv4Address(info.dhcp_start or str(hosts[-1]))
-            for addr in hosts:
-                if addr >= dhcp_start:
+            for _ in range(5):
+                net = self.conn.networkLookupByName(network)
+                info = lx.parse_network(net.XMLDesc(0))
+                config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+                taken = {ip for _, ip, _ in info.hosts + config.hosts} | {info.gateway}
+                taken |= {lease["ipaddr"] for lease in self.leases(network)}
+                ip = self._free_address(info, taken)
+                host = lx.dhcp_host_xml(mac, ip, hostname)
+                try:
+                    net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                               libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host,
+                               libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
                     break
-                if str(addr) not in taken:
-                    ip = str(addr)
-                    break
+                except libvirt.libvirtError:
+                    continue  # another process took it between our read and our write
             else:
-                raise CloudError(f"network {network!r} has no free address left: delete an "
-                                 "instance or use a larger network")
-            self._update_hosts(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-                               lx.dhcp_host_xml(mac, ip, hostname))
-            return ip, info.network.prefixlen, info.gateway
+                raise CloudError(f"could not reserve an address on network {network!r}: "
+                                 "it kept being taken; try again")
+        live = self._background.submit(self._update_live, network,
+                                       libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, host)
+        return ip, info.network.prefixlen, info.gateway, live
+
+    @staticmethod
+    def _free_address(info: lx.NetworkInfo, taken: set[str]) -> str:
+        hosts = list(info.network.hosts())
+        dhcp_start = ipaddress.IPv4Address(info.dhcp_start or str(hosts[-1]))
+        for addr in hosts:
+            if addr >= dhcp_start:
+                break
+            if str(addr) not in taken:
+                return str(addr)
+        raise CloudError(f"network {info.name!r} has no free address left: delete an "
+                         "instance or use a larger network")
+
+    def _update_live(self, network: str, command: int, host_xml: str) -> None:
+        net = self.conn.networkLookupByName(network)
+        if net.isActive():
+            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host_xml,
+                       libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
 
     def release_address(self, network: str, mac: str) -> bool:
+        """Remove `mac`'s reservation from the network's definition and its dnsmasq."""
         with self._net_lock:
             try:
-                info = self.network(network)
-            except NotFound:
+                net = self.conn.networkLookupByName(network)
+            except libvirt.libvirtError:
                 return False
-            for h_mac, ip, name in info.hosts:
-                if h_mac.lower() == mac.lower():
-                    self._update_hosts(network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                                       lx.dhcp_host_xml(h_mac, ip, name))
-                    return True
-            return False
-
-    def _update_hosts(self, network: str, command: int, host_xml: str) -> None:
-        net = self.conn.networkLookupByName(network)
-        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
-        if net.isActive():
-            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
-        net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host_xml, flags)
+            found = False
+            for flags, xml_flags in ((libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG,
+                                      libvirt.VIR_NETWORK_XML_INACTIVE),
+                                     (libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, 0)):
+                if xml_flags == 0 and not net.isActive():
+                    continue
+                for h_mac, ip, name in lx.parse_network(net.XMLDesc(xml_flags)).hosts:
+                    if h_mac.lower() == mac.lower():
+                        net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                                   libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
+                                   lx.dhcp_host_xml(h_mac, ip, name), flags)
+                        found = True
+            return found
 
     def leases(self, network: str) -> list[dict]:
         try:
