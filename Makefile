@@ -10,7 +10,7 @@ PORT       ?= 8888
 VENV       := .venv/bin
 IN_NETNS    = $(if $(NETNS),ip netns exec $(NETNS))
 
-.PHONY: setup host lab test unit bench down
+.PHONY: setup host lab test unit bench down extension
 
 setup:
 	bash scripts/setup.sh
@@ -34,3 +34,9 @@ bench: host
 
 down:
 	$(VENV)/nbcloud host down
+
+# Load nbcloud in every IPython kernel of this user (no %load_ext needed).
+extension: setup
+	mkdir -p $(HOME)/.ipython/profile_default
+	grep -qs '"nbcloud"' $(HOME)/.ipython/profile_default/ipython_config.py || \
+		cat extensions/ipython_config.py >> $(HOME)/.ipython/profile_default/ipython_config.py

@@ -30,6 +30,10 @@ class Image:
     disk: str | None = None
     disk_format: str | None = None
 
+    def __str__(self) -> str:
+        return (f"image {self.name}: {self.kind} boot, {self.size / 2**20:.1f} MiB, "
+                f"digest {self.digest[:12]}")
+
     def _repr_html_(self) -> str:
         from html import escape
         return (f"<b>image</b> {escape(self.name)} ({escape(self.kind)} boot, "
