@@ -1,0 +1,42 @@
+"""The `%cloud` grammar (DESIGN.md, The magic), shared by the magic and the command line.
+
+One module per group of verbs (instance.py, image.py, ...), each with `add_parser(sub)`
+and `run(cloud, args, namespace)`. `parse(argv)` turns words into an argparse namespace
+(errors raise `CommandError`, one line); `run` performs it and returns a displayable object.
+"""
+from __future__ import annotations
+
+import argparse
+
+from . import doctor, flavor, image, instance
+from .base import CommandError, Parser
+
+GROUPS = {"doctor": doctor, "flavor": flavor, "image": image, "instance": instance}
+ALIASES = {"vm": "instance"}
+
+__all__ = ["CommandError", "build_parser", "parse", "run"]
+
+
+def build_parser(prog: str = "%cloud") -> Parser:
+    p = Parser(prog=prog, add_help=False)
+    sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
+    c = sub.add_parser("connect", help="connect to a libvirt URI")
+    c.add_argument("uri", nargs="?")
+    for name, module in GROUPS.items():
+        module.add_parser(sub, name)
+    for alias, name in ALIASES.items():
+        GROUPS[name].add_parser(sub, alias)
+    return p
+
+
+def parse(argv: list[str], prog: str = "%cloud") -> argparse.Namespace:
+    args = build_parser(prog).parse_args(argv)
+    args.group = ALIASES.get(args.group, args.group)
+    return args
+
+
+def run(cloud, args: argparse.Namespace, namespace: dict | None = None):
+    """Perform a parsed command against `cloud`; return what to display."""
+    if args.group not in GROUPS:
+        raise CommandError(f"unknown command {args.group!r}")
+    return GROUPS[args.group].run(cloud, args, namespace)

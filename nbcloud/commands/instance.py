@@ -1,0 +1,99 @@
+"""`%cloud instance ...` (alias `vm`): create, list, show, start, stop, reboot, delete,
+console, ssh."""
+from __future__ import annotations
+
+import argparse
+import html
+from pathlib import Path
+
+from ..display import Message, Table
+from .base import CommandError, verbs
+
+
+def add_parser(sub, name: str) -> None:
+    inst = verbs(sub, name)
+    cr = inst.add_parser("create")
+    cr.add_argument("name")
+    cr.add_argument("--image", default="tiny")
+    cr.add_argument("--flavor", default="t.nano")
+    cr.add_argument("--network", action="append", dest="networks")
+    cr.add_argument("--user-data", dest="user_data")
+    cr.add_argument("--key", default="default")
+    cr.add_argument("--count", default="1")
+    cr.add_argument("--no-wait", action="store_true")
+    inst.add_parser("list")
+    for verb in ("show", "start", "stop", "reboot", "delete", "console"):
+        inst.add_parser(verb).add_argument("name")
+    s = inst.add_parser("ssh")
+    s.add_argument("name")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def read_user_data(value: str | None, namespace: dict | None) -> str | None:
+    """--user-data FILE, or $VAR from the notebook namespace."""
+    if value is None:
+        return None
+    if value.startswith("$"):
+        name = value[1:]
+        if namespace is None or name not in namespace:
+            raise CommandError(f"--user-data {value}: there is no variable {name!r} in "
+                               "the notebook")
+        return str(namespace[name])
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise CommandError(f"--user-data {value}: no such file (give a file path or "
+                           "$variable)")
+    return path.read_text()
+
+
+def run(cloud, args, namespace):
+    if args.verb == "create":
+        result = cloud.instances.create(
+            args.name, image=args.image, flavor=args.flavor,
+            network=args.networks or "nbcloud",
+            user_data=read_user_data(args.user_data, namespace), key=args.key,
+            count=args.count, wait=not args.no_wait)
+        return result
+    if args.verb == "list":
+        return Table(["name", "state", "ip", "flavor", "image"],
+                     [(i.name, i.state, i.ip, i.flavor, i.image)
+                      for i in cloud.instances.list()], "instances")
+    if args.verb == "ssh":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            raise CommandError("instance ssh NAME -- COMMAND: give a command after --")
+        return SSHOutput(cloud.instances.get(args.name).ssh_result(" ".join(command),
+                                                                     check=False))
+    inst = cloud.instances.get(args.name)
+    if args.verb == "show":
+        return inst
+    if args.verb == "console":
+        return Message(inst.console() or "(no console output yet)")
+    if args.verb == "delete":
+        inst.delete()
+        return Message(f"deleted instance {args.name}")
+    if args.verb == "stop":
+        return Message(f"stopped instance {args.name} ({inst.stop()})")
+    if args.verb == "start":
+        inst.start()
+        return inst
+    inst.reboot()
+    return Message(f"rebooting instance {args.name}")
+
+
+class SSHOutput:
+    """What `instance ssh` shows: the command's output, and its status when non-zero."""
+
+    def __init__(self, result):
+        self.result = result
+
+    def __str__(self) -> str:
+        r = self.result
+        text = r.stdout + r.stderr
+        return text + (f"\n[exit status {r.returncode}]" if r.returncode else "")
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+

@@ -1,0 +1,332 @@
+"""Instances: the `Instance` handle and `cloud.instances` (create, get, list, delete)."""
+from __future__ import annotations
+
+import concurrent.futures
+import html
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import accel, keys, ssh
+from .backend.libvirt import xml as lx
+from .backend.libvirt.backend import is_local
+from .errors import AlreadyExists, CloudError
+from .flavors import get_flavor
+from .images.store import Image
+from .spec import InstanceSpec, check_count, check_name
+
+if TYPE_CHECKING:
+    from .api import Cloud
+
+INSTANCE_POOL = "nbcloud"
+DEFAULT_NETWORK = "nbcloud"
+
+
+class Instance:
+    """A handle on one instance; properties read live state from libvirt."""
+
+    def __init__(self, cloud: Cloud, name: str):
+        self.cloud = cloud
+        self.name = name
+        self._client = None
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return self.cloud.backend.metadata(self.name)
+
+    @property
+    def ip(self) -> str:
+        return self.meta.get("ip", "")
+
+    @property
+    def state(self) -> str:
+        return self.cloud.backend.state(self.name)
+
+    @property
+    def flavor(self) -> str:
+        return self.meta.get("flavor", "")
+
+    @property
+    def image(self) -> str:
+        return self.meta.get("image", "")
+
+    @property
+    def uuid(self) -> str:
+        return self.cloud.backend.uuid(self.name)
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        return ssh.fingerprint(self.meta["hostkey"])
+
+    def _ssh_client(self):
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self._client.close()
+        meta = self.meta
+        self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"],
+                                   key_path=keys.user_key(meta.get("key", "default"))
+                                   .private_path)
+        return self._client
+
+    def ssh(self, command: str, *, check: bool = True, timeout: float = 300.0) -> str:
+        """Run `command` over SSH (host key pinned); return its standard output."""
+        return self.ssh_result(command, check=check, timeout=timeout).stdout
+
+    def ssh_result(self, command: str, *, check: bool = True,
+                   timeout: float = 300.0) -> ssh.CommandResult:
+        return ssh.run(self._ssh_client(), command, timeout=timeout, check=check)
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Wait until SSH answers; return the seconds waited."""
+        return ssh.wait_for_banner(self.ip, timeout=timeout or self.cloud.ssh_timeout)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def start(self, wait: bool = True) -> Instance:
+        self.cloud.instances._run("start", self.name, self._start, wait)
+        return self
+
+    def _start(self, wait: bool) -> None:
+        self.cloud.backend.start(self.name)
+        if wait:
+            self.wait_ready()
+            self._apply_cpu_share()
+        self.cloud.inventory.set_state(self.cloud.uri, "instance", self.name, "running")
+
+    def _apply_cpu_share(self) -> bool:
+        # Shared-CPU flavors boot at full speed (like a cloud's launch credits) and are
+        # held to their baseline share from then on.
+        try:
+            flavor = get_flavor(self.flavor)
+        except CloudError:
+            return True
+        return self.cloud.backend.set_cpu_share(self.name, flavor.cpu_share)
+
+    def stop(self, timeout: float = 30.0) -> str:
+        """Graceful ACPI shutdown, forced after `timeout` s; returns 'graceful'/'forced'."""
+        self.close()
+        how = self.cloud.instances._run("stop", self.name, self.cloud.backend.stop,
+                                        self.name, timeout)
+        self.cloud.inventory.set_state(self.cloud.uri, "instance", self.name, "stopped")
+        return how
+
+    def reboot(self) -> None:
+        self.close()
+        self.cloud.instances._run("reboot", self.name, self.cloud.backend.reboot, self.name)
+
+    def delete(self) -> None:
+        self.close()
+        self.cloud.instances.delete(self.name)
+
+    def console(self) -> str:
+        """The serial console log of the current boot."""
+        path = self.cloud.backend.console_log_path(self.name)
+        if not path or not is_local(self.cloud.uri) or not os.path.exists(path):
+            return ""
+        return Path(path).read_text(errors="replace")
+
+    def __repr__(self) -> str:
+        try:
+            return (f"<Instance {self.name} {self.state} ip={self.ip} flavor={self.flavor} "
+                    f"image={self.image}>")
+        except CloudError:
+            return f"<Instance {self.name} (gone)>"
+
+    def _repr_html_(self) -> str:
+        try:
+            rows = {"state": self.state, "ip": self.ip, "flavor": self.flavor,
+                    "image": self.image, "host key": self.host_key_fingerprint}
+        except CloudError:
+            return f"<b>instance</b> {html.escape(self.name)} (gone)"
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+        return f"<b>instance</b> {html.escape(self.name)}<table>{cells}</table>"
+
+
+class Instances:
+    """`cloud.instances`: create, get, list and delete instances."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+        self._handles: dict[str, Instance] = {}
+
+    def close(self) -> None:
+        for inst in self._handles.values():
+            inst.close()
+
+    def _run(self, verb: str, name: str, fn, *args):
+        inv, uri = self.cloud.inventory, self.cloud.uri
+        op = inv.begin(uri, verb, "instance", name)
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            inv.finish(op, "failed", str(exc))
+            raise
+        inv.finish(op, "ok", str(result) if result else "")
+        return result
+
+    def get(self, name: str) -> Instance:
+        check_name(name, "instance name")
+        self.cloud.backend.metadata(name)  # NotFound / NotManaged with a clear message
+        return self._handles.setdefault(name, Instance(self.cloud, name))
+
+    __getitem__ = get
+
+    def list(self) -> list[Instance]:
+        managed = self.cloud.backend.managed()
+        return [self.get(name) for name in sorted(managed)
+                if managed[name].get("kind") == "instance"]
+
+    def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
+               network: str | list[str] | tuple[str, ...] = DEFAULT_NETWORK, *,
+               user_data: str | None = None, key: str = "default", count: int = 1,
+               wait: bool = True, stack: str = "adhoc") -> Instance | list[Instance]:
+        """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers."""
+        networks = (network,) if isinstance(network, str) else tuple(network)
+        spec = InstanceSpec(name, image, flavor, networks, user_data, key)
+        n = check_count(count, "count")
+        get_flavor(spec.flavor)
+        if n == 1:
+            return self._create_one(spec, wait, stack)
+        specs = [InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key)
+                 for i in range(1, n + 1)]
+        with ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
+            futures = [pool.submit(self._create_one, s, wait, stack) for s in specs]
+            return [f.result() for f in futures]
+
+    def _create_one(self, spec: InstanceSpec, wait: bool, stack: str) -> Instance:
+        cloud, backend = self.cloud, self.cloud.backend
+        if backend.exists(spec.name):
+            raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
+                                "or delete it first")
+        flavor = get_flavor(spec.flavor)
+        image = cloud.images.get(spec.image)
+        nets = [backend.network(n) for n in spec.networks]
+        accelerator = cloud.accelerator()["accelerator"]
+        op = cloud.inventory.begin(cloud.uri, "create", "instance", spec.name,
+                                   image=spec.image, flavor=spec.flavor,
+                                   networks=list(spec.networks), stack=stack)
+        undo: list = []
+        pending: list = []
+        try:
+            uuid = self._provision(spec, flavor, image, nets, accelerator, stack, undo,
+                                   pending)
+            cloud.inventory.put(cloud.uri, "instance", spec.name, state="starting",
+                                uuid=uuid, stack=stack,
+                                spec={"image": spec.image, "flavor": spec.flavor,
+                                      "networks": list(spec.networks)})
+            undo.append(lambda: cloud.inventory.remove(cloud.uri, "instance", spec.name))
+            backend.start(spec.name)
+            for future in pending:   # dnsmasq knows the address before the guest asks
+                future.result()
+            inst = Instance(cloud, spec.name)
+            if wait:
+                inst.wait_ready()
+                inst._apply_cpu_share()
+        except KeyboardInterrupt:
+            if backend.exists(spec.name) and backend.state(spec.name) == "running":
+                cloud.inventory.finish(op, "interrupted", "left running, not yet SSH-ready")
+                raise
+            self._undo(undo)
+            cloud.inventory.finish(op, "failed", "interrupted, rolled back")
+            raise
+        except BaseException as exc:
+            self._undo(undo)
+            cloud.inventory.finish(op, "failed", str(exc))
+            raise
+        cloud.inventory.set_state(cloud.uri, "instance", spec.name,
+                                  "running" if wait else "starting")
+        cloud.inventory.finish(op, "ok")
+        self._handles[spec.name] = inst
+        return inst
+
+    @staticmethod
+    def _undo(undo: list) -> None:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:  # best effort: keep undoing the rest
+                pass
+
+    def _provision(self, spec, flavor, image: Image, nets, accelerator: str, stack: str,
+                   undo: list, pending: list) -> str:
+        """Reserve addresses, write the seed, define the domain; return its UUID.
+
+        `pending` receives the futures of work that goes on in the background (dnsmasq
+        learning the address reservations)."""
+        from . import cloudinit
+        cloud, backend = self.cloud, self.cloud.backend
+        nics, static = [], None
+        for net in nets:
+            mac = backend.random_mac()
+            ip, prefix, gateway, live = backend.reserve_address(net.name, mac, spec.name)
+            undo.append(lambda n=net.name, m=mac, f=live: (
+                concurrent.futures.wait([f]), backend.release_address(n, m)))
+            pending.append(live)
+            nics.append(lx.Nic(net.name, mac))
+            if static is None:
+                static = cloudinit.StaticNet(mac, f"{ip}/{prefix}", gateway, (gateway,))
+                first_ip = ip
+        host_private, host_public = keys.generate(f"{spec.name}-host")
+        user = keys.user_key(spec.key or "default")
+        seed_name = f"{spec.name}.seed.iso"
+        with tempfile.TemporaryDirectory(prefix="nbcloud-seed-") as tmp:
+            seed = Path(tmp) / "seed.iso"
+            cloudinit.build_seed(seed, instance_id=spec.name, hostname=spec.name,
+                                 authorized_keys=[user.public],
+                                 host_key_private=host_private, host_key_public=host_public,
+                                 network=static, user_data=spec.user_data)
+            seed_path = backend.upload_volume(INSTANCE_POOL, seed_name, seed)
+        del host_private
+        undo.append(lambda: backend.delete_volume(INSTANCE_POOL, seed_name))
+        disks = []
+        boot = None
+        if image.kind == "kernel":
+            boot = lx.KernelBoot(image.kernel, image.initrd, image.cmdline)
+        else:
+            root = f"{spec.name}.root.qcow2"
+            path = backend.create_overlay(INSTANCE_POOL, root, image.disk, image.disk_format,
+                                          max(image.size, 2 << 30))
+            undo.append(lambda: backend.delete_volume(INSTANCE_POOL, root))
+            disks.append(lx.Disk(path, "vda"))
+        disks.append(lx.Disk(seed_path, f"vd{chr(ord('a') + len(disks))}", fmt="raw",
+                             readonly=True))
+        meta = {"kind": "instance", "stack": stack, "image": spec.image,
+                "flavor": spec.flavor, "networks": ",".join(spec.networks),
+                "ip": first_ip, "mac": ",".join(nic.mac for nic in nics), "hostkey": host_public,
+                "key": spec.key or "default", "created": str(int(time.time()))}
+        d = lx.DomainDef(name=spec.name, vcpus=flavor.vcpus, memory=flavor.memory,
+                         domain_type=accel.domain_type(accelerator), boot=boot,
+                         disks=tuple(disks), nics=tuple(nics), metadata=meta,
+                         console_log=str(cloud.paths["logs"] / f"nbcloud-{spec.name}.console.log"))
+        uuid = backend.define(d)
+        undo.append(lambda: backend.delete(spec.name))
+        return uuid
+
+    def delete(self, name: str) -> None:
+        """Delete an instance: its domain, seed, root overlay and address reservations.
+        Attached data volumes are kept."""
+        check_name(name, "instance name")
+        cloud, backend = self.cloud, self.cloud.backend
+        backend.metadata(name)  # refuse before logging anything for a foreign domain
+        handle = self._handles.pop(name, None)
+        if handle:
+            handle.close()
+
+        def _delete() -> None:
+            meta = backend.delete(name)
+            for suffix in ("seed.iso", "root.qcow2"):
+                backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}")
+            for net in filter(None, meta.get("networks", "").split(",")):
+                for mac in filter(None, meta.get("mac", "").split(",")):
+                    backend.release_address(net, mac)
+            cloud.inventory.remove(cloud.uri, "instance", name)
+        self._run("delete", name, _delete)
