@@ -215,22 +215,26 @@ class Instances:
                                    image=spec.image, flavor=spec.flavor,
                                    networks=list(spec.networks), stack=stack)
         undo: list = []
-        pending: list = []
+        reservations: list = []
         try:
             uuid = self._provision(spec, flavor, image, nets, accelerator, stack, undo,
-                                   pending)
+                                   reservations)
             cloud.inventory.put(cloud.uri, "instance", spec.name, state="starting",
                                 uuid=uuid, stack=stack,
                                 spec={"image": spec.image, "flavor": spec.flavor,
                                       "networks": list(spec.networks)})
             undo.append(lambda: cloud.inventory.remove(cloud.uri, "instance", spec.name))
             backend.start(spec.name)
-            for future in pending:   # dnsmasq knows the address before the guest asks
-                future.result()
+            # dnsmasq learns the addresses while the guest boots (it asks by DHCP only
+            # after its static address is up, seconds later); not during the start,
+            # which the ~0.5 s of CPU this costs libvirt would slow down.
+            published = [backend.publish(r) for r in reservations]
             inst = Instance(cloud, spec.name)
             if wait:
                 inst.wait_ready()
                 inst._apply_cpu_share()
+            for future in published:
+                future.result()
         except KeyboardInterrupt:
             if backend.exists(spec.name) and backend.state(spec.name) == "running":
                 cloud.inventory.finish(op, "interrupted", "left running, not yet SSH-ready")
@@ -257,24 +261,23 @@ class Instances:
                 pass
 
     def _provision(self, spec, flavor, image: Image, nets, accelerator: str, stack: str,
-                   undo: list, pending: list) -> str:
-        """Reserve addresses, write the seed, define the domain; return its UUID.
-
-        `pending` receives the futures of work that goes on in the background (dnsmasq
-        learning the address reservations)."""
+                   undo: list, reservations: list) -> str:
+        """Reserve addresses (into `reservations`), write the seed, define the domain;
+        return its UUID."""
         from . import cloudinit
         cloud, backend = self.cloud, self.cloud.backend
         nics, static = [], None
         for net in nets:
             mac = backend.random_mac()
-            ip, prefix, gateway, live = backend.reserve_address(net.name, mac, spec.name)
-            undo.append(lambda n=net.name, m=mac, f=live: (
-                concurrent.futures.wait([f]), backend.release_address(n, m)))
-            pending.append(live)
+            r = backend.reserve_address(net.name, mac, spec.name)
+            undo.append(lambda r=r: (concurrent.futures.wait([r.live] if r.live else []),
+                                     backend.release_address(r.network, r.mac)))
+            reservations.append(r)
             nics.append(lx.Nic(net.name, mac))
             if static is None:
-                static = cloudinit.StaticNet(mac, f"{ip}/{prefix}", gateway, (gateway,))
-                first_ip = ip
+                static = cloudinit.StaticNet(mac, f"{r.ip}/{r.prefix}", r.gateway,
+                                             (r.gateway,))
+                first_ip = r.ip
         host_private, host_public = keys.generate(f"{spec.name}-host")
         user = keys.user_key(spec.key or "default")
         seed_name = f"{spec.name}.seed.iso"

@@ -103,6 +103,11 @@ class InstanceSpec:
             check_name(net, "network name")
         if self.key is not None:
             check_name(self.key, "key name")
+        if self.user_data is not None and not (
+                isinstance(self.user_data, str)
+                and self.user_data.lstrip().startswith(("#!", "#cloud-config"))):
+            raise InvalidSpec("user-data must start with '#!' (a script) or "
+                              "'#cloud-config'")
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,13 @@ def test_instance_spec_checks_every_name():
         NetworkSpec("lab", "10.0.0.0/24", mode="bridge")
 
 
+def test_user_data_kinds():
+    InstanceSpec("web", user_data="#!/bin/sh\necho hi\n")
+    InstanceSpec("web", user_data="#cloud-config\nruncmd: [ls]\n")
+    with pytest.raises(InvalidSpec, match="user-data must start"):
+        InstanceSpec("web", user_data="echo hi")
+
+
 def test_flavor_catalogue_families():
     families = {f.family for f in CATALOGUE.values()}
     assert families == {"shared", "standard", "highcpu", "highmem", "storage"}

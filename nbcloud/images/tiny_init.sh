@@ -1,0 +1,379 @@
+#!/bin/sh
+# nbcloud tiny image: PID 1 (busybox ash).  A NoCloud reader for the subset of
+# cloud-init that nbcloud's own seeds use, then dropbear, then user-data.
+#
+# Honoured:
+#   meta-data       instance-id, local-hostname
+#   network-config  netplan v2 "ethernets": match.macaddress (or match.name / the id
+#                   as an exact interface name), set-name, dhcp4, addresses,
+#                   gateway4, routes (to: default|0.0.0.0/0, via), nameservers.addresses
+#   user-data       "#cloud-config", a "#!" script (run with sh), or MIME multipart of
+#                   text/cloud-config and text/x-shellscript parts (7bit/8bit/base64)
+#   cloud-config    hostname, ssh_authorized_keys, ssh_keys.ed25519_private/_public,
+#                   runcmd (strings, or lists of args).  Several cloud-config parts are
+#                   merged like cloud-init's list(append)+str(): lists add up, the
+#                   last hostname wins.
+# The seed's OpenSSH ed25519 host key is converted with dropbearconvert (about 50 ms,
+# overlapped with the network setup), so the seed stays plain NoCloud; without one a
+# key is generated with dropbearkey before dropbear starts (not -R: the fingerprint
+# is printed, and it is the same for every connection).
+# Not honoured: users/groups/passwords (root only, key login only), write_files,
+#   packages, bootcmd, disable_root, gzip'd or #include user-data, nested multiparts,
+#   jinja, boothooks, network-config v1/ENI, IPv6, bonds/bridges/vlans, YAML anchors,
+#   flow mappings and quoted scalars spanning lines.  Scripts with another interpreter
+#   (python ...) run with sh, since sh is all there is.
+#
+# Console protocol (read by the host):
+#   nbcloud-ready ip=<addr> hostname=<name>    once dropbear listens
+#   -----BEGIN SSH HOST KEY FINGERPRINTS----- ... (as cloud-init prints them)
+#   nbcloud-userdata-done rc=<n>               after scripts and runcmd
+# The tiny image keeps no state: every boot is a first boot (runcmd runs again).
+# Boot with nbdebug=1 on the kernel command line for stage timestamps.
+# Every fork+exec costs milliseconds under TCG, so builtins are preferred throughout.
+# Sourced with NBCLOUD_INIT_LIB=1 it only defines its functions (for the unit tests).
+
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
+NB=/run/nbcloud   # what the seed said, split into files
+SEED=/run/cidata  # the seed, mounted
+HOSTKEY=/etc/dropbear/dropbear_ed25519_host_key
+DEFAULT_IFS=$IFS
+
+t() { [ -z "$nbdebug" ] || { read -r up _ </proc/uptime; echo "nbcloud-t $up $*"; }; }
+say() { echo "nbcloud: $*"; }
+
+stop_all() { # busybox poweroff/reboot/halt signal PID 1, and so does the power button
+	say "$1"
+	kill $(cat /run/*.pid 2>/dev/null) 2>/dev/null
+	sync
+	umount -r $SEED 2>/dev/null
+	"$1" -f
+}
+
+watch_power_button() { # ACPI power button (libvirt's shutdown): any event powers off
+	local mods e name
+	read -r mods </lib/modules/power.list
+	modprobe -a $mods
+	for e in /sys/class/input/event*; do
+		read -r name <"$e/device/name" && [ "$name" = "Power Button" ] || continue
+		(dd if="/dev/input/${e##*/}" of=/dev/null bs=24 count=1 2>/dev/null && kill -USR2 1) &
+	done
+}
+
+# --- a YAML subset reader: flattens to paths (a.b.0.c), then picks what we honour ---
+yaml() { # yaml KIND FILE: meta|net -> shell assignments on stdout; cc -> files in $NB
+	awk -v kind="$1" -v out="$NB" '
+function shq(s,  n, p, i, r) { n = split(s, p, "\047"); r = p[1]
+	for (i = 2; i <= n; i++) r = r "\047\\\047\047" p[i]; return "\047" r "\047" }
+function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+function unq(s,  c, r, i, ch) { s = trim(s); c = substr(s, 1, 1)
+	if (c != "\047" && c != "\"") { sub(/[ \t]+#.*$/, "", s); return s }
+	r = ""
+	for (i = 2; i <= length(s); i++) { ch = substr(s, i, 1)
+		if (c == "\047" && ch == "\047") { if (substr(s, i + 1, 1) != "\047") break; i++ }
+		else if (c == "\"" && ch == "\"") break
+		else if (c == "\"" && ch == "\\") { i++; ch = substr(s, i, 1)
+			if (ch == "n") ch = "\n"; else if (ch == "t") ch = "\t" }
+		r = r ch }
+	return r }
+function put(p, v) { if (!(p in V)) order[++no] = p; V[p] = v }
+function flow(p, s,  n, i, ch, q, item) { s = substr(trim(s), 2); n = 0; q = ""; item = ""
+	for (i = 1; i <= length(s); i++) { ch = substr(s, i, 1)
+		if (q != "") { if (q == "\"" && ch == "\\") { item = item ch substr(s, ++i, 1); continue }
+			if (ch == q) q = ""; item = item ch; continue }
+		if (ch == "\047" || ch == "\"") { q = ch; item = item ch; continue }
+		if (ch == "," || ch == "]") { if (trim(item) != "") put(p "." n++, unq(item)); item = ""
+			if (ch == "]") return; continue }
+		item = item ch } }
+function push(li, p, ty) { sp++; ind[sp] = li; pre[sp] = p; typ[sp] = ty; cnt[sp] = 0 }
+function path(a, b) { return a == "" ? b : a "." b }
+function iskey(s) { return s ~ /^[^ #\047"\[{-][^:]*:([ \t]|$)/ }
+function value(p, v, li) {
+	if (v ~ /^[|>]/) { blk = 1; bp = p; bpar = li; bind = -1; bval = ""; bnl = 0
+		bfold = v ~ /^>/; bchomp = v ~ /^.[0-9]?-/ ? "-" : (v ~ /^.[0-9]?\+/ ? "+" : ""); return }
+	if (v ~ /^\[/) { flow(p, v); return }
+	if (v ~ /^\{/) return
+	put(p, unq(v)) }
+function endblock() { blk = 0
+	if (bchomp == "+") { while (bnl-- > 0) bval = bval "\n" }
+	if (bchomp == "" && bval != "") bval = bval "\n"
+	put(bp, bval) }
+function handle(li, s,  rest, j, p, k) {
+	if (s ~ /^-([ \t]|$)/) {
+		if (pend && li >= pind) push(li, pkey, "seq")
+		else { while (sp > 0 && ind[sp] > li) sp--; if (typ[sp] != "seq" || ind[sp] != li) return }
+		pend = 0; p = path(pre[sp], cnt[sp]++)
+		rest = substr(s, 2); match(rest, /^[ \t]*/); j = RLENGTH; rest = substr(rest, j + 1)
+		if (rest == "" || rest ~ /^#/) { pend = 1; pind = li; pkey = p; return }
+		if (rest ~ /^-([ \t]|$)/ || iskey(rest)) { pend = 1; pind = li; pkey = p; handle(li + 1 + j, rest); return }
+		value(p, rest, li); return }
+	if (!iskey(s)) return
+	if (pend && li > pind) push(li, pkey, "map")
+	else while (sp > 0 && (ind[sp] > li || (ind[sp] == li && typ[sp] == "seq"))) sp--
+	pend = 0; k = index(s, ":"); p = path(pre[sp], trim(substr(s, 1, k - 1)))
+	rest = trim(substr(s, k + 1))
+	if (rest == "" || rest ~ /^#/) { pend = 1; pind = li; pkey = p; return }
+	value(p, rest, li) }
+BEGIN { sp = 0; ind[0] = -1; pre[0] = ""; typ[0] = "map" }
+{ sub(/\r$/, "") }
+blk { if ($0 ~ /^[ \t]*$/) { bnl++; next }
+	match($0, /^ */)
+	if (RLENGTH > bpar) { if (bind < 0) bind = RLENGTH
+		if (bval != "") { while (bnl-- > 0) bval = bval "\n"; bval = bval (bfold ? " " : "\n") }
+		bnl = 0; bval = bval substr($0, bind + 1); next }
+	endblock() }
+/^[ \t]*(#|$)/ || /^(---|\.\.\.)/ { next }
+{ match($0, /^ */); handle(RLENGTH, substr($0, RLENGTH + 1)) }
+function list(p,  i, r) { r = ""; for (i = 0; (p "." i) in V; i++) r = r (i ? "," : "") V[p "." i]
+	return r == "" ? "-" : r }
+END { if (blk) endblock()
+	if (kind == "meta") { print "MD_ID=" shq(V["instance-id"]); print "MD_HOST=" shq(V["local-hostname"]) }
+	if (kind == "cc") {
+		if ("hostname" in V) print "CC_HOST=" shq(V["hostname"])
+		for (i = 0; ("ssh_authorized_keys." i) in V; i++) print V["ssh_authorized_keys." i] >> (out "/authorized_keys")
+		if ("ssh_keys.ed25519_private" in V) printf "%s", V["ssh_keys.ed25519_private"] > (out "/host_ed25519.pem")
+		if ("ssh_keys.ed25519_public" in V) print V["ssh_keys.ed25519_public"] > (out "/host_ed25519.pub")
+		for (i = 0; ; i++) { p = "runcmd." i
+			if (p in V) line = V[p]
+			else if ((p ".0") in V) { line = ""; for (j = 0; (p "." j) in V; j++) line = line (j ? " " : "") shq(V[p "." j]) }
+			else break
+			print line >> (out "/runcmd") } }
+	if (kind == "net") { b = ("network.version" in V) ? "network." : ""
+		if (V[b "version"] != "2") { print "say " shq("network-config is not netplan v2: ignored"); exit }
+		for (o = 1; o <= no; o++) { if (substr(order[o], 1, length(b) + 10) != b "ethernets.") continue
+			split(substr(order[o], length(b) + 11), parts, "."); id = parts[1]
+			if (id in seen) continue; seen[id] = 1; e = b "ethernets." id
+			gw = V[e ".gateway4"]
+			for (i = 0; (e ".routes." i ".to") in V; i++)
+				if (V[e ".routes." i ".to"] ~ /^(default|0\.0\.0\.0\/0)$/) gw = V[e ".routes." i ".via"]
+			d = V[e ".dhcp4"] ~ /^([Tt]rue|[Yy]es|[Oo]n)$/ ? "dhcp" : "static"
+			m = tolower(V[e ".match.macaddress"])
+			printf "NICS=\"$NICS\"%s\n", shq(sprintf("%s %s %s %s %s %s %s %s\n", id, m == "" ? "-" : m,
+				V[e ".set-name"] == "" ? "-" : V[e ".set-name"], V[e ".match.name"] == "" ? "-" : V[e ".match.name"],
+				d, list(e ".addresses"), gw == "" ? "-" : gw, list(e ".nameservers.addresses"))) } }
+}' "$2"
+}
+
+mime_split() { # MIME multipart -> $NB/part.N bodies and "N type encoding" lines in $NB/parts
+	awk -v out="$NB" '
+function hval(h, name,  n, l, i, v) { n = split(h, l, "\n")
+	for (i = 1; i <= n; i++) if (tolower(l[i]) ~ "^" name ":") { v = substr(l[i], length(name) + 2)
+		sub(/;.*/, "", v); gsub(/[ \t]/, "", v); return tolower(v) }
+	return "" }
+{ sub(/\r$/, "") }
+st == "" { if ($0 != "") { h = h " " $0; next }
+	b = h; sub(/.*[bB][oO][uU][nN][dD][aA][rR][yY]=/, "", b)
+	if (b ~ /^"/) { b = substr(b, 2); sub(/".*/, "", b) } else sub(/[; \t].*/, "", b)
+	st = "pre"; next }
+$0 == "--" b "--" { st = "end"; next }
+$0 == "--" b { n++; f = out "/part." n; st = "phdr"; ph = ""; next }
+st == "phdr" { if ($0 != "") { ph = ph "\n" $0; next }
+	print n, hval(ph, "content-type"), hval(ph, "content-transfer-encoding") > (out "/parts")
+	printf "" > f; st = "body"; next }
+st == "body" { print > f }' "$1"
+}
+
+read_user_data() { # FILE [MIME-TYPE]: classify user-data (or one part of it)
+	local f=$1 type=$2 first n ptype enc
+	read -r first <"$f"
+	case "$type" in
+	text/cloud-config) first='#cloud-config' ;;
+	text/x-shellscript) first='#!' ;;
+	esac
+	case "$first" in
+	'#cloud-config'*) eval "$(yaml cc "$f")" ;;
+	'#!'*) NSCRIPT=$((NSCRIPT + 1)); cp "$f" "$NB/script.$NSCRIPT" ;;
+	[Cc]ontent-[Tt]ype:*multipart* | [Mm][Ii][Mm][Ee]-[Vv]ersion:*)
+		mime_split "$f"
+		[ -e $NB/parts ] || return
+		while read -r n ptype enc; do
+			[ "$enc" = base64 ] && base64 -d <"$NB/part.$n" >"$NB/part.$n.d" && mv "$NB/part.$n.d" "$NB/part.$n"
+			read_user_data "$NB/part.$n" "$ptype"
+		done <$NB/parts ;;
+	'') ;;
+	*) say "user-data of an unsupported kind ignored (${first%%[^a-zA-Z#!]*})" ;;
+	esac
+}
+
+read_seed() { # the mounted seed -> MD_ID MD_HOST CC_HOST NICS, and files in $NB
+	NICS= NSCRIPT=100 MD_ID= MD_HOST= CC_HOST=  # scripts 101.. sort before "runcmd"
+	[ -f $SEED/meta-data ] && eval "$(yaml meta $SEED/meta-data)"
+	[ -f $SEED/network-config ] && eval "$(yaml net $SEED/network-config)"
+	[ -f $SEED/user-data ] && read_user_data $SEED/user-data
+	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
+}
+
+find_seed() { # -> SEEDDEV, a virtio disk whose ISO9660 volume id is cidata
+	local i=0 d id
+	# virtio_blk has probed the disks when modprobe returns: 1 s is a wide margin.
+	while [ $i -lt 40 ]; do
+		for d in /dev/vd?; do
+			[ -b "$d" ] || continue
+			id=$(dd if="$d" bs=8 skip=4101 count=4 2>/dev/null) # offset 32808
+			case "${id%% *}" in cidata | CIDATA) SEEDDEV=$d; return 0 ;; esac
+		done
+		usleep 25000
+		i=$((i + 1))
+	done
+	return 1
+}
+
+nic_by() { # MAC NAME ID -> DEV, the interface name (the probe may trail a little)
+	local i=0 n a
+	while [ $i -lt 100 ]; do
+		for n in /sys/class/net/*; do
+			[ "$1" != - ] && read -r a <"$n/address" && [ "$a" = "$1" ] && { DEV=${n##*/}; return; }
+		done
+		[ "$2" != - ] && [ -e "/sys/class/net/$2" ] && { DEV=$2; return; }
+		[ -e "/sys/class/net/$3" ] && { DEV=$3; return; }
+		usleep 20000
+		i=$((i + 1))
+	done
+	DEV=
+}
+
+dhcp() { # IFACE [ADDR]: with ADDR (already set statically) only to record the lease
+	local opts="-i $1 -s /usr/share/udhcpc/default.script -x hostname:$HOST -p /run/udhcpc.$1.pid"
+	if [ -n "$2" ]; then
+		echo "$2" >"$NB/static-$1"
+		udhcpc $opts -f -r "$2" -t 3 -T 2 -A 10 -S >/dev/null 2>&1 &
+	else
+		udhcpc $opts -b -t 20 -T 1 -A 1 -S >/dev/null 2>&1
+	fi
+}
+
+configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addrs gw dns -> IP
+	local id mac setname mname mode addrs gw dns dev a
+	IP=
+	ip link set lo up
+	echo "${NICS:-eth0 - - - dhcp - - -}" >$NB/nics
+	while read -r id mac setname mname mode addrs gw dns; do
+		[ -n "$id" ] || continue
+		nic_by "$mac" "$mname" "$id"
+		dev=$DEV
+		[ -n "$dev" ] || { say "no interface for $id ($mac)"; continue; }
+		if [ "$setname" != - ] && [ "$setname" != "$dev" ] && ip link set "$dev" name "$setname"; then
+			dev=$setname
+		fi
+		ip link set "$dev" up
+		if [ "$addrs" != - ]; then # static: at once, so that SSH is reachable at once
+			IFS=,
+			for a in $addrs; do ip addr add "$a" dev "$dev"; done
+			[ "$dns" != - ] && for a in $dns; do echo "nameserver $a"; done >/etc/resolv.conf
+			IFS=$DEFAULT_IFS
+			[ "$gw" != - ] && ip route add default via "$gw" dev "$dev"
+			a=${addrs%%,*}
+			IP=${IP:-${a%/*}}
+			# Announce the address (gratuitous ARP): a host that already tried to reach it,
+			# or knew it under an earlier instance's MAC, learns it now, not at its next
+			# ARP retry a second later.
+			arping -U -c 2 -I "$dev" "${a%/*}" >/dev/null 2>&1 &
+			[ "$mode" = dhcp ] || dhcp "$dev" "${a%/*}"
+		elif [ "$mode" = dhcp ]; then
+			dhcp "$dev"
+		fi
+		[ -z "$IP" ] && [ -s "$NB/ip-$dev" ] && read -r IP <"$NB/ip-$dev"
+	done <$NB/nics
+}
+
+listening() { # is anything listening on TCP port 22?
+	local l st
+	while read -r _ l _ st _; do [ "$st" = 0A ] && [ "${l#*:}" = 0016 ] && return 0; done </proc/net/tcp
+	return 1
+}
+
+print_fingerprints() { # as cloud-init prints them on the console
+	local pub h fp
+	if [ -s $NB/host_ed25519.pub ]; then
+		read -r pub <$NB/host_ed25519.pub
+	else
+		pub=$(dropbearkey -y -f $HOSTKEY 2>/dev/null | grep '^ssh-')
+	fi
+	set -- $pub
+	h=$(echo "$2" | base64 -d | sha256sum)
+	fp=$(echo "${h%% *}" | xxd -r -p | base64)
+	echo "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
+	echo "256 SHA256:${fp%%=*} root@$HOST (ED25519)"
+	echo "-----END SSH HOST KEY FINGERPRINTS-----"
+	echo "-----BEGIN SSH HOST KEY KEYS-----"
+	echo "$1 $2 root@$HOST"
+	echo "-----END SSH HOST KEY KEYS-----"
+}
+
+run_user_data() { # user-data scripts, then runcmd, as cloud-init's final stage does
+	local rc=0 s
+	set -o pipefail
+	cd /root
+	for s in $NB/script.*; do
+		[ -f "$s" ] || continue
+		sh "$s" 2>&1 | tee -a /var/log/cloud-init-output.log || rc=$?
+	done
+	echo "nbcloud-userdata-done rc=$rc"
+	t userdata
+}
+
+[ -n "$NBCLOUD_INIT_LIB" ] && return 0
+
+# --- main -----------------------------------------------------------------------------
+mount -t devtmpfs -o mode=0755,nosuid dev /dev
+mount -t proc -o nosuid,nodev,noexec proc /proc
+t init
+read -r mods </lib/modules/boot.list
+modprobe -a $mods || say "modprobe $mods failed"
+t modules
+# The initramfs root is a RAM filesystem already: /run and /tmp need no mounts.
+mount -t sysfs -o nosuid,nodev,noexec sys /sys
+mkdir /dev/pts
+mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
+trap 'stop_all poweroff' USR2
+trap 'stop_all reboot' TERM INT
+trap 'stop_all halt' USR1
+watch_power_button & # "ready" waits for it: a shutdown right after ready works
+POWERJOB=$!
+
+umask 077 # the host's private key passes through $NB
+if find_seed && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
+	t seed "$SEEDDEV"
+	read_seed
+else
+	say "no NoCloud seed (volume id cidata) found: DHCP, generated host key, no keys"
+fi
+umask 022
+t parsed
+
+# The host key converted for dropbear (or a new one) while the rest goes on.
+if [ -s $NB/host_ed25519.pem ]; then
+	dropbearconvert openssh dropbear $NB/host_ed25519.pem $HOSTKEY >/dev/null 2>&1 &
+else
+	dropbearkey -t ed25519 -f $HOSTKEY >/dev/null 2>&1 &
+fi
+KEYJOB=$!
+if [ -s $NB/authorized_keys ]; then
+	cp $NB/authorized_keys /root/.ssh/authorized_keys
+else
+	say "no ssh_authorized_keys in the seed: nobody can log in"
+fi
+HOST=${CC_HOST:-${MD_HOST:-tiny}}
+HOST=${HOST%%.*}
+hostname "$HOST"
+echo "$HOST" >/etc/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$HOST" >/etc/hosts
+
+configure_network
+t network
+
+wait $KEYJOB || say "host key setup failed"
+dropbear -r $HOSTKEY -s -p 22 -P /run/dropbear.pid # -s: keys only, no passwords
+i=0
+while [ $i -lt 200 ] && ! listening; do usleep 10000; i=$((i + 1)); done
+wait $POWERJOB
+echo "nbcloud-ready ip=${IP:-none} hostname=$HOST"
+t ready
+
+print_fingerprints &
+run_user_data </dev/null &
+
+# PID 1 must never exit; a waiting ash reaps every child, orphans included, and runs traps.
+while :; do
+	sleep 86400 &
+	wait $!
+done
