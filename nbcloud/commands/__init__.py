@@ -1,7 +1,8 @@
 """The `%cloud` grammar (DESIGN.md, The magic), shared by the magic and the command line.
 
-One module per group of verbs (instance.py, image.py, ...), each with `add_parser(sub)`
-and `run(cloud, args, namespace)`. `parse(argv)` turns words into an argparse namespace
+One module per group of verbs (instance.py, image.py, ...), each with
+`add_parser(sub, name)` and `run(cloud, args, namespace)`; a module in this package that
+has both is a group, named after the module. `parse(argv)` turns words into an argparse namespace
 (errors raise `CommandError`, one line); `run` performs it and returns a displayable object.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """LibvirtBackend: every call nbcloud makes to libvirt goes through this class.
 
-Its operations live in one mixin per kind of object: storage.py, networks.py, domains.py.
+Its operations live in one mixin per kind of object: storage.py, networks.py, domains.py,
+devices.py.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from ...errors import HostError
+from .devices import DeviceMixin
 from .domains import DomainMixin, suppress_libvirt  # noqa: F401  (re-exported)
 from .networks import NetworkMixin
 from .storage import StorageMixin
@@ -20,7 +22,7 @@ from .storage import StorageMixin
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-class LibvirtBackend(StorageMixin, NetworkMixin, DomainMixin):
+class LibvirtBackend(StorageMixin, NetworkMixin, DomainMixin, DeviceMixin):
     """A connection to one libvirt URI and the operations on it."""
 
     def __init__(self, uri: str):
