@@ -16,6 +16,7 @@ from . import config
 from .backend.libvirt import xml as lx
 from .backend.libvirt.backend import is_local
 
+PROBE_VERSION = 2           # bump when the probe changes: cached answers are then redone
 PROBE_TIMEOUT = 8.0          # KVM reaches init in well under a second; TCG needs ~3-4 s
 MARKER = b"Run /init"        # the kernel's line as it starts the initramfs's init
 
@@ -27,7 +28,8 @@ def _cache_file() -> Path:
 def _cache_key(backend) -> str:
     v = backend.versions()
     kvm = os.path.exists("/dev/kvm")
-    return f"{v['uri']}|{os.uname().release}|qemu-{v['hypervisor']}|kvm-dev={kvm}"
+    return (f"{v['uri']}|{os.uname().release}|qemu-{v['hypervisor']}|kvm-dev={kvm}"
+            f"|probe-{PROBE_VERSION}")
 
 
 def cached(backend) -> dict | None:
