@@ -6,6 +6,7 @@ attributes, so ElementTree escapes them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -55,10 +56,21 @@ class DomainDef:
     uuid: str | None = None
 
 
+# Characters XML 1.0 cannot carry at all; ElementTree would write them unescaped and
+# produce a document libvirt rejects, so they are refused before any XML is built.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    if _NOT_XML.search(value):
+        raise ValueError(f"{value!r} contains characters XML cannot carry")
+    return value
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, {k.rstrip("_"): v for k, v in attrs.items()})
+    el = ET.SubElement(parent, tag, {k.rstrip("_"): _text(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = text
+        el.text = _text(text)
     return el
 
 
@@ -70,7 +82,7 @@ def metadata_element(values: dict[str, str]) -> ET.Element:
     root = ET.Element(f"{{{NS}}}instance")
     for key in META_KEYS:
         if key in values:
-            ET.SubElement(root, f"{{{NS}}}{key}").text = values[key]
+            ET.SubElement(root, f"{{{NS}}}{key}").text = _text(values[key])
     return root
 
 
@@ -165,7 +177,7 @@ def network_xml(name: str, cidr: str, mode: str, bridge: str) -> str:
 
 
 def dhcp_host_xml(mac: str, ip: str, name: str) -> str:
-    return _tostring(ET.Element("host", mac=mac, ip=ip, name=name))
+    return _tostring(ET.Element("host", mac=_text(mac), ip=_text(ip), name=_text(name)))
 
 
 @dataclass(frozen=True)
