@@ -5,10 +5,15 @@ from pathlib import Path
 
 from . import accel, config
 from .backend.libvirt import LibvirtBackend
+from .cdrom import CdRoms
 from .errors import NotFound
 from .images.store import IMAGE_POOL, Image, ImageStore
 from .instances import DEFAULT_NETWORK, INSTANCE_POOL, Instance, Instances  # noqa: F401
 from .inventory import Inventory
+from .keys import Keys
+from .networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
+from .pools import Pools
+from .volumes import Volume, Volumes  # noqa: F401
 
 DEFAULT_CIDR = "10.77.0.0/24"
 
@@ -44,6 +49,11 @@ class Cloud:
             self.backend.ensure_pool(pool, str(self.paths[pool]))
         self.images = ImageStore(self.backend)
         self.instances = Instances(self)
+        self.volumes = Volumes(self)
+        self.pools = Pools(self)
+        self.cdroms = CdRoms(self)
+        self.networks = Networks(self)
+        self.keys = Keys(self)
         self._accel: dict | None = None
 
     def close(self) -> None:
@@ -73,5 +83,20 @@ class Cloud:
         return self.images.put_kernel_image("tiny", tiny.kernel, tiny.initrd, tiny.cmdline,
                                             tiny.digest)
 
+    def import_image(self, name: str, source: str, *, sha256: str | None = None,
+                     progress=None) -> Image:
+        """Import a qcow2/raw disk image from a local file or an http(s) URL (streamed;
+        checksum verified when given; nothing left behind on failure)."""
+        return self.images.import_disk(name, source, sha256=sha256, progress=progress,
+                                       spool_dir=config.cache_dir())
+
+    def build_debian(self, name: str = "debian", progress=None) -> Image:
+        """Build (or reuse) the Debian cloud-init image and store it in the image pool."""
+        from .images.debian import build_debian
+        built = build_debian(config.cache_dir(), progress=progress)
+        return self.images.put_disk_image(name, built.disk, "qcow2", built.digest,
+                                          kernel=built.kernel, initrd=built.initrd,
+                                          cmdline=built.cmdline)
+
     def ensure_default_network(self) -> None:
-        self.backend.ensure_network(DEFAULT_NETWORK, DEFAULT_CIDR, "nat", "virbr-nbcloud")
+        self.backend.ensure_network(DEFAULT_NETWORK, DEFAULT_CIDR, "nat", DEFAULT_BRIDGE)

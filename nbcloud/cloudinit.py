@@ -1,7 +1,7 @@
 """NoCloud seed ISOs (volume id ``cidata``) for cloud-init and for the tiny image's /init.
 
-The seed holds ``meta-data``, ``user-data`` and, for a static address, ``network-config``
-(netplan v2).  nbcloud's own settings (hostname, authorized keys, the pinned host key)
+The seed holds ``meta-data``, ``user-data`` and, for static addresses, ``network-config``
+(netplan v2, one ethernet per NIC matched by MAC; only the first has the default route).  nbcloud's own settings (hostname, authorized keys, the pinned host key)
 travel in a ``#cloud-config`` document; a user's user-data is joined to it as a MIME
 multipart, the way cloud-init expects several parts.
 """
@@ -72,14 +72,17 @@ def new_host_key(comment: str = "nbcloud") -> HostKey:
 
 def build_seed(path: Path, *, instance_id: str, hostname: str,
                authorized_keys: Sequence[str], host_key_private: str, host_key_public: str,
-               network: StaticNet | None = None, user_data: str | None = None) -> None:
-    """Write the NoCloud seed ISO to ``path`` (mode 0600: it holds the host's private key)."""
+               network: StaticNet | Sequence[StaticNet] | None = None,
+               user_data: str | None = None) -> None:
+    """Write the NoCloud seed ISO to ``path`` (mode 0600: it holds the host's private key).
+
+    ``network`` is the static address of one NIC, or a list of them, first NIC first."""
     files = {
         "meta-data": _dump({"instance-id": instance_id, "local-hostname": hostname}),
         "user-data": user_data_document(
             cloud_config(hostname, authorized_keys, host_key_private, host_key_public), user_data),
     }
-    if network is not None:
+    if network is not None and (isinstance(network, StaticNet) or len(network)):
         files["network-config"] = network_config(network)
     size = len(files["user-data"].encode())
     if size > USER_DATA_LIMIT:
@@ -122,15 +125,25 @@ def user_data_document(ours: str, theirs: str | None) -> str:
     return msg.as_string()
 
 
-def network_config(net: StaticNet) -> str:
-    """netplan v2, as cloud-init (and netplan itself) read it."""
-    eth: dict = {"match": {"macaddress": net.mac.lower()}, "set-name": "eth0",
-                 "dhcp4": False, "addresses": [net.address]}
-    if net.gateway:
-        eth["routes"] = [{"to": "0.0.0.0/0", "via": net.gateway}]
-    if net.nameservers:
-        eth["nameservers"] = {"addresses": list(net.nameservers)}
-    return _dump({"version": 2, "ethernets": {"eth0": eth}})
+def network_config(nets: StaticNet | Sequence[StaticNet]) -> str:
+    """netplan v2, as cloud-init (and netplan itself) read it: NIC i is ``eth{i}``.
+
+    Only the first NIC gets a default route (one way out); every NIC keeps its network's
+    name servers, the first NIC's first."""
+    nets = [nets] if isinstance(nets, StaticNet) else list(nets)
+    macs = [net.mac.lower() for net in nets]
+    if len(set(macs)) != len(macs):
+        raise ValueError("two NICs have the same MAC address")
+    ethernets = {}
+    for i, net in enumerate(nets):
+        eth: dict = {"match": {"macaddress": net.mac.lower()}, "set-name": f"eth{i}",
+                     "dhcp4": False, "addresses": [net.address]}
+        if net.gateway and i == 0:
+            eth["routes"] = [{"to": "0.0.0.0/0", "via": net.gateway}]
+        if net.nameservers:
+            eth["nameservers"] = {"addresses": list(net.nameservers)}
+        ethernets[f"eth{i}"] = eth
+    return _dump({"version": 2, "ethernets": ethernets})
 
 
 class _Dumper(yaml.SafeDumper):

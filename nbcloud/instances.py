@@ -69,8 +69,7 @@ class Instance:
             self._client.close()
         meta = self.meta
         self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"],
-                                   key_path=keys.user_key(meta.get("key", "default"))
-                                   .private_path)
+                                   key_path=keys.login_key(meta.get("key", "default")))
         return self._client
 
     def ssh(self, command: str, *, check: bool = True, timeout: float = 300.0) -> str:
@@ -125,6 +124,46 @@ class Instance:
     def delete(self) -> None:
         self.close()
         self.cloud.instances.delete(self.name)
+
+    def snapshot(self, snapshot: str) -> None:
+        """An internal snapshot of disks and, while running, memory."""
+        check_name(snapshot, "snapshot name")
+        self.cloud.instances._run("snapshot", self.name, self.cloud.backend.snapshot_create,
+                                  self.name, snapshot)
+
+    def revert(self, snapshot: str) -> None:
+        """Go back to `snapshot` (running again if it was taken while running)."""
+        check_name(snapshot, "snapshot name")
+        self.close()
+        self.cloud.instances._run("revert", self.name, self.cloud.backend.snapshot_revert,
+                                  self.name, snapshot)
+
+    def snapshots(self) -> list[str]:
+        return self.cloud.backend.snapshot_names(self.name)
+
+    def resize(self, flavor: str, timeout: float = 30.0) -> str:
+        """Change flavor: live when only the CPU share differs, else stop, redefine,
+        start. Returns which it did."""
+        new = get_flavor(flavor)
+        return self.cloud.instances._run("resize", self.name, self._resize, new, timeout)
+
+    def _resize(self, new, timeout: float) -> str:
+        backend, meta = self.cloud.backend, self.meta
+        old = get_flavor(meta["flavor"])
+        running = self.state == "running"
+        if (new.vcpus, new.memory) == (old.vcpus, old.memory):
+            how = "live"
+            if running and not backend.set_cpu_share(self.name, new.cpu_share):
+                how = "live (the CPU share is not enforced on this host)"
+        else:
+            how = "stopped, redefined and started" if running else "redefined"
+            if running:
+                self.stop(timeout)
+            backend.resize(self.name, new.vcpus, new.memory)
+        backend.set_metadata(self.name, {**meta, "flavor": new.name})
+        if running and how.startswith(("stopped", "redefined")):
+            self.start()
+        return how
 
     def console(self) -> str:
         """The serial console log of the current boot."""
@@ -194,6 +233,7 @@ class Instances:
         spec = InstanceSpec(name, image, flavor, networks, user_data, key)
         n = check_count(count, "count")
         get_flavor(spec.flavor)
+        keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         if n == 1:
             return self._create_one(spec, wait, stack)
         specs = [InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key)
@@ -266,7 +306,7 @@ class Instances:
         return its UUID."""
         from . import cloudinit
         cloud, backend = self.cloud, self.cloud.backend
-        nics, static = [], None
+        nics, statics = [], []
         for net in nets:
             mac = backend.random_mac()
             r = backend.reserve_address(net.name, mac, spec.name)
@@ -274,10 +314,8 @@ class Instances:
                                      backend.release_address(r.network, r.mac)))
             reservations.append(r)
             nics.append(lx.Nic(net.name, mac))
-            if static is None:
-                static = cloudinit.StaticNet(mac, f"{r.ip}/{r.prefix}", r.gateway,
-                                             (r.gateway,))
-                first_ip = r.ip
+            statics.append(cloudinit.StaticNet(mac, f"{r.ip}/{r.prefix}", r.gateway,
+                                               (r.gateway,)))
         host_private, host_public = keys.generate(f"{spec.name}-host")
         user = keys.user_key(spec.key or "default")
         seed_name = f"{spec.name}.seed.iso"
@@ -286,25 +324,39 @@ class Instances:
             cloudinit.build_seed(seed, instance_id=spec.name, hostname=spec.name,
                                  authorized_keys=[user.public],
                                  host_key_private=host_private, host_key_public=host_public,
-                                 network=static, user_data=spec.user_data)
+                                 network=statics, user_data=spec.user_data)
             seed_path = backend.upload_volume(INSTANCE_POOL, seed_name, seed)
         del host_private
         undo.append(lambda: backend.delete_volume(INSTANCE_POOL, seed_name))
         disks = []
         boot = None
-        if image.kind == "kernel":
+        if image.kernel:  # kernel images, and disk images that carry their kernel
             boot = lx.KernelBoot(image.kernel, image.initrd, image.cmdline)
-        else:
+        if image.disk:
             root = f"{spec.name}.root.qcow2"
             path = backend.create_overlay(INSTANCE_POOL, root, image.disk, image.disk_format,
-                                          max(image.size, 2 << 30))
+                                          max(image.virtual_size or image.size, 2 << 30))
+            undo.append(lambda: backend.delete_volume(INSTANCE_POOL, root))
+            disks.append(lx.Disk(path, "vda"))
+        else:
+            # A kernel-boot image has no disk: each instance gets an empty qcow2 scratch
+            # disk (sparse), which is also where internal snapshots keep memory state.
+            root = f"{spec.name}.root.qcow2"
+            path = backend.create_volume(INSTANCE_POOL, root, 1 << 30).path
             undo.append(lambda: backend.delete_volume(INSTANCE_POOL, root))
             disks.append(lx.Disk(path, "vda"))
         disks.append(lx.Disk(seed_path, f"vd{chr(ord('a') + len(disks))}", fmt="raw",
                              readonly=True))
+        if flavor.local_disk:  # storage flavors: an empty local disk after the seed
+            local = f"{spec.name}.local.qcow2"
+            info = backend.create_volume(INSTANCE_POOL, local, flavor.local_disk)
+            undo.append(lambda: backend.delete_volume(INSTANCE_POOL, local))
+            disks.append(lx.Disk(info.path, f"vd{chr(ord('a') + len(disks))}"))
         meta = {"kind": "instance", "stack": stack, "image": spec.image,
                 "flavor": spec.flavor, "networks": ",".join(spec.networks),
-                "ip": first_ip, "mac": ",".join(nic.mac for nic in nics), "hostkey": host_public,
+                "ip": reservations[0].ip,
+                "ips": ",".join(f"{r.network}={r.ip}" for r in reservations),
+                "mac": ",".join(nic.mac for nic in nics), "hostkey": host_public,
                 "key": spec.key or "default", "created": str(int(time.time()))}
         d = lx.DomainDef(name=spec.name, vcpus=flavor.vcpus, memory=flavor.memory,
                          domain_type=accel.domain_type(accelerator), boot=boot,
@@ -326,7 +378,9 @@ class Instances:
 
         def _delete() -> None:
             meta = backend.delete(name)
-            for suffix in ("seed.iso", "root.qcow2"):
+            # its data volumes went with the domain's definition; their files stay
+            cloud.volumes.released(name, meta)
+            for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
                 backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}")
             for net in filter(None, meta.get("networks", "").split(",")):
                 for mac in filter(None, meta.get("mac", "").split(",")):

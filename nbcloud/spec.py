@@ -139,3 +139,25 @@ class PoolSpec:
         if not self.path.startswith("/") or ".." in self.path.split("/"):
             raise InvalidSpec(f"path {self.path!r} is not allowed: use an absolute path "
                               "without '..'")
+
+
+TIERS = ("ssd", "hdd")
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """What `volume create` asks for, validated: a qcow2 data volume of a tier."""
+    name: str
+    size: int | str
+    tier: str = "ssd"
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "volume name")
+        parse_size(self.size, "size")
+        if self.tier not in TIERS:
+            raise InvalidSpec(f"tier {self.tier!r} is not a volume tier: use one of "
+                              + ", ".join(TIERS))
+
+    @property
+    def capacity(self) -> int:
+        return parse_size(self.size, "size")

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
-          busybox-static dropbear-bin socat e2fsprogs)
+          busybox-static dropbear-bin socat e2fsprogs mmdebstrap)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -8,11 +8,25 @@ has both is a group, named after the module. `parse(argv)` turns words into an a
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 
-from . import doctor, flavor, image, instance
 from .base import CommandError, Parser
 
-GROUPS = {"doctor": doctor, "flavor": flavor, "image": image, "instance": instance}
+
+def _discover() -> dict:
+    groups = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if callable(getattr(module, "add_parser", None)) and callable(getattr(module, "run",
+                                                                             None)):
+            groups[info.name] = module
+    return groups
+
+
+GROUPS = _discover()
 ALIASES = {"vm": "instance"}
 
 __all__ = ["CommandError", "build_parser", "parse", "run"]

@@ -24,6 +24,13 @@ def add_parser(sub, name: str) -> None:
     inst.add_parser("list")
     for verb in ("show", "start", "stop", "reboot", "delete", "console"):
         inst.add_parser(verb).add_argument("name")
+    for verb in ("snapshot", "revert"):
+        snap = inst.add_parser(verb)
+        snap.add_argument("name")
+        snap.add_argument("snapshot")
+    rs = inst.add_parser("resize")
+    rs.add_argument("name")
+    rs.add_argument("--flavor", required=True)
     s = inst.add_parser("ssh")
     s.add_argument("name")
     s.add_argument("command", nargs=argparse.REMAINDER)
@@ -67,6 +74,16 @@ def run(cloud, args, namespace):
     inst = cloud.instances.get(args.name)
     if args.verb == "show":
         return inst
+    if args.verb == "snapshot":
+        inst.snapshot(args.snapshot)
+        return Message(f"snapshot {args.snapshot} of {args.name} taken "
+                       f"(snapshots: {', '.join(inst.snapshots())})")
+    if args.verb == "revert":
+        inst.revert(args.snapshot)
+        return Message(f"{args.name} is back at snapshot {args.snapshot}")
+    if args.verb == "resize":
+        how = inst.resize(args.flavor)
+        return Message(f"{args.name} is now {args.flavor} ({how})")
     if args.verb == "console":
         return Message(inst.console() or "(no console output yet)")
     if args.verb == "delete":

@@ -242,7 +242,9 @@ dhcp() { # IFACE [ADDR]: with ADDR (already set statically) only to record the l
 }
 
 configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addrs gw dns -> IP
-	local id mac setname mname mode addrs gw dns dev a
+	# Every NIC is configured; the first with a gateway gets the default route, and
+	# /etc/resolv.conf lists the name servers of all of them, the first NIC's first.
+	local id mac setname mname mode addrs gw dns dev a ns= routed=
 	IP=
 	ip link set lo up
 	echo "${NICS:-eth0 - - - dhcp - - -}" >$NB/nics
@@ -258,9 +260,15 @@ configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addr
 		if [ "$addrs" != - ]; then # static: at once, so that SSH is reachable at once
 			IFS=,
 			for a in $addrs; do ip addr add "$a" dev "$dev"; done
-			[ "$dns" != - ] && for a in $dns; do echo "nameserver $a"; done >/etc/resolv.conf
+			[ "$dns" != - ] && for a in $dns; do
+				case " $ns " in *" $a "*) continue ;; esac
+				[ -n "$ns" ] || : >/etc/resolv.conf
+				ns="$ns $a"
+				echo "nameserver $a" >>/etc/resolv.conf
+			done
 			IFS=$DEFAULT_IFS
-			[ "$gw" != - ] && ip route add default via "$gw" dev "$dev"
+			[ "$gw" != - ] && [ -z "$routed" ] && ip route add default via "$gw" dev "$dev" &&
+				routed=$dev
 			a=${addrs%%,*}
 			IP=${IP:-${a%/*}}
 			# Announce the address (gratuitous ARP): a host that already tried to reach it,

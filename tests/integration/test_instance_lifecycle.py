@@ -2,24 +2,14 @@
 delete — asserted on what the guest and libvirt show."""
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
+from waiting import wait_for
 
 from nbcloud import keys, ssh
 from nbcloud.api import INSTANCE_POOL
 from nbcloud.errors import AlreadyExists, SSHError
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_guest_answers_ssh_with_its_own_hostname_and_kernel(running_instance):

@@ -15,8 +15,13 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 import nbcloud.images
-from nbcloud.cloudinit import (StaticNet, build_seed, cloud_config, new_host_key,
-                               user_data_document)
+from nbcloud.cloudinit import (
+    StaticNet,
+    build_seed,
+    cloud_config,
+    new_host_key,
+    user_data_document,
+)
 
 pytestmark = pytest.mark.unit
 

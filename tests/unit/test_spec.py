@@ -4,8 +4,16 @@ from hypothesis import strategies as st
 
 from nbcloud.errors import InvalidSpec
 from nbcloud.flavors import CATALOGUE, custom_flavor, get_flavor
-from nbcloud.spec import (NAME_RE, InstanceSpec, NetworkSpec, check_count, check_name,
-                          format_size, parse_cidr, parse_size)
+from nbcloud.spec import (
+    NAME_RE,
+    InstanceSpec,
+    NetworkSpec,
+    check_count,
+    check_name,
+    format_size,
+    parse_cidr,
+    parse_size,
+)
 
 BAD_NAMES = ["x;rm -rf /", "../etc", "<b>", "", "Web", "1web", "a" * 64, "web_1", "wéb",
              "web\n", " web"]

@@ -14,7 +14,7 @@ import libvirt
 
 from ...errors import HostError
 from .devices import DeviceMixin
-from .domains import DomainMixin, suppress_libvirt  # noqa: F401  (re-exported)
+from .domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
 from .networks import NetworkMixin
 from .storage import StorageMixin
 
@@ -22,7 +22,7 @@ from .storage import StorageMixin
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-class LibvirtBackend(StorageMixin, NetworkMixin, DomainMixin, DeviceMixin):
+class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin):
     """A connection to one libvirt URI and the operations on it."""
 
     def __init__(self, uri: str):

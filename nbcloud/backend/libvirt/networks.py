@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from dataclasses import dataclass
+import xml.etree.ElementTree as ET
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import libvirt
 
-from ...errors import CloudError, NotFound
+from ...errors import AlreadyExists, CloudError, NotFound
 from . import xml as lx
 
 
@@ -22,6 +23,7 @@ class Reservation:
     gateway: str
     host_xml: str
     live: Future | None = None
+    dns_xml: str = ""
 
 
 class NetworkMixin:
@@ -46,6 +48,62 @@ class NetworkMixin:
 
     def network_names(self) -> list[str]:
         return sorted(n.name() for n in self.conn.listAllNetworks(0))
+
+    def network_infos(self) -> list[lx.NetworkInfo]:
+        """Every network on the host that has an IPv4 address, nbcloud's or not."""
+        out = []
+        for net in self.conn.listAllNetworks(0):
+            try:
+                out.append(lx.parse_network(net.XMLDesc(0)))
+            except (ValueError, libvirt.libvirtError):
+                continue  # no IPv4 (a plain bridge), or gone meanwhile
+        return sorted(out, key=lambda info: info.name)
+
+    def network_bridges(self) -> set[str]:
+        """Bridge names every network on the host uses (with or without an address)."""
+        out = set()
+        for net in self.conn.listAllNetworks(0):
+            try:
+                bridge = ET.fromstring(net.XMLDesc(0)).find("bridge")
+            except libvirt.libvirtError:
+                continue
+            if bridge is not None and bridge.get("name"):
+                out.add(bridge.get("name"))
+        return out
+
+    def create_network(self, name: str, cidr: str, mode: str, bridge: str) -> None:
+        """Define, start and autostart a new network; nothing is left if a step fails."""
+        try:
+            self.conn.networkLookupByName(name)
+            raise AlreadyExists(f"network {name!r} exists already: pick another name or "
+                                "delete it first")
+        except libvirt.libvirtError:
+            pass
+        try:
+            net = self.conn.networkDefineXML(lx.network_xml(name, cidr, mode, bridge))
+        except libvirt.libvirtError as exc:
+            raise CloudError(f"libvirt refused network {name!r}: "
+                             f"{exc.get_error_message()}") from None
+        try:
+            net.create()
+            net.setAutostart(1)
+        except libvirt.libvirtError as exc:
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+            raise CloudError(f"network {name!r} did not start: {exc.get_error_message()}") \
+                from None
+
+    def delete_network(self, name: str) -> None:
+        """Stop and undefine network `name`."""
+        try:
+            net = self.conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            raise NotFound(f"network {name!r} does not exist (see `%cloud network list`)") \
+                from None
+        if net.isActive():
+            net.destroy()
+        net.undefine()
 
     def network(self, name: str) -> lx.NetworkInfo:
         try:
@@ -88,14 +146,47 @@ class NetworkMixin:
             else:
                 raise CloudError(f"could not reserve an address on network {network!r}: "
                                  "it kept being taken; try again")
-        return Reservation(network, mac, ip, info.network.prefixlen, info.gateway, host)
+            dns = lx.dns_host_xml(ip, (hostname,))
+            config_only = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+            try:
+                self._drop_dns_hosts(net, ip, config_only,
+                                     libvirt.VIR_NETWORK_XML_INACTIVE)  # a stale record
+                net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                           libvirt.VIR_NETWORK_SECTION_DNS_HOST, -1, dns, config_only)
+            except libvirt.libvirtError as exc:
+                net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                           libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, config_only)
+                raise CloudError(f"could not add a DNS record on network {network!r}: "
+                                 f"{exc.get_error_message()}") from None
+        return Reservation(network, mac, ip, info.network.prefixlen, info.gateway, host,
+                           dns_xml=dns)
+
+    @staticmethod
+    def _drop_dns_hosts(net: libvirt.virNetwork, ip: str, flags: int, xml_flags: int) -> bool:
+        """Delete the DNS host records of address `ip` (in config or live, by `flags`)."""
+        found = False
+        for h_ip, names in lx.parse_network(net.XMLDesc(xml_flags)).dns_hosts:
+            if h_ip == ip:
+                net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                           libvirt.VIR_NETWORK_SECTION_DNS_HOST, -1,
+                           lx.dns_host_xml(h_ip, names), flags)
+                found = True
+        return found
 
     def publish(self, reservation: Reservation) -> Future:
         """Tell the running dnsmasq about `reservation`, in the background."""
-        reservation.live = self._background.submit(
-            self._update_live, reservation.network,
-            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, reservation.host_xml)
+        reservation.live = self._background.submit(self._publish_live, reservation)
         return reservation.live
+
+    def _publish_live(self, r: Reservation) -> None:
+        add = libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
+        self._update_live(r.network, add, r.host_xml)
+        if r.dns_xml:
+            with self._net_lock:
+                net = self.conn.networkLookupByName(r.network)
+                if net.isActive():
+                    self._drop_dns_hosts(net, r.ip, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, 0)
+            self._update_live(r.network, add, r.dns_xml, libvirt.VIR_NETWORK_SECTION_DNS_HOST)
 
     @staticmethod
     def _free_address(info: lx.NetworkInfo, taken: set[str]) -> str:
@@ -109,14 +200,15 @@ class NetworkMixin:
         raise CloudError(f"network {info.name!r} has no free address left: delete an "
                          "instance or use a larger network")
 
-    def _update_live(self, network: str, command: int, host_xml: str) -> None:
+    def _update_live(self, network: str, command: int, host_xml: str,
+                     section: int = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST) -> None:
         net = self.conn.networkLookupByName(network)
         if net.isActive():
-            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host_xml,
-                       libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
+            net.update(command, section, -1, host_xml, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
 
     def release_address(self, network: str, mac: str) -> bool:
-        """Remove `mac`'s reservation from the network's definition and its dnsmasq."""
+        """Remove `mac`'s reservation and DNS record from the network's definition and
+        its dnsmasq."""
         with self._net_lock:
             try:
                 net = self.conn.networkLookupByName(network)
@@ -133,6 +225,7 @@ class NetworkMixin:
                         net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
                                    libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
                                    lx.dhcp_host_xml(h_mac, ip, name), flags)
+                        self._drop_dns_hosts(net, ip, flags, xml_flags)
                         found = True
             return found
 

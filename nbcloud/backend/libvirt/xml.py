@@ -14,7 +14,7 @@ NS = "http://nbcloud.org/xmlns/instance/1"
 ET.register_namespace("nbcloud", NS)
 
 #: Metadata keys stored on every domain nbcloud makes (all strings).
-META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "mac", "hostkey",
+META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "ips", "mac", "hostkey",
              "key", "created", "volumes")
 
 
@@ -56,14 +56,17 @@ class DomainDef:
     uuid: str | None = None
 
 
-# Characters XML 1.0 cannot carry at all; ElementTree would write them unescaped and
-# produce a document libvirt rejects, so they are refused before any XML is built.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# Characters XML 1.0 cannot carry at all (ElementTree would write them unescaped and
+# produce a document libvirt rejects), and the carriage return, which ElementTree leaves
+# unescaped in text so that every parser reads it back as a newline: refused before any
+# XML is built.
+_NOT_XML = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def _text(value: str) -> str:
     if _NOT_XML.search(value):
-        raise ValueError(f"{value!r} contains characters XML cannot carry")
+        raise ValueError(f"{value!r} contains control characters nbcloud does not put "
+                         "in libvirt XML")
     return value
 
 
@@ -88,6 +91,16 @@ def metadata_element(values: dict[str, str]) -> ET.Element:
 
 def metadata_xml(values: dict[str, str]) -> str:
     return _tostring(metadata_element(values))
+
+
+def metadata_update_xml(values: dict[str, str]) -> str:
+    """The metadata element as `virDomainSetMetadata` takes it: without a namespace,
+    which libvirt adds itself (it refuses a document that declares one already)."""
+    root = ET.Element("instance")
+    for key in META_KEYS:
+        if key in values:
+            ET.SubElement(root, key).text = _text(values[key])
+    return _tostring(root)
 
 
 def parse_metadata(text: str) -> dict[str, str]:
@@ -180,6 +193,15 @@ def dhcp_host_xml(mac: str, ip: str, name: str) -> str:
     return _tostring(ET.Element("host", mac=_text(mac), ip=_text(ip), name=_text(name)))
 
 
+def dns_host_xml(ip: str, names: tuple[str, ...] | list[str]) -> str:
+    """A `<dns><host>` record. dnsmasq answers `name` and `name.NETWORK` from it at once;
+    a DHCP host entry alone gives a name only after the guest's first lease."""
+    host = ET.Element("host", ip=_text(ip))
+    for name in names:
+        _sub(host, "hostname", name)
+    return _tostring(host)
+
+
 @dataclass(frozen=True)
 class NetworkInfo:
     name: str
@@ -190,6 +212,7 @@ class NetworkInfo:
     dhcp_start: str
     dhcp_end: str
     hosts: tuple[tuple[str, str, str], ...]     # (mac, ip, name) reservations
+    dns_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()   # (ip, names) DNS records
 
 
 def parse_network(text: str) -> NetworkInfo:
@@ -204,11 +227,13 @@ def parse_network(text: str) -> NetworkInfo:
     rng = ip.find("dhcp/range")
     hosts = tuple((h.get("mac", ""), h.get("ip", ""), h.get("name", ""))
                   for h in ip.findall("dhcp/host"))
+    dns_hosts = tuple((h.get("ip", ""), tuple(n.text or "" for n in h.findall("hostname")))
+                      for h in root.findall("dns/host"))
     bridge = root.find("bridge")
     return NetworkInfo(root.findtext("name", ""), bridge.get("name", "") if bridge is not None
                        else "", mode, iface.network, str(iface.ip),
                        rng.get("start", "") if rng is not None else "",
-                       rng.get("end", "") if rng is not None else "", hosts)
+                       rng.get("end", "") if rng is not None else "", hosts, dns_hosts)
 
 
 def pool_xml(name: str, path: str) -> str:
@@ -231,4 +256,107 @@ def volume_xml(name: str, capacity: int, fmt: str,
         store = _sub(root, "backingStore")
         _sub(store, "path", backing[0])
         _sub(store, "format", type=backing[1])
+    return _tostring(root)
+
+
+@dataclass(frozen=True)
+class IOTune:
+    """Per-disk caps QEMU enforces (libvirt `<iotune>`): what makes a tier a tier."""
+    total_bytes_sec: int
+    total_iops_sec: int
+
+
+@dataclass(frozen=True)
+class DataDisk:
+    """A disk attached after the domain was made: a data volume or an ISO.
+
+    `device='disk'` with `readonly` on bus virtio is how nbcloud attaches ISOs (the tiny
+    guest has no IDE/SATA/SCSI cdrom driver); `device='cdrom'` on bus sata is what full
+    images prefer."""
+    path: str
+    target: str                   # vdb, vdc, ... (sda, ... on sata)
+    fmt: str = "qcow2"
+    serial: str | None = None
+    readonly: bool = False
+    device: str = "disk"          # 'disk' or 'cdrom'
+    bus: str = "virtio"           # 'virtio' or 'sata'
+    iotune: IOTune | None = None
+
+
+def disk_element(d: DataDisk) -> ET.Element:
+    el = ET.Element("disk", type="file", device=d.device)
+    # cache=none is O_DIRECT on the host, so the tier's caps, not the host page cache,
+    # decide what the guest measures.
+    _sub(el, "driver", name="qemu", type=d.fmt, cache="default" if d.readonly else "none")
+    _sub(el, "source", file=d.path)
+    _sub(el, "target", dev=d.target, bus=d.bus)
+    if d.iotune:
+        tune = _sub(el, "iotune")
+        _sub(tune, "total_bytes_sec", str(d.iotune.total_bytes_sec))
+        _sub(tune, "total_iops_sec", str(d.iotune.total_iops_sec))
+    if d.readonly:
+        _sub(el, "readonly")
+    if d.serial:
+        _sub(el, "serial", d.serial)
+    return el
+
+
+def disk_xml(d: DataDisk) -> str:
+    """The `<disk>` device XML for attachDeviceFlags."""
+    return _tostring(disk_element(d))
+
+
+def _int_text(parent: ET.Element | None, tag: str) -> int:
+    text = parent.findtext(tag) if parent is not None else None
+    return int(text) if text and text.isdigit() else 0
+
+
+def parse_disks(domain_text: str) -> list[DataDisk]:
+    """The file-backed disks of a domain XML, in document order."""
+    out = []
+    for el in ET.fromstring(domain_text).findall("devices/disk"):
+        source, target, driver = el.find("source"), el.find("target"), el.find("driver")
+        tune = el.find("iotune")
+        iotune = None
+        if tune is not None:
+            iotune = IOTune(_int_text(tune, "total_bytes_sec"), _int_text(tune, "total_iops_sec"))
+        out.append(DataDisk(
+            path=source.get("file", "") if source is not None else "",
+            target=target.get("dev", "") if target is not None else "",
+            fmt=driver.get("type", "raw") if driver is not None else "raw",
+            serial=el.findtext("serial"), readonly=el.find("readonly") is not None,
+            device=el.get("device", "disk"),
+            bus=target.get("bus", "") if target is not None else "", iotune=iotune))
+    return out
+
+
+def snapshot_xml(name: str, skip: tuple[str, ...] = ()) -> str:
+    """An internal snapshot; disks whose targets are in `skip` (read-only ones, like the
+    seed) are left out, since only qcow2 disks can hold one."""
+    root = ET.Element("domainsnapshot")
+    _sub(root, "name", name)
+    if skip:
+        disks = _sub(root, "disks")
+        for target in skip:
+            _sub(disks, "disk", name=target, snapshot="no")
+    return _tostring(root)
+
+
+def readonly_disks(text: str) -> tuple[str, ...]:
+    """Targets of the read-only disks in a domain's XML."""
+    root = ET.fromstring(text)
+    return tuple(d.find("target").get("dev", "") for d in root.findall("devices/disk")
+                 if d.find("readonly") is not None and d.find("target") is not None)
+
+
+def resized_domain_xml(text: str, vcpus: int, memory: int) -> str:
+    """A domain's XML with new vCPU count and memory size (everything else kept)."""
+    root = ET.fromstring(text)
+    for tag in ("memory", "currentMemory"):
+        el = root.find(tag)
+        if el is not None:
+            el.text, el.attrib = str(memory // 1024), {"unit": "KiB"}
+    vcpu = root.find("vcpu")
+    vcpu.text = str(vcpus)
+    vcpu.attrib.pop("current", None)
     return _tostring(root)

@@ -1,0 +1,259 @@
+"""Importing disk images from a local file or an http(s) URL.
+
+The source is read once, in chunks: the first chunk decides the format (qcow2 by its
+magic, else a raw disk by its partition table or filesystem; anything else, such as an
+HTML error page or a compressed file, is refused), every chunk feeds the SHA-256 and the
+progress, and the chunks go straight into libvirt's upload stream. A source of unknown
+length (no Content-Length) is spooled to a temporary file in the cache folder first,
+because a libvirt upload needs its length up front.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import struct
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import CloudError
+from ..progress import ByteProgress
+
+CHUNK = 256 * 1024          # libvirt's stream buffer size
+HEAD = 64 * 1024            # enough for an ISO 9660 descriptor at 32 KiB
+QCOW2_MAGIC = b"QFI\xfb"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# Well-known file types that are not disk images, with what to do instead.
+_NOT_IMAGES = (
+    (b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+    (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (unxz)"),
+    (b"BZh", "bzip2-compressed: decompress it first (bunzip2)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (unzstd)"),
+    (b"PK\x03\x04", "a zip archive: unpack the image from it first"),
+    (b"KDMV", "a VMDK image: convert it with `qemu-img convert -O qcow2`"),
+    (b"vhdxfile", "a VHDX image: convert it with `qemu-img convert -O qcow2`"),
+    (b"conectix", "a VHD image: convert it with `qemu-img convert -O qcow2`"),
+)
+
+
+class ImageImportError(CloudError):
+    """An import that cannot go on (bad source, wrong format, checksum mismatch)."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the first bytes say: the format and, for qcow2, the virtual size."""
+    format: str
+    virtual_size: int | None
+
+
+def detect_format(head: bytes) -> Probe:
+    """qcow2 or raw from the first bytes of an image; ImageImportError for anything else."""
+    if head.startswith(QCOW2_MAGIC):
+        if len(head) < 32:
+            raise ImageImportError("the qcow2 header is cut short: the file is truncated")
+        version, backing_offset, _, size = struct.unpack(">IQIQ", head[4:28])
+        if version not in (2, 3):
+            raise ImageImportError(f"qcow2 version {version} is not supported (2 or 3 are)")
+        if backing_offset:
+            # A backing file names a path on the machine that made the image; here it
+            # would open an arbitrary host file.
+            raise ImageImportError("the qcow2 image has a backing file: flatten it first "
+                                   "with `qemu-img convert -O qcow2`")
+        return Probe("qcow2", size)
+    for magic, what in _NOT_IMAGES:
+        if head.startswith(magic):
+            raise ImageImportError(f"not a disk image: the source is {what}")
+    if _looks_like_raw_disk(head):
+        return Probe("raw", None)
+    raise ImageImportError(f"not a disk image (qcow2 or raw): the source starts with "
+                           f"{_preview(head)}")
+
+
+def _looks_like_raw_disk(head: bytes) -> bool:
+    if len(head) < 512 or len(head) % 512:
+        return False
+    return (head[510:512] == b"\x55\xaa"                       # MBR or GPT protective MBR
+            or head[512:520] == b"EFI PART"                    # GPT
+            or head[1080:1082] == b"\x53\xef"                  # ext2/3/4 superblock
+            or head[32769:32774] == b"CD001"                   # ISO 9660
+            or not any(head[:512]))                            # blank or unpartitioned
+
+
+def _preview(head: bytes) -> str:
+    text = head[:24]
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+        return repr(text.decode().strip()[:24]) + " (text, like an HTML error page)"
+    return text[:8].hex(" ")
+
+
+def check_sha256(value: str | None) -> str | None:
+    """A lower-case 64-digit hex SHA-256, or None; one-line error otherwise."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v.startswith("sha256:"):
+        v = v[7:]
+    if not _SHA256.match(v):
+        raise ImageImportError(f"--sha256 {value!r} is not a SHA-256 (64 hex digits)")
+    return v
+
+
+class Source:
+    """An opened image source: `size` (None when unknown) and `read(n)` of its bytes."""
+
+    def __init__(self, label: str, fh: BinaryIO, size: int | None):
+        self.label = label
+        self.fh = fh
+        self.size = size
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self.fh.read(n)
+        except (OSError, urllib.error.URLError) as exc:
+            raise ImageImportError(f"reading {self.label} failed: {exc}") from None
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def open_source(source: str, timeout: float = 30.0) -> Source:
+    """Open a local path or an http(s) URL for streaming."""
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
+        if not source.lower().startswith(("http://", "https://")):
+            raise ImageImportError(f"cannot import from {source!r}: give a local file or "
+                                   "an http(s):// URL")
+        try:
+            resp = urllib.request.urlopen(source, timeout=timeout)  # noqa: S310 (http/s only)
+        except urllib.error.HTTPError as exc:
+            raise ImageImportError(f"{source}: the server answered {exc.code} "
+                                   f"{exc.reason}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ImageImportError(f"cannot download {source}: {reason}") from None
+        length = resp.headers.get("Content-Length")
+        size = int(length) if length and length.isdigit() else None
+        return Source(source, resp, size)
+    path = Path(source).expanduser()
+    if ".." in path.parts:
+        raise ImageImportError(f"{source!r}: give the path without '..' (an absolute "
+                               "path works)")
+    if not path.is_file():
+        raise ImageImportError(f"{source!r}: no such file (give a local path or an "
+                               "http(s) URL)")
+    try:
+        return Source(str(path), open(path, "rb"), path.stat().st_size)
+    except OSError as exc:
+        raise ImageImportError(f"cannot read {source!r}: {exc.strerror}") from None
+
+
+class Reader:
+    """Reads a Source in chunks, first from the already-read head; hashes, counts and
+    reports every byte."""
+
+    def __init__(self, src: Source, head: bytes, total: int | None,
+                 progress: ByteProgress | None):
+        self.src = src
+        self.pending = head
+        self.total = total
+        self.done = 0
+        self.sha = hashlib.sha256()
+        self.progress = progress
+
+    def read(self, n: int) -> bytes:
+        if self.pending:
+            data, self.pending = self.pending[:n], self.pending[n:]
+        else:
+            data = self.src.read(min(n, CHUNK))
+        if self.total is not None and self.done + len(data) > self.total:
+            raise ImageImportError(f"{self.src.label} is longer than the "
+                                   f"{self.total} bytes announced")
+        self.done += len(data)
+        self.sha.update(data)
+        if self.progress and data:
+            self.progress(self.done, self.total)
+        return data
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What the stored volume is: its format, bytes, digest and (if known) virtual size."""
+    format: str
+    size: int
+    sha256: str
+    virtual_size: int | None
+    seconds: float
+
+
+def stream_into(upload, source: str, *, sha256: str | None = None,
+                progress: ByteProgress | None = None, spool_dir: Path | None = None
+                ) -> Imported:
+    """Read `source` once and hand it to `upload(fmt, size, read)`, which must store the
+    bytes and return a handle with `.delete()`-on-failure semantics of its own.
+
+    Verification happens as the bytes pass; a mismatch raises after `upload` returned,
+    and the caller removes what it stored. `upload` may be called with the format only
+    known from the head, before the rest is read."""
+    want = check_sha256(sha256)
+    start = time.monotonic()
+    src = open_source(source)
+    try:
+        head = _read_head(src)
+        probe = detect_format(head)
+        if src.size is None:
+            src = _spool(src, head, spool_dir)
+            head = src.read(HEAD)
+        reader = Reader(src, head, src.size, progress)
+        upload(probe.format, src.size, reader.read)
+        if reader.done != src.size:
+            raise ImageImportError(f"{source} ended after {reader.done} of {src.size} "
+                                   "bytes: the download was cut short")
+        got = reader.sha.hexdigest()
+        if want and got != want:
+            raise ImageImportError(f"checksum mismatch for {source}: expected sha256 "
+                                   f"{want[:16]}..., got {got[:16]}...; nothing was kept")
+        if progress:
+            progress(reader.done, reader.done)
+        return Imported(probe.format, reader.done, got, probe.virtual_size,
+                        time.monotonic() - start)
+    finally:
+        src.close()
+
+
+def _read_head(src: Source) -> bytes:
+    head = b""
+    while len(head) < HEAD:
+        chunk = src.read(HEAD - len(head))
+        if not chunk:
+            break
+        head += chunk
+    if not head:
+        raise ImageImportError(f"{src.label} is empty")
+    return head
+
+
+def _spool(src: Source, head: bytes, spool_dir: Path | None) -> Source:
+    """Copy a source of unknown length to a temporary file (deleted when closed)."""
+    tmp = tempfile.TemporaryFile(dir=spool_dir, prefix="nbcloud-import-")
+    try:
+        tmp.write(head)
+        shutil.copyfileobj(_ReadAdapter(src), tmp, CHUNK)
+        size = tmp.tell()
+        tmp.seek(0)
+    except BaseException:
+        tmp.close()
+        raise
+    finally:
+        src.close()
+    return Source(src.label, tmp, size)
+
+
+class _ReadAdapter:
+    def __init__(self, src: Source):
+        self.read = src.read
