@@ -202,14 +202,9 @@ class Instances:
             inst.close()
 
     def _run(self, verb: str, name: str, fn, *args):
-        inv, uri = self.cloud.inventory, self.cloud.uri
-        op = inv.begin(uri, verb, "instance", name)
-        try:
+        with self.cloud.inventory.operation(self.cloud.uri, verb, "instance", name) as op:
             result = fn(*args)
-        except BaseException as exc:
-            inv.finish(op, "failed", str(exc))
-            raise
-        inv.finish(op, "ok", str(result) if result else "")
+            op.detail = str(result) if result else ""
         return result
 
     def get(self, name: str) -> Instance:

@@ -46,6 +46,13 @@ class Resource:
     state: str
 
 
+@dataclass
+class Operation:
+    """An operation under way; the body of `Inventory.operation` may set `detail`."""
+    id: int
+    detail: str = ""
+
+
 class Inventory:
     """A thread-safe handle on the inventory file."""
 
@@ -91,6 +98,19 @@ class Inventory:
                 (time.time(), getpass.getuser(), uri, verb, kind, name,
                  json.dumps(args, sort_keys=True, default=str)))
             return int(cur.lastrowid)
+
+    @contextmanager
+    def operation(self, uri: str, verb: str, kind: str, name: str,
+                  **args) -> Iterator[Operation]:
+        """Record the intent, run the body, then the outcome: 'ok' with the `detail` the
+        body set, or 'failed' with the error (which is raised on)."""
+        op = Operation(self.begin(uri, verb, kind, name, **args))
+        try:
+            yield op
+        except BaseException as exc:
+            self.finish(op.id, "failed", str(exc))
+            raise
+        self.finish(op.id, "ok", op.detail)
 
     def finish(self, op_id: int, result: str = "ok", detail: str = "") -> None:
         with self._write() as db:

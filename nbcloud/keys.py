@@ -228,14 +228,9 @@ class Keys:
         self.cloud = cloud
 
     def _run(self, verb: str, name: str, fn, *args):
-        inv, uri = self.cloud.inventory, self.cloud.uri
-        op = inv.begin(uri, verb, "key", name)
-        try:
+        with self.cloud.inventory.operation(self.cloud.uri, verb, "key", name) as op:
             result = fn(*args)
-        except BaseException as exc:
-            inv.finish(op, "failed", str(exc))
-            raise
-        inv.finish(op, "ok", result.fingerprint if isinstance(result, KeyPair) else "")
+            op.detail = result.fingerprint if isinstance(result, KeyPair) else ""
         return result
 
     def create(self, name: str) -> KeyPair:

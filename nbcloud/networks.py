@@ -174,9 +174,9 @@ class Networks:
             raise CloudError(f"cidr {spec.cidr} overlaps network {other.name!r} "
                              f"({other.network}): pick a range that does not")
         bridge = bridge_name(name, backend.network_bridges())
-        op = cloud.inventory.begin(cloud.uri, "create", "network", name, cidr=spec.cidr,
-                                   mode=spec.mode, bridge=bridge, stack=stack)
-        try:
+        with cloud.inventory.operation(cloud.uri, "create", "network", name,
+                                       cidr=spec.cidr, mode=spec.mode, bridge=bridge,
+                                       stack=stack) as op:
             backend.create_network(name, spec.cidr, spec.mode, bridge)
             try:
                 cloud.inventory.put(cloud.uri, "network", name, state="active", stack=stack,
@@ -185,10 +185,7 @@ class Networks:
             except BaseException:
                 backend.delete_network(name)
                 raise
-        except BaseException as exc:
-            cloud.inventory.finish(op, "failed", str(exc))
-            raise
-        cloud.inventory.finish(op, "ok", bridge)
+            op.detail = bridge
         return Network(cloud, name)
 
     def leases(self, name: str) -> Table:
@@ -221,14 +218,9 @@ class Networks:
             raise CloudError(f"network {name!r} is in use by instance"
                              f"{'s' if len(users) > 1 else ''} {', '.join(users)}: "
                              "delete them first")
-        op = cloud.inventory.begin(cloud.uri, "delete", "network", name, force=force)
-        try:
+        with cloud.inventory.operation(cloud.uri, "delete", "network", name, force=force):
             backend.delete_network(name)
             cloud.inventory.remove(cloud.uri, "network", name)
-        except BaseException as exc:
-            cloud.inventory.finish(op, "failed", str(exc))
-            raise
-        cloud.inventory.finish(op, "ok")
 
 
 def _expiry(lease: dict | None) -> str:

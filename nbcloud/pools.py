@@ -74,14 +74,9 @@ class Pools:
         spec = PoolSpec(name, path)
         backend, inv, uri = self.cloud.backend, self.cloud.inventory, self.cloud.uri
         backend.check_new_pool(spec.name, spec.path)
-        op = inv.begin(uri, "create", "pool", name, path=spec.path)
-        try:
+        with inv.operation(uri, "create", "pool", name, path=spec.path):
             info = backend.create_pool(spec.name, spec.path)
             inv.put(uri, "pool", name, state="active", spec={"path": spec.path}, stack=stack)
-        except BaseException as exc:
-            inv.finish(op, "failed", str(exc))
-            raise
-        inv.finish(op, "ok")
         return Pool(info)
 
     def delete(self, name: str) -> None:
@@ -98,12 +93,7 @@ class Pools:
         if info.volumes:
             raise CloudError(f"pool {name!r} holds {info.volumes} volume(s): delete them "
                              "first")
-        op = inv.begin(uri, "delete", "pool", name)
-        try:
+        with inv.operation(uri, "delete", "pool", name):
             backend.delete_pool(name)
             inv.remove(uri, "pool", name)
-        except BaseException as exc:
-            inv.finish(op, "failed", str(exc))
-            raise
-        inv.finish(op, "ok")
 

@@ -190,17 +190,13 @@ class Volumes:
 
     def _operation(self, verb: str, name: str, kind: str, steps, **args):
         """Run `steps(undo)` between inventory.begin and finish; roll back on failure."""
-        inv, uri = self.cloud.inventory, self.cloud.uri
-        op = inv.begin(uri, verb, kind, name, **args)
         undo: list = []
-        try:
-            result = steps(undo)
-        except BaseException as exc:
-            Instances._undo(undo)
-            inv.finish(op, "failed", str(exc))
-            raise
-        inv.finish(op, "ok")
-        return result
+        with self.cloud.inventory.operation(self.cloud.uri, verb, kind, name, **args):
+            try:
+                return steps(undo)
+            except BaseException:
+                Instances._undo(undo)
+                raise
 
     # ----- verbs --------------------------------------------------------------------------
     def create(self, name: str, size: int | str = "1G", tier: str = "ssd",
