@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import accel, keys, ssh
 from .backend.libvirt import xml as lx
 from .backend.libvirt.backend import is_local
-from .errors import AlreadyExists, CloudError
+from .errors import AlreadyExists, CloudError, InvalidSpec
 from .flavors import get_flavor
 from .images.store import Image
 from .spec import InstanceSpec, check_count, check_name
@@ -121,9 +121,9 @@ class Instance:
         self.close()
         self.cloud.instances._run("reboot", self.name, self.cloud.backend.reboot, self.name)
 
-    def delete(self) -> None:
+    def delete(self, *, volumes: bool = False) -> None:
         self.close()
-        self.cloud.instances.delete(self.name)
+        self.cloud.instances.delete(self.name, volumes=volumes)
 
     def snapshot(self, snapshot: str) -> None:
         """An internal snapshot of disks and, while running, memory."""
@@ -222,15 +222,26 @@ class Instances:
     def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
                network: str | list[str] | tuple[str, ...] = DEFAULT_NETWORK, *,
                user_data: str | None = None, key: str = "default", count: int = 1,
-               wait: bool = True, stack: str = "adhoc") -> Instance | list[Instance]:
-        """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers."""
+               wait: bool = True, stack: str = "adhoc",
+               volumes: tuple[str, ...] | list[str] = ()) -> Instance | list[Instance]:
+        """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
+        `volumes` are existing data volumes, attached once it runs."""
         networks = (network,) if isinstance(network, str) else tuple(network)
         spec = InstanceSpec(name, image, flavor, networks, user_data, key)
         n = check_count(count, "count")
         get_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
+        for vol in volumes:
+            if n > 1:
+                raise InvalidSpec("volume: a data volume attaches to one instance; "
+                                  "use --volume with --count 1")
+            if self.cloud.volumes.get(check_name(vol, "volume name")).attached_to:
+                raise CloudError(f"volume {vol!r} is attached already: detach it first")
         if n == 1:
-            return self._create_one(spec, wait, stack)
+            inst = self._create_one(spec, wait, stack)
+            for vol in volumes:
+                self.cloud.volumes.attach(vol, inst.name)
+            return inst
         specs = [InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key)
                  for i in range(1, n + 1)]
         with ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
@@ -361,9 +372,9 @@ class Instances:
         undo.append(lambda: backend.delete(spec.name))
         return uuid
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, volumes: bool = False) -> None:
         """Delete an instance: its domain, seed, root overlay and address reservations.
-        Attached data volumes are kept."""
+        Attached data volumes are kept (detached), unless `volumes` asks to delete them."""
         check_name(name, "instance name")
         cloud, backend = self.cloud, self.cloud.backend
         backend.metadata(name)  # refuse before logging anything for a foreign domain
@@ -381,4 +392,8 @@ class Instances:
                 for mac in filter(None, meta.get("mac", "").split(",")):
                     backend.release_address(net, mac)
             cloud.inventory.remove(cloud.uri, "instance", name)
-        self._run("delete", name, _delete)
+            return meta
+        meta = self._run("delete", name, _delete)
+        if volumes:
+            for vol in filter(None, meta.get("volumes", "").split(",")):
+                cloud.volumes.delete(vol)

@@ -21,9 +21,14 @@ def add_parser(sub, name: str) -> None:
     cr.add_argument("--key", default="default")
     cr.add_argument("--count", default="1")
     cr.add_argument("--no-wait", action="store_true")
+    cr.add_argument("--volume", action="append", dest="volumes", default=[])
     inst.add_parser("list")
-    for verb in ("show", "start", "stop", "reboot", "delete", "console"):
+    for verb in ("show", "start", "stop", "reboot", "console"):
         inst.add_parser(verb).add_argument("name")
+    rm = inst.add_parser("delete")
+    rm.add_argument("name")
+    rm.add_argument("--volumes", action="store_true",
+                    help="also delete the data volumes attached to it")
     for verb in ("snapshot", "revert"):
         snap = inst.add_parser(verb)
         snap.add_argument("name")
@@ -59,7 +64,7 @@ def run(cloud, args, namespace):
             args.name, image=args.image, flavor=args.flavor,
             network=args.networks or "nbcloud",
             user_data=read_user_data(args.user_data, namespace), key=args.key,
-            count=args.count, wait=not args.no_wait)
+            count=args.count, wait=not args.no_wait, volumes=args.volumes)
         return result
     if args.verb == "list":
         return Table(["name", "state", "ip", "flavor", "image"],
@@ -87,8 +92,9 @@ def run(cloud, args, namespace):
     if args.verb == "console":
         return Message(inst.console() or "(no console output yet)")
     if args.verb == "delete":
-        inst.delete()
-        return Message(f"deleted instance {args.name}")
+        inst.delete(volumes=args.volumes)
+        return Message(f"deleted instance {args.name}"
+                       + (" and its data volumes" if args.volumes else ""))
     if args.verb == "stop":
         return Message(f"stopped instance {args.name} ({inst.stop()})")
     if args.verb == "start":

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from waiting import wait_for
 
-from nbcloud.errors import NotFound
+from nbcloud.errors import NotFound, SSHError
 
 
 def mem_total_kib(inst) -> int:
@@ -63,3 +64,36 @@ def test_count_creates_overlapping_instances(cloud):
     finally:
         for inst in made:
             inst.delete()
+
+
+def test_reboot_is_a_new_boot_of_the_same_instance(ops_instance):
+    before = ops_instance.ssh("cat /proc/sys/kernel/random/boot_id")
+    ops_instance.reboot()
+    after = wait_for(lambda: _boot_id_if_up(ops_instance), 60, "the rebooted guest")
+    assert after != before
+    assert ops_instance.ssh("hostname").strip() == "it-ops"
+
+
+def _boot_id_if_up(inst) -> str:
+    try:
+        return inst.ssh("cat /proc/sys/kernel/random/boot_id", timeout=5)
+    except SSHError:
+        return ""
+
+
+def test_create_with_a_volume_and_delete_with_its_volumes(cloud):
+    from nbcloud.errors import InvalidSpec
+    for leftover in ("it-vol", "it-vol-data"):
+        if cloud.backend.exists(leftover):
+            cloud.instances.delete(leftover)
+    if "it-vol-data" in [v.name for v in cloud.volumes.list()]:
+        cloud.volumes.delete("it-vol-data")
+    cloud.volumes.create("it-vol-data", size="32M")
+    with pytest.raises(InvalidSpec, match="attaches to one instance"):
+        cloud.instances.create("it-vol", count=2, volumes=["it-vol-data"])
+    inst = cloud.instances.create("it-vol", flavor="m.nano", volumes=["it-vol-data"])
+    serials = wait_for(lambda: "it-vol-data" in inst.ssh("cat /sys/block/vd*/serial"), 30,
+                       "the volume inside the guest")
+    assert serials
+    inst.delete(volumes=True)
+    assert "it-vol-data" not in [v.name for v in cloud.volumes.list()]
