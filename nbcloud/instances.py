@@ -381,9 +381,10 @@ class Instances:
         handle = self._handles.pop(name, None)
         if handle:
             handle.close()
+        meta: dict[str, str] = {}
 
         def _delete() -> None:
-            meta = backend.delete(name)
+            meta.update(backend.delete(name))
             # its data volumes went with the domain's definition; their files stay
             cloud.volumes.released(name, meta)
             for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
@@ -392,8 +393,7 @@ class Instances:
                 for mac in filter(None, meta.get("mac", "").split(",")):
                     backend.release_address(net, mac)
             cloud.inventory.remove(cloud.uri, "instance", name)
-            return meta
-        meta = self._run("delete", name, _delete)
+        self._run("delete", name, _delete)
         if volumes:
             for vol in filter(None, meta.get("volumes", "").split(",")):
                 cloud.volumes.delete(vol)
