@@ -40,7 +40,7 @@ def test_data_disk_with_tier_caps_round_trips(conn, unique):
     try:
         got = lx.parse_disks(dom.XMLDesc(0))
         assert got[1:] == list(disks)
-        assert got[2].iotune == lx.IOTune(20_000_000, 150)
+        assert got[2].iotune == lx.IOTune(10_000_000, 100)
     finally:
         dom.undefine()
 
