@@ -13,6 +13,7 @@ from .inventory import Inventory
 from .keys import Keys
 from .networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
 from .pools import Pools
+from .stacks import Stacks
 from .volumes import Volume, Volumes  # noqa: F401
 
 DEFAULT_CIDR = "10.77.0.0/24"
@@ -54,6 +55,7 @@ class Cloud:
         self.cdroms = CdRoms(self)
         self.networks = Networks(self)
         self.keys = Keys(self)
+        self.stacks = Stacks(self)
         self._accel: dict | None = None
 
     def close(self) -> None:

@@ -163,3 +163,20 @@ class Inventory:
             rows = self._db.execute(query + " ORDER BY kind, name", args).fetchall()
         return [Resource(r["uri"], r["kind"], r["name"], r["stack"], json.loads(r["spec"]),
                          r["uuid"], r["state"]) for r in rows]
+
+    # ----- stacks ---------------------------------------------------------------------------
+    def put_stack(self, name: str, source: str) -> None:
+        """Record stack `name` and the cell text it was last applied from."""
+        with self._write() as db:
+            db.execute("INSERT INTO stacks (name, created, source) VALUES (?, ?, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET source=excluded.source",
+                       (name, time.time(), source))
+
+    def remove_stack(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM stacks WHERE name=?", (name,))
+
+    def stacks(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM stacks ORDER BY name").fetchall()
+        return [dict(r) for r in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
 from . import commands
@@ -51,9 +51,12 @@ class CloudMagics(Magics):
             self._cloud.close()
             self._cloud = None
 
-    @line_magic
-    def cloud(self, line: str):
-        """%cloud GROUP VERB ... — see `%cloud doctor` and DESIGN.md for the grammar."""
+    @line_cell_magic
+    def cloud(self, line: str, cell: str | None = None):
+        """%cloud GROUP VERB ... — see `%cloud doctor` and DESIGN.md for the grammar.
+        %%cloud apply|plan|destroy [--stack NAME] — the cell's YAML is the stack."""
+        if cell is not None:
+            return self._stack_cell(line, cell)
         try:
             argv = shlex.split(line)
         except ValueError as exc:
@@ -66,5 +69,23 @@ class CloudMagics(Magics):
             if args.group == "connect":
                 return self.connect(args.uri)
             return commands.run(self.api, args, self.shell.user_ns if self.shell else None)
+        except (commands.CommandError, CloudError, InvalidSpec) as exc:
+            raise UsageError(str(exc)) from None
+
+    def _stack_cell(self, line: str, cell: str):
+        from IPython.display import display
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"cannot split the line: {exc}") from None
+        try:
+            args = commands.parse_cell(argv)
+            ns = self.shell.user_ns if self.shell else None
+            stacks = self.api.stacks
+            if args.verb == "plan":
+                return stacks.plan(args.stack, cell, ns)
+            if args.verb == "destroy":
+                return stacks.destroy(args.stack, show=display)
+            return stacks.apply(args.stack, cell, ns, show=display)
         except (commands.CommandError, CloudError, InvalidSpec) as exc:
             raise UsageError(str(exc)) from None

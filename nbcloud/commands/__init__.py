@@ -29,7 +29,7 @@ def _discover() -> dict:
 GROUPS = _discover()
 ALIASES = {"vm": "instance"}
 
-__all__ = ["CommandError", "build_parser", "parse", "run"]
+__all__ = ["CommandError", "build_parser", "parse", "parse_cell", "run"]
 
 
 def build_parser(prog: str = "%cloud") -> Parser:
@@ -48,6 +48,14 @@ def parse(argv: list[str], prog: str = "%cloud") -> argparse.Namespace:
     args = build_parser(prog).parse_args(argv)
     args.group = ALIASES.get(args.group, args.group)
     return args
+
+
+def parse_cell(argv: list[str]) -> argparse.Namespace:
+    """`%%cloud apply|plan|destroy [--stack NAME]` (the cell body is the stack)."""
+    p = Parser(prog="%%cloud", add_help=False)
+    p.add_argument("verb", choices=("apply", "plan", "destroy"))
+    p.add_argument("--stack", default="default")
+    return p.parse_args(argv)
 
 
 def run(cloud, args: argparse.Namespace, namespace: dict | None = None):

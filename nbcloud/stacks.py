@@ -1,0 +1,214 @@
+"""`cloud.stacks`: plan, apply and destroy the stack a `%%cloud` cell declares; list,
+show and drift.
+
+Apply runs a plan in two phases, so that names and addresses are free before they are
+taken again: first everything that goes away (instances, then volumes, then networks),
+then everything that comes or changes (networks, then volumes, then instances).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import yaml
+
+from . import keys
+from .display import Table
+from .flavors import get_flavor
+from .instances import INSTANCE_POOL
+from .plan import Action, Plan, compute, drift, read_live, user_data_digest
+from .spec import check_name
+from .stack import Stack, parse
+
+if TYPE_CHECKING:
+    from .api import Cloud
+
+MAX_PARALLEL_CREATES = 3
+
+
+class Stacks:
+    """`cloud.stacks`: the declarative side of the cloud."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+
+    # ----- read-only ----------------------------------------------------------------------
+    def _recorded(self):
+        return self.cloud.inventory.resources(self.cloud.uri)
+
+    def plan(self, name: str, source: str | dict, namespace: dict | None = None) -> Plan:
+        """What `apply` would do, without doing it."""
+        return compute(parse(source, namespace, name), self._recorded(),
+                       read_live(self.cloud))
+
+    def drift(self) -> Table:
+        """Inventory vs libvirt: deleted or changed behind nbcloud's back, and objects
+        nbcloud did not make (listed, never touched)."""
+        rows = drift(self._recorded(), read_live(self.cloud))
+        return Table(["kind", "name", "stack", "drift"], rows, "drift")
+
+    def list(self) -> Table:
+        counts: dict[str, int] = {}
+        for r in self._recorded():
+            counts[r.stack] = counts.get(r.stack, 0) + 1
+        names = sorted(set(counts) | {s["name"] for s in self.cloud.inventory.stacks()})
+        return Table(["stack", "resources"], [(n, counts.get(n, 0)) for n in names], "stacks")
+
+    def show(self, name: str) -> Table:
+        check_name(name, "stack name")
+        rows = [(r.kind, r.name, r.state, ", ".join(f"{k}={v}" for k, v in sorted(
+            r.spec.items()) if k not in ("hostkey",))) for r in self._recorded()
+            if r.stack == name]
+        return Table(["kind", "name", "state", "spec"], rows, f"stack {name}")
+
+    # ----- writes -------------------------------------------------------------------------
+    def apply(self, name: str, source: str | dict, namespace: dict | None = None,
+              show=None) -> Plan:
+        """Converge stack `name` to `source` (YAML text or the dict it loads to).
+
+        `show(plan)` is called with the plan before anything changes."""
+        stack = parse(source, namespace, name)
+        plan = compute(stack, self._recorded(), read_live(self.cloud))
+        if plan and show is not None:
+            show(plan)
+        self._execute(plan, stack)
+        text = source if isinstance(source, str) else yaml.safe_dump(source)
+        self.cloud.inventory.put_stack(name, text)
+        plan.applied = True
+        return plan
+
+    def destroy(self, name: str, show=None) -> Plan:
+        """Delete everything stack `name` made (instances, then volumes, then networks)."""
+        stack = Stack(check_name(name, "stack name"))
+        plan = compute(stack, self._recorded(), read_live(self.cloud))
+        if plan and show is not None:
+            show(plan)
+        self._execute(plan, stack)
+        self.cloud.inventory.remove_stack(name)
+        plan.applied = True
+        return plan
+
+    def _execute(self, plan: Plan, stack: Stack) -> None:
+        by = {op: [a for a in plan.actions if a.op == op] for op in
+              ("create", "update", "replace", "delete")}
+        going = by["delete"] + by["replace"]
+        # phase 1: what goes away, instances first
+        for a in (a for a in going if a.kind == "instance"):
+            self._delete_instance(a.name, alive=a.live)
+        for a in by["update"]:
+            if a.kind == "instance":
+                self._detach_extra(a.name, set(a.desired[1].volumes))
+        for kind in ("volume", "network"):
+            for a in (a for a in going if a.kind == kind):
+                self._delete(kind, a.name, alive=a.live)
+        # phase 2: what comes or changes, networks first
+        for kind in ("network", "volume"):
+            for a in plan.actions:
+                if a.kind != kind or a.op == "delete":
+                    continue
+                if a.op in ("create", "replace"):
+                    self._create(kind, a.desired, stack.name)
+                elif kind == "volume":
+                    self.cloud.volumes.resize(a.name, a.desired.capacity)
+        new = [a for a in by["create"] + by["replace"] if a.kind == "instance"]
+        if new:
+            # made once here: keys.user_key races with itself when first called from
+            # several threads at once (one sees the private file, not yet the public one)
+            keys.user_key("default")
+            with ThreadPoolExecutor(max_workers=min(len(new), MAX_PARALLEL_CREATES)) as pool:
+                for future in [pool.submit(self._create_instance, a, stack.name) for a in new]:
+                    future.result()
+        for a in by["update"]:
+            if a.kind == "instance":
+                self._update_instance(a, stack.name)
+
+    # ----- steps --------------------------------------------------------------------------
+    def _create(self, kind: str, spec, stack: str) -> None:
+        if kind == "network":
+            self.cloud.networks.create(spec.name, spec.cidr, spec.mode, stack=stack)
+        else:
+            self.cloud.volumes.create(spec.name, spec.size, spec.tier, stack=stack)
+
+    def _delete(self, kind: str, name: str, alive: bool) -> None:
+        if not alive:
+            self.cloud.inventory.remove(self.cloud.uri, kind, name)
+            return
+        if kind == "network":
+            self.cloud.networks.delete(name)
+            return
+        vol = self.cloud.volumes.get(name)
+        if vol.attachments:
+            self.cloud.volumes.detach(name)
+        self.cloud.volumes.delete(name)
+
+    def _delete_instance(self, name: str, alive: bool) -> None:
+        if alive and self.cloud.backend.exists(name):
+            self.cloud.instances.delete(name)
+        else:
+            self._forget_vanished(name)
+
+    def _forget_vanished(self, name: str) -> None:
+        """An instance deleted behind our back leaves its disks, address reservations and
+        inventory row: remove them so that the name can be used again."""
+        cloud, backend = self.cloud, self.cloud.backend
+        with cloud.inventory.operation(cloud.uri, "forget", "instance", name):
+            for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
+                backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}")
+            for info in backend.network_infos():
+                for mac, _ip, host in info.hosts:
+                    if host == name:
+                        backend.release_address(info.name, mac)
+            for r in cloud.inventory.resources(cloud.uri, "volume"):
+                if r.spec.get("attached_to") == name:
+                    cloud.volumes._record(r.name, "available", attached_to="", target="")
+            cloud.inventory.remove(cloud.uri, "instance", name)
+
+    def _record_instance(self, name: str, spec, decl, stack: str) -> None:
+        self.cloud.inventory.put(
+            self.cloud.uri, "instance", name, state="running", stack=stack,
+            spec={"image": spec.image, "flavor": spec.flavor, "networks": list(spec.networks),
+                  "volumes": list(decl.volumes), "user_data": user_data_digest(spec.user_data)})
+
+    def _create_instance(self, a: Action, stack: str) -> None:
+        spec, decl = a.desired
+        if any(r.kind == "instance" and r.name == a.name for r in self._recorded()):
+            self._forget_vanished(a.name)  # recorded, but gone from libvirt
+        self.cloud.instances.create(a.name, spec.image, spec.flavor, spec.networks,
+                                    user_data=spec.user_data, stack=stack)
+        for vol in decl.volumes:
+            self.cloud.volumes.attach(vol, a.name)
+        self._record_instance(a.name, spec, decl, stack)
+
+    def _detach_extra(self, name: str, keep: set[str]) -> None:
+        meta = self.cloud.backend.metadata(name)
+        for vol in filter(None, meta.get("volumes", "").split(",")):
+            if vol not in keep:
+                self.cloud.volumes.detach(vol, name)
+
+    def _update_instance(self, a: Action, stack: str) -> None:
+        spec, decl = a.desired
+        inst = self.cloud.instances.get(a.name)
+        if inst.flavor != spec.flavor:
+            inst.resize(spec.flavor)
+        elif any("behind nbcloud's back" in c for c in a.changes):
+            self._restore_size(a.name, spec.flavor)
+        have = set(filter(None, inst.meta.get("volumes", "").split(",")))
+        for vol in decl.volumes:
+            if vol not in have:
+                self.cloud.volumes.attach(vol, a.name)
+        self._record_instance(a.name, spec, decl, stack)
+
+    def _restore_size(self, name: str, flavor_name: str) -> None:
+        """Give a domain resized behind our back its flavor's vCPUs and memory again."""
+        flavor = get_flavor(flavor_name)
+        inst = self.cloud.instances.get(name)
+        running = inst.state == "running"
+
+        def redefine() -> str:
+            if running:
+                inst.stop()
+            self.cloud.backend.resize(name, flavor.vcpus, flavor.memory)
+            if running:
+                inst.start()
+            return f"restored {flavor.name}"
+        self.cloud.instances._run("resize", name, redefine)
