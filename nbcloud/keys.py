@@ -16,6 +16,8 @@ import base64
 import binascii
 import html
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -197,16 +199,22 @@ def delete_key(name: str) -> None:
     public_path.unlink(missing_ok=True)
 
 
+_default_lock = threading.Lock()
+
+
 def user_key(name: str = "default") -> KeyPair:
     """The user's login key `name`; `default` is created on first use."""
     check_name(name, "key name")
     if name == "default":
         private_path, public_path = _paths(name)
-        if not public_path.exists():
-            try:
-                return create_key(name)
-            except AlreadyExists:  # another thread made it meanwhile
-                pass
+        with _default_lock:  # parallel creates (--count) ask for it at the same moment
+            if not public_path.exists():
+                try:
+                    return create_key(name)
+                except AlreadyExists:  # another process is writing it: wait for its half
+                    deadline = time.monotonic() + 2.0
+                    while not public_path.exists() and time.monotonic() < deadline:
+                        time.sleep(0.01)
     return get_key(name)
 
 

@@ -140,3 +140,25 @@ def test_key_commands_list_and_delete(home, test_cloud):
     assert [k.name for k in keys.list_keys()] == ["a"]
     with pytest.raises(NotFound):
         run("key", "delete", "b")
+
+
+def test_default_key_made_once_when_many_threads_ask_at_once(tmp_path, monkeypatch):
+    import threading
+
+    from nbcloud import keys as keymod
+    monkeypatch.setenv("NBCLOUD_HOME", str(tmp_path / "race-home"))
+    barrier, results, errors = threading.Barrier(8), [], []
+
+    def ask():
+        barrier.wait()
+        try:
+            results.append(keymod.user_key("default").public)
+        except Exception as exc:  # noqa: BLE001 — the test reports any failure
+            errors.append(exc)
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 8 and len(set(results)) == 1
