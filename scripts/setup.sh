@@ -39,8 +39,9 @@ fi
 stamp=.venv/.nbcloud-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing nbcloud into .venv"
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    # (pip's warnings about this machine's unused local index say nothing about us)
+    .venv/bin/pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    .venv/bin/pip install -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
 echo "setup: done"
