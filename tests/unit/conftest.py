@@ -18,6 +18,18 @@ def test_cloud(tmp_path):
 
 
 @pytest.fixture
+def ip(tmp_path):
+    """An IPython shell with nbcloud loaded and connected to test:///default."""
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbcloud")
+    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
+    shell.run_line_magic("cloud", "connect test:///default")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbcloud")
+
+
+@pytest.fixture
 def unique():
     """A fresh resource name per call (the test driver's state is shared in-process)."""
     return lambda prefix="t": f"{prefix}{next(_seq)}"

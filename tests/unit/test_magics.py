@@ -1,17 +1,6 @@
 """The %cloud magic on libvirt's test driver: grammar, one-line errors, nothing half-made."""
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-
-
-@pytest.fixture
-def ip(tmp_path):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbcloud")
-    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
-    shell.run_line_magic("cloud", "connect test:///default")
-    yield shell
-    shell.run_line_magic("unload_ext", "nbcloud")
 
 
 @pytest.mark.parametrize("bad", ['"x;rm -rf /"', '"../etc"', '"<b>"', "Web", "a_b"])

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from nbcloud import commands
 from nbcloud.backend.libvirt import xml as lx
@@ -181,15 +180,6 @@ def test_network_commands(test_cloud, unique, cidr):
     assert leases.columns == ["mac", "ip", "hostname", "reserved", "lease expires"]
     assert str(run(f"network delete {name}")) == f"deleted network {name}"
 
-
-@pytest.fixture
-def ip(tmp_path):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbcloud")
-    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
-    shell.run_line_magic("cloud", "connect test:///default")
-    yield shell
-    shell.run_line_magic("unload_ext", "nbcloud")
 
 
 @pytest.mark.parametrize("line,words", [
