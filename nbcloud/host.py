@@ -89,20 +89,21 @@ def _save_state(state: dict) -> None:
     STATE.write_text(json.dumps(state, indent=1))
 
 
-def _ensure_qemu_user() -> str | None:
+def _ensure_qemu_user() -> list[str]:
     """libvirt runs QEMU as libvirt-qemu:kvm on Debian; create them if absent."""
+    done = []
     try:
         grp.getgrnam("kvm")
     except KeyError:
         _run("groupadd", "--system", "kvm")
-        return "created group kvm"
+        done.append("created group kvm")
     try:
         pwd.getpwnam("libvirt-qemu")
     except KeyError:
         _run("useradd", "--system", "--gid", "kvm", "--home-dir", "/var/lib/libvirt",
              "--shell", "/usr/sbin/nologin", "libvirt-qemu")
-        return "created user libvirt-qemu"
-    return None
+        done.append("created user libvirt-qemu")
+    return done
 
 
 def _open_kvm_device() -> str | None:
@@ -151,8 +152,7 @@ def start_daemons(netns: str | None) -> list[str]:
                         + " ".join(missing) + "` (or run `make setup`)")
     for folder in ("/var/run/libvirt", "/var/log/libvirt", "/var/lib/libvirt"):
         Path(folder).mkdir(parents=True, exist_ok=True)
-    if (msg := _ensure_qemu_user()):
-        done.append(msg)
+    done += _ensure_qemu_user()
     if (msg := _open_kvm_device()):
         done.append(msg)
     if netns:
