@@ -13,6 +13,7 @@ from .inventory import Inventory
 from .keys import Keys
 from .networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
 from .pools import Pools
+from .recovery import recover
 from .stacks import Stacks
 from .volumes import Volume, Volumes  # noqa: F401
 
@@ -57,6 +58,8 @@ class Cloud:
         self.keys = Keys(self)
         self.stacks = Stacks(self)
         self._accel: dict | None = None
+        # a corrupt or empty inventory is rebuilt from libvirt; dead operations settled
+        self.recovery: list[str] = recover(self)
 
     def close(self) -> None:
         self.instances.close()

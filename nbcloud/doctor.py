@@ -92,11 +92,13 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
         checks.append(Check("images", ", ".join(images) or "(none)", tiny_ok,
                             "run `nbcloud image build tiny`"))
         checks.append(Check("inventory", str(cloud.inventory.path)))
+        for note in getattr(cloud, "recovery", []):
+            checks.append(Check("recovery", note))
         pending = cloud.inventory.unfinished()
         if pending:
-            checks.append(Check("interrupted operations", ", ".join(
-                f"{p['verb']} {p['kind']} {p['name']}" for p in pending), False,
-                "inspect with `%cloud ls`; delete or re-create what was left half-made"))
+            # dead processes' operations were settled as 'interrupted' on open (recovery.py)
+            checks.append(Check("operations under way", ", ".join(
+                f"{p['verb']} {p['kind']} {p['name']} (pid {p['pid']})" for p in pending)))
     finally:
         if own:
             cloud.close()

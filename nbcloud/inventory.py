@@ -2,11 +2,14 @@
 
 One file per user (WAL, busy_timeout, BEGIN IMMEDIATE for writes). Intent is recorded
 before libvirt is touched and the outcome after, so an interrupted operation is visible.
+A file that fails `PRAGMA integrity_check` (or is no database at all) is moved aside and a
+fresh one made; `Cloud` then rebuilds the rows from libvirt (recovery.py).
 """
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from . import config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
     CREATE TABLE resources (
@@ -32,7 +35,22 @@ _MIGRATIONS = {
         detail TEXT NOT NULL DEFAULT '');
     CREATE TABLE stacks (name TEXT PRIMARY KEY, created REAL NOT NULL, source TEXT);
     """,
+    # which process recorded an intent, so that recovery can tell an operation still under
+    # way in another notebook from one whose process died before the outcome
+    2: "ALTER TABLE operations ADD COLUMN pid INTEGER",
 }
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -59,12 +77,43 @@ class Inventory:
     def __init__(self, path: Path | str | None = None):
         self.path = Path(path) if path else config.home() / "inventory.sqlite"
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+        self.moved_aside: Path | None = None   # where a corrupt file went, if it did
+        try:
+            self._open()
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable directory...: not corruption, leave the file be
+        except sqlite3.DatabaseError as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            self.moved_aside = self._move_aside(str(exc))
+            self._open()
+
+    @property
+    def rebuilt(self) -> bool:
+        """Whether this handle replaced a corrupt file with a fresh, empty one."""
+        return self.moved_aside is not None
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        problems = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(problems[:3]))
         self._migrate()
+
+    def _move_aside(self, why: str) -> Path:
+        """Rename the corrupt file (and its WAL) to `<name>.corrupt-<timestamp>`."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.replace(Path(f"{aside}{suffix}"))
+        (aside.with_name(aside.name + ".why")).write_text(why + "\n")
+        return aside
 
     def close(self) -> None:
         self._db.close()
@@ -93,10 +142,10 @@ class Inventory:
         """Record the intent of an operation; returns its id for `finish`."""
         with self._write() as db:
             cur = db.execute(
-                "INSERT INTO operations (started, user, uri, verb, kind, name, args, result)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'started')",
+                "INSERT INTO operations (started, user, uri, verb, kind, name, args, result,"
+                " pid) VALUES (?, ?, ?, ?, ?, ?, ?, 'started', ?)",
                 (time.time(), getpass.getuser(), uri, verb, kind, name,
-                 json.dumps(args, sort_keys=True, default=str)))
+                 json.dumps(args, sort_keys=True, default=str), os.getpid()))
             return int(cur.lastrowid)
 
     @contextmanager
@@ -116,6 +165,19 @@ class Inventory:
         with self._write() as db:
             db.execute("UPDATE operations SET finished=?, result=?, detail=? WHERE id=?",
                        (time.time(), result, detail, op_id))
+
+    def resolve(self, op_id: int, result: str, detail: str = "") -> bool:
+        """Settle an operation left 'started' (e.g. 'interrupted', 'rolled back');
+        False if it had an outcome already."""
+        with self._write() as db:
+            cur = db.execute("UPDATE operations SET finished=?, result=?, detail=? WHERE id=?"
+                             " AND result='started'", (time.time(), result, detail, op_id))
+            return cur.rowcount == 1
+
+    def stale(self) -> list[dict]:
+        """Unfinished operations whose process is gone (on this host): interrupted."""
+        return [op for op in self.unfinished()
+                if op.get("pid") != os.getpid() and not _alive(op.get("pid"))]
 
     def operations(self, limit: int = 50) -> list[dict]:
         with self._lock:

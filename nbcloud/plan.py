@@ -110,6 +110,8 @@ class Plan:
 def _refuse_foreign(kind: str, name: str, stack: str, recorded: dict, live: LiveState) -> None:
     """A same-name object this stack did not make is never adopted or touched."""
     other = recorded.get((kind, name))
+    if other is not None and other.spec.get("recovered") and other.stack == "adhoc":
+        return  # rebuilt from libvirt without its stack: the stack declaring it claims it
     if other is not None and other.stack != stack:
         raise InvalidSpec(f"{kind} {name!r} belongs to stack {other.stack!r}: rename it in "
                           "this cell or destroy it there first")

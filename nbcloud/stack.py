@@ -112,13 +112,18 @@ def _restore(node, values: list):
 
 
 # ----- YAML -------------------------------------------------------------------------------
+# libyaml's loader where PyYAML was built with it: the pure-Python one spends ~130 ms on a
+# 200-resource stack, most of a plan's time (bench/plan.py)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(text: str) -> object:
     """`yaml.safe_load`, after refusing oversized text, anchors and aliases."""
     if len(text) > MAX_TEXT:
         raise InvalidSpec(f"the stack is {len(text)} characters long: a cell may hold at "
                           f"most {MAX_TEXT}")
     try:
-        for n, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
+        for n, event in enumerate(yaml.parse(text, Loader=_LOADER)):
             if n > MAX_EVENTS:
                 raise InvalidSpec(f"the stack has more than {MAX_EVENTS} YAML nodes: split "
                                   "it into several stacks")
@@ -126,7 +131,7 @@ def load_yaml(text: str) -> object:
                 line = event.start_mark.line + 1
                 raise InvalidSpec(f"line {line}: YAML anchors and aliases (&name, *name) are "
                                   "not allowed in a stack: write each resource out")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # a safe loader, C or Python
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

@@ -72,6 +72,7 @@ class Stacks:
         if plan and show is not None:
             show(plan)
         self._execute(plan, stack)
+        self._claim_recovered(stack)
         text = source if isinstance(source, str) else yaml.safe_dump(source)
         self.cloud.inventory.put_stack(name, text)
         plan.applied = True
@@ -123,6 +124,17 @@ class Stacks:
                 self._update_instance(a, stack.name)
 
     # ----- steps --------------------------------------------------------------------------
+    def _claim_recovered(self, stack: Stack) -> None:
+        """Rows rebuilt from libvirt without a stack (recovery.py) join the stack that
+        declares them."""
+        declared = {("network", n) for n in stack.networks} | \
+            {("volume", n) for n in stack.volumes}
+        for r in self._recorded():
+            if r.spec.get("recovered") and (r.kind, r.name) in declared:
+                spec = {k: v for k, v in r.spec.items() if k != "recovered"}
+                self.cloud.inventory.put(r.uri, r.kind, r.name, state=r.state, spec=spec,
+                                         stack=stack.name)
+
     def _create(self, kind: str, spec, stack: str) -> None:
         if kind == "network":
             self.cloud.networks.create(spec.name, spec.cidr, spec.mode, stack=stack)

@@ -97,7 +97,7 @@ class DomainMixin:
                 "meta": {c.tag.split("}")[-1]: c.text or "" for c in mark},
                 "vcpus": int(root.findtext("vcpu", "0")),
                 "memory": int(memory.text) * unit if memory is not None else 0,
-                "running": root.get("id") is not None}
+                "running": root.get("id") is not None, "uuid": root.findtext("uuid")}
         return ours, sorted(others)
 
     def define(self, d: lx.DomainDef) -> str:

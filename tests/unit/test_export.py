@@ -1,0 +1,79 @@
+"""`%cloud export ansible|yaml` on test:///default: groups per stack, key paths and never
+key material; stacks back as `%%cloud apply` cells."""
+from __future__ import annotations
+
+import re
+
+import libvirt
+import pytest
+
+from nbcloud import keys
+from nbcloud.backend.libvirt import xml as lx
+from nbcloud.commands import parse, run
+from nbcloud.export import ansible, ansible_group, cells
+
+
+@pytest.fixture
+def marked_instances(test_cloud, unique, tmp_path, monkeypatch):
+    """Two nbcloud-marked domains of stack `ex-lab` (one with an imported key without its
+    private file) and one of `adhoc`, recorded in the inventory; keys under tmp_path."""
+    monkeypatch.setenv("NBCLOUD_HOME", str(tmp_path / "home"))
+    conn = libvirt.open("test:///default")
+    made = []
+    for stack, key, ip in (("ex-lab", "default", "10.80.0.5"),
+                           ("ex-lab", "theirs", "10.80.0.6"), ("adhoc", "default", "10.1.0.9")):
+        name = unique("rc-ex")
+        meta = {"kind": "instance", "stack": stack, "image": "tiny", "flavor": "t.nano",
+                "networks": "lab", "ip": ip, "key": key}
+        conn.defineXML(lx.domain_xml(lx.DomainDef(
+            name=name, vcpus=1, memory=128 << 20, domain_type="test",
+            boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(), metadata=meta)))
+        test_cloud.inventory.put(test_cloud.uri, "instance", name, state="running",
+                                 stack=stack)
+        made.append(name)
+    yield made
+    for name in made:
+        conn.lookupByName(name).undefine()
+    conn.close()
+
+
+def test_ansible_inventory_groups_by_stack(test_cloud, marked_instances):
+    web, theirs, loose = marked_instances
+    default = keys.create_key("default")
+    keys.import_key("theirs", default.public)
+    text = str(ansible(test_cloud))
+    assert re.findall(r"^\[(.*)\]$", text, re.M) == ["adhoc", "ex_lab"]
+    assert f"{web} ansible_host=10.80.0.5 ansible_user=root " \
+           f"ansible_ssh_private_key_file={default.private_path}" in text
+    assert f"{theirs} ansible_host=10.80.0.6 ansible_user=root\n" in text
+    assert f"# {theirs}: key 'theirs' has no private file here" in text
+    assert f"[adhoc]\n{loose} ansible_host=10.1.0.9 ansible_user=root " \
+           f"ansible_ssh_private_key_file={default.private_path}\n" in text
+    assert "PRIVATE KEY" not in text and default.public.split()[1] not in text
+
+
+def test_recorded_but_gone_is_a_comment(test_cloud, marked_instances):
+    test_cloud.inventory.put(test_cloud.uri, "instance", "rc-gone", state="running",
+                             stack="ex-lab")
+    assert "# rc-gone (stack ex-lab) is recorded but not in libvirt" in \
+        str(ansible(test_cloud))
+
+
+def test_yaml_export_gives_the_cells_back(test_cloud, unique, tmp_path):
+    net = unique("exn")
+    body = f"network:\n  {net}: {{cidr: 10.94.0.0/24, mode: isolated}}\n"
+    test_cloud.stacks.apply("ex-s", body)
+    try:
+        out = run(test_cloud, parse(["export", "yaml", "-o", str(tmp_path / "c.txt")]))
+        assert str(out) == f"%%cloud apply --stack ex-s\n{body}"
+        assert (tmp_path / "c.txt").read_text() == str(out)
+        # the exported cell is a no-op against what it made
+        assert test_cloud.stacks.plan("ex-s", str(out).split("\n", 1)[1]).actions == []
+        assert "&lt;" not in out._repr_html_() and "<pre>" in out._repr_html_()
+    finally:
+        test_cloud.stacks.destroy("ex-s")
+    assert str(cells(test_cloud)) == "# no stacks applied\n"
+
+
+def test_group_names_are_identifiers():
+    assert ansible_group("my-lab") == "my_lab"
