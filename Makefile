@@ -29,8 +29,8 @@ test:
 unit: setup
 	$(VENV)/python -m pytest -m unit -q
 
-bench: host
-	$(IN_NETNS) $(VENV)/python bench/boot.py
+bench:
+	bash scripts/bench.sh "$(TEST_NETNS)"
 
 down:
 	$(VENV)/nbcloud host down
