@@ -61,6 +61,16 @@ class Cloud:
         # a corrupt or empty inventory is rebuilt from libvirt; dead operations settled
         self.recovery: list[str] = recover(self)
 
+    def recover(self, op_id: int, how: str = "rollback") -> list[str]:
+        """Settle interrupted operation `op_id`; only "rollback" of an instance create is
+        supported (what it half-made is deleted). Returns what was removed."""
+        from .errors import CloudError
+        from .recovery import rollback
+        if how != "rollback":
+            raise CloudError(f"recover: {how!r} is not supported; use 'rollback' "
+                              "(resume is not implemented)")
+        return rollback(self, op_id)
+
     def close(self) -> None:
         self.instances.close()
         self.backend.close()

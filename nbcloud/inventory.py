@@ -166,13 +166,22 @@ class Inventory:
             db.execute("UPDATE operations SET finished=?, result=?, detail=? WHERE id=?",
                        (time.time(), result, detail, op_id))
 
-    def resolve(self, op_id: int, result: str, detail: str = "") -> bool:
-        """Settle an operation left 'started' (e.g. 'interrupted', 'rolled back');
-        False if it had an outcome already."""
+    def resolve(self, op_id: int, result: str, detail: str = "",
+                was: tuple[str, ...] = ("started",)) -> bool:
+        """Settle an operation whose result is one of `was` (by default left 'started'),
+        e.g. as 'interrupted' or 'rolled back'; False if it had another result."""
+        marks = ",".join("?" * len(was))
         with self._write() as db:
             cur = db.execute("UPDATE operations SET finished=?, result=?, detail=? WHERE id=?"
-                             " AND result='started'", (time.time(), result, detail, op_id))
+                             f" AND result IN ({marks})",
+                             (time.time(), result, detail, op_id, *was))
             return cur.rowcount == 1
+
+    def operation_by_id(self, op_id: int) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM operations WHERE id=?",
+                                   (op_id,)).fetchone()
+        return dict(row) if row else None
 
     def stale(self) -> list[dict]:
         """Unfinished operations whose process is gone (on this host): interrupted."""
