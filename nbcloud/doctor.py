@@ -94,6 +94,13 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
         checks.append(Check("inventory", str(cloud.inventory.path)))
         for note in getattr(cloud, "recovery", []):
             checks.append(Check("recovery", note))
+        interrupted = [o for o in cloud.inventory.operations(500)
+                       if o["result"] == "interrupted"]
+        if interrupted:
+            checks.append(Check("interrupted operations", ", ".join(
+                f"{o['id']}: {o['verb']} {o['kind']} {o['name']}" for o in interrupted),
+                False, "undo what each half-made with `%cloud recover ID` (instance "
+                "creates), or delete the resource by hand"))
         pending = cloud.inventory.unfinished()
         if pending:
             # dead processes' operations were settled as 'interrupted' on open (recovery.py)

@@ -9,6 +9,7 @@ import sys
 
 import libvirt
 import pytest
+from IPython.core.error import UsageError
 
 from nbcloud.api import Cloud
 from nbcloud.backend.libvirt import xml as lx
@@ -130,3 +131,20 @@ def test_old_schema_gains_the_pid_column(tmp_path):
     inv = Inventory(path)
     op = inv.begin("u", "create", "instance", "x")
     assert inv.unfinished()[0]["pid"] == os.getpid() and op
+
+
+def test_recover_verb_rolls_back_an_interrupted_create(ip):
+    """%cloud doctor lists an interrupted create with its id; %cloud recover settles it."""
+    from nbcloud import _magics
+    inv = _magics.api.inventory
+    op = inv.begin(_magics.api.uri, "create", "instance", "gone-vm", image="tiny")
+    inv.resolve(op, "interrupted", "its process died")
+    report = ip.run_line_magic("cloud", "doctor")
+    assert f"{op}: create instance gone-vm" in report["interrupted operations"]
+    msg = ip.run_line_magic("cloud", f"recover {op}")
+    assert f"operation {op} rolled back" in str(msg)
+    assert inv.operation_by_id(op)["result"] == "rolled back"
+    report = ip.run_line_magic("cloud", "doctor")
+    assert "interrupted operations" not in [c.name for c in report.checks]
+    with pytest.raises(UsageError, match="operation's number"):
+        ip.run_line_magic("cloud", "recover first")
