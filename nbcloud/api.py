@@ -105,6 +105,11 @@ class Cloud:
         return self.images.import_disk(name, source, sha256=sha256, progress=progress,
                                        spool_dir=config.cache_dir())
 
+    def ensure_default_network(self) -> bool:
+        """The `nbcloud` NAT network, defined, started and autostarted; True if changed."""
+        return self.backend.ensure_network(DEFAULT_NETWORK, DEFAULT_CIDR, "nat",
+                                           DEFAULT_BRIDGE)
+
     def build_debian(self, name: str = "debian", progress=None) -> Image:
         """Build (or reuse) the Debian cloud-init image and store it in the image pool."""
         from .images.debian import build_debian
@@ -112,6 +117,3 @@ class Cloud:
         return self.images.put_disk_image(name, built.disk, "qcow2", built.digest,
                                           kernel=built.kernel, initrd=built.initrd,
                                           cmdline=built.cmdline)
-
-    def ensure_default_network(self) -> None:
-        self.backend.ensure_network(DEFAULT_NETWORK, DEFAULT_CIDR, "nat", DEFAULT_BRIDGE)

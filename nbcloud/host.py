@@ -178,29 +178,26 @@ def start_daemons(netns: str | None) -> list[str]:
 
 def up(netns: str | None = None) -> list[str]:
     """Bring the host up; returns the list of changes (empty when all was in place)."""
-    from .api import Cloud  # the API owns the pool/network definitions
+    from .api import IMAGE_POOL, INSTANCE_POOL, Cloud, storage_paths
+    from .backend.libvirt import LibvirtBackend
     done = start_daemons(netns)
-    before = _pools_networks_snapshot()
-    cloud = Cloud("qemu:///system")
+    uri = "qemu:///system"
+    paths = storage_paths(uri)
+    # the pools first, on a bare connection: Cloud() would make them without saying so
+    backend = LibvirtBackend(uri)
     try:
-        cloud.ensure_default_network()
+        changed = [backend.ensure_pool(pool, str(paths[pool]))
+                   for pool in (INSTANCE_POOL, IMAGE_POOL)]
+    finally:
+        backend.close()
+    cloud = Cloud(uri)
+    try:
+        changed.append(cloud.ensure_default_network())
     finally:
         cloud.close()
-    after = _pools_networks_snapshot()
-    if after != before:
+    if any(changed):
         done.append("made sure the nbcloud pools and network exist and are active")
     return done
-
-
-def _pools_networks_snapshot() -> str:
-    try:
-        out = subprocess.run(["virsh", "-c", "qemu:///system", "-q", "pool-list", "--all"],
-                             capture_output=True, text=True, timeout=20).stdout
-        out += subprocess.run(["virsh", "-c", "qemu:///system", "-q", "net-list", "--all"],
-                              capture_output=True, text=True, timeout=20).stdout
-        return out
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _stop(pid: int | None, what: str, timeout: float = 15.0) -> bool:
