@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import config
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS = {
     1: """
     CREATE TABLE resources (
@@ -38,6 +38,13 @@ _MIGRATIONS = {
     # which process recorded an intent, so that recovery can tell an operation still under
     # way in another notebook from one whose process died before the outcome
     2: "ALTER TABLE operations ADD COLUMN pid INTEGER",
+    # monitoring: one row per instance per tick, derived rates (monitor.py writes in batches)
+    3: """
+    CREATE TABLE samples (
+        uri TEXT NOT NULL, name TEXT NOT NULL, t REAL NOT NULL,
+        cpu REAL, mem_used REAL, disk_rd REAL, disk_wr REAL, net_rx REAL, net_tx REAL);
+    CREATE INDEX samples_by_name ON samples (uri, name, t);
+    """,
 }
 
 
@@ -251,3 +258,28 @@ class Inventory:
         with self._lock:
             rows = self._db.execute("SELECT * FROM stacks ORDER BY name").fetchall()
         return [dict(r) for r in rows]
+
+    # ----- metric samples (monitoring) ---------------------------------------------------
+    SAMPLE_FIELDS = ("cpu", "mem_used", "disk_rd", "disk_wr", "net_rx", "net_tx")
+
+    def add_samples(self, uri: str, rows: list[tuple]) -> None:
+        """Append samples in one transaction: rows of (name, t, cpu, mem_used, disk_rd,
+        disk_wr, net_rx, net_tx); rates in %/bytes/bytes per second."""
+        if not rows:
+            return
+        with self._write() as db:
+            db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(uri, *row) for row in rows])
+
+    def samples(self, uri: str, name: str, since: float = 0.0) -> list[dict]:
+        """Samples of instance `name` taken at or after `since` (epoch seconds), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM samples WHERE uri=? AND name=? AND t>=? ORDER BY t",
+                (uri, name, since)).fetchall()
+        return [dict(r) for r in rows]
+
+    def prune_samples(self, before: float) -> int:
+        """Drop samples older than `before`; returns how many."""
+        with self._write() as db:
+            return db.execute("DELETE FROM samples WHERE t<?", (before,)).rowcount
