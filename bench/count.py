@@ -3,7 +3,7 @@
 The creates must overlap, not queue: on this 2-core TCG host four guests cannot boot as
 fast as one, but they must finish well before four boots in a row would.
 
-    ip netns exec nbcloud-test .venv/bin/python bench/count.py [--counts 1 2 4]
+    ip netns exec nbcloud-test .venv/bin/python bench/count.py [--counts 1 2 4 8]
 """
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import machine  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
@@ -23,7 +26,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def timed_create(cloud: Cloud, count: int) -> float:
-    name = f"bench-c{count}"
+    name = f"bn-c{count}"
     start = time.perf_counter()
     made = cloud.instances.create(name, flavor="m.nano", count=count)
     for inst in made if isinstance(made, list) else [made]:
@@ -36,7 +39,7 @@ def timed_create(cloud: Cloud, count: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
     args = ap.parse_args()
     cloud = Cloud("qemu:///system")
     cloud.build_tiny()
@@ -50,7 +53,7 @@ def main() -> int:
                      "speedup": round(n * single / wall, 2)})
     result = {"benchmark": "create --count N to all SSH-ready, tiny image, m.nano",
               "accelerator": accel, "cores": os.cpu_count(),
-              "machine": f"{platform.node()} {platform.release()}",
+              "machine": f"{platform.node()} {platform.release()}", "host": machine.describe(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "count.json").write_text(json.dumps(result, indent=1))

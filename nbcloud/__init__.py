@@ -25,6 +25,11 @@ def load_ipython_extension(ipython) -> None:
 def unload_ipython_extension(ipython) -> None:
     """`%unload_ext nbcloud`: close connections (later: stop the monitor thread)."""
     global _magics
+    from . import topology_live
+    topology_live.unload(ipython)  # no redraw after the connection below is closed
+    from . import console, widgets
+    console.stop_all()  # live consoles read through the connection closed below
+    widgets.stop_all()  # and so do the ls table's row actions
     if _magics is not None:
         _magics.close()
         _magics = None

@@ -6,14 +6,20 @@ from pathlib import Path
 from . import accel, config
 from .backend.libvirt import LibvirtBackend
 from .cdrom import CdRoms
+from .dns import Dns
 from .errors import NotFound
+from .floating import FloatingAddresses
 from .images.store import IMAGE_POOL, Image, ImageStore
 from .instances import DEFAULT_NETWORK, INSTANCE_POOL, Instance, Instances  # noqa: F401
 from .inventory import Inventory
+from .ipools import InstancePools
 from .keys import Keys
+from .loadbalancers import LoadBalancers
 from .networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
 from .pools import Pools
 from .recovery import recover
+from .secgroups import SecurityGroups
+from .synced import Synced
 from .stacks import Stacks
 from .volumes import Volume, Volumes  # noqa: F401
 
@@ -49,6 +55,8 @@ class Cloud:
         self.paths = storage_paths(self.uri)
         for pool in (INSTANCE_POOL, IMAGE_POOL):
             self.backend.ensure_pool(pool, str(self.paths[pool]))
+        if self.uri.startswith("qemu:///session"):  # QEMU, run as this user, writes there
+            self.paths["logs"].mkdir(parents=True, exist_ok=True)
         self.images = ImageStore(self.backend)
         self.instances = Instances(self)
         self.volumes = Volumes(self)
@@ -57,21 +65,41 @@ class Cloud:
         self.networks = Networks(self)
         self.keys = Keys(self)
         self.stacks = Stacks(self)
+        self.secgroups = SecurityGroups(self)
+        self.floating = FloatingAddresses(self)
+        self.sync = Synced(self)
+        self.lbs = LoadBalancers(self)
+        self.dns = Dns(self)
+        self.ipools = InstancePools(self)
         self._accel: dict | None = None
+        self._monitor = None   # the sampler thread, made on first use (monitor.py)
         # a corrupt or empty inventory is rebuilt from libvirt; dead operations settled
         self.recovery: list[str] = recover(self)
 
     def recover(self, op_id: int, how: str = "rollback") -> list[str]:
-        """Settle interrupted operation `op_id`; only "rollback" of an instance create is
-        supported (what it half-made is deleted). Returns what was removed."""
-        from .errors import CloudError
-        from .recovery import rollback
-        if how != "rollback":
-            raise CloudError(f"recover: {how!r} is not supported; use 'rollback' "
-                              "(resume is not implemented)")
-        return rollback(self, op_id)
+        """Settle interrupted operation `op_id`: "rollback" undoes what it half-made,
+        "resume" finishes it (interrupted.py says per verb). Returns what was done."""
+        from .interrupted import settle
+        return settle(self, op_id, how)
+
+    @property
+    def monitor(self):
+        """This cloud's `Monitor`: one sampling thread, one bulk stats call per tick."""
+        if self._monitor is None:
+            from .monitor import Monitor
+            self._monitor = Monitor(self)
+        return self._monitor
+
+    def adopt(self, name: str, kind: str = "instance", stack: str = "adhoc") -> str:
+        """Bring libvirt object `name` (made outside nbcloud) into the inventory, in
+        `stack`, so that plan, drift and destroy manage it (adopt.py)."""
+        from .adopt import adopt
+        return adopt(self, name, kind, stack)
 
     def close(self) -> None:
+        if self._monitor is not None:   # stop sampling before the connection goes
+            self._monitor.close()
+            self._monitor = None
         self.instances.close()
         self.backend.close()
 

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except (commands.CommandError, CloudError, InvalidSpec) as exc:
         print(f"nbcloud: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nbcloud: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Interrupted says what was left running
+        print(f"nbcloud: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

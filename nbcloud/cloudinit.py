@@ -109,6 +109,9 @@ def user_data_document(ours: str, theirs: str | None) -> str:
     """``ours`` alone, or both as a MIME multipart of cloud-config / shell-script parts."""
     if theirs is None:
         return ours
+    # the spec takes leading blank lines (a triple-quoted string in a notebook starts with
+    # one); cloud-init and the tiny image look for '#!' or '#cloud-config' at byte 0
+    theirs = theirs.lstrip()
     if theirs.startswith("#cloud-config"):
         subtype = "cloud-config"
     elif theirs.startswith("#!"):

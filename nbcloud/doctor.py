@@ -49,6 +49,7 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
     """Check the daemon, accelerator, pools, networks and images of `uri`."""
     from . import config, host
     from .api import DEFAULT_NETWORK, INSTANCE_POOL, Cloud
+    from .instances import USER_NETWORK, default_network
     from .images.store import IMAGE_POOL
 
     checks: list[Check] = []
@@ -78,11 +79,17 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
                             INSTANCE_POOL in pools and IMAGE_POOL in pools,
                             "run `nbcloud host up`"))
         nets = cloud.backend.network_names()
-        net_ok = DEFAULT_NETWORK in nets and cloud.backend.network_active(DEFAULT_NETWORK)
-        checks.append(Check("networks", ", ".join(nets) or "(none)", net_ok or
-                            cloud.backend.is_test_driver,
-                            f"run `nbcloud host up` to create and start the "
-                            f"{DEFAULT_NETWORK!r} NAT network"))
+        if default_network(cloud.uri) == USER_NETWORK:
+            # a session daemon cannot make bridges: instances default to user networking
+            checks.append(Check("networks", ", ".join(["user (user-mode; SSH through a "
+                                                       "loopback port)", *nets])))
+        else:
+            net_ok = DEFAULT_NETWORK in nets and \
+                cloud.backend.network_active(DEFAULT_NETWORK)
+            checks.append(Check("networks", ", ".join(nets) or "(none)", net_ok or
+                                cloud.backend.is_test_driver,
+                                f"run `nbcloud host up` to create and start the "
+                                f"{DEFAULT_NETWORK!r} NAT network"))
         images = [i.name for i in cloud.images.list()]
         try:
             cloud.images.get("tiny")
@@ -99,8 +106,8 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
         if interrupted:
             checks.append(Check("interrupted operations", ", ".join(
                 f"{o['id']}: {o['verb']} {o['kind']} {o['name']}" for o in interrupted),
-                False, "undo what each half-made with `%cloud recover ID` (instance "
-                "creates), or delete the resource by hand"))
+                False, "`%cloud recover ID` undoes what each half-made, `%cloud recover "
+                "ID --resume` finishes it"))
         pending = cloud.inventory.unfinished()
         if pending:
             # dead processes' operations were settled as 'interrupted' on open (recovery.py)

@@ -31,3 +31,8 @@ class SSHError(CloudError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
+
+
+class Interrupted(KeyboardInterrupt):
+    """A wait the user interrupted (Ctrl-C, a kernel interrupt); the message says what was
+    left running and what was not made. A KeyboardInterrupt, so scripts still stop."""

@@ -6,23 +6,40 @@ import html
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import accel, keys, ssh
 from .backend.libvirt import xml as lx
 from .backend.libvirt.backend import is_local
-from .errors import AlreadyExists, CloudError, InvalidSpec
+from .errors import AlreadyExists, CloudError, InvalidSpec, SSHError
 from .flavors import get_flavor
 from .images.store import Image
 from .spec import InstanceSpec, check_count, check_name
+from .synced import spec_shares
 
 if TYPE_CHECKING:
     from .api import Cloud
 
 INSTANCE_POOL = "nbcloud"
 DEFAULT_NETWORK = "nbcloud"
+USER_NETWORK = lx.USER_NETWORK
+# What QEMU's user-mode network gives the guest (fixed by SLIRP): address, gateway, DNS.
+USER_GUEST = ("10.0.2.15/24", "10.0.2.2", ("10.0.2.3",))
+
+
+def default_network(uri: str) -> str:
+    """`nbcloud` (a NAT bridge) where the daemon can make bridges; else user networking."""
+    return DEFAULT_NETWORK if uri.startswith(("qemu:///system", "qemu+", "test:")) \
+        else USER_NETWORK
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (QEMU binds it when the instance starts)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Instance:
@@ -42,6 +59,11 @@ class Instance:
         return self.meta.get("ip", "")
 
     @property
+    def ssh_port(self) -> int:
+        """22, or the loopback port forwarded to it on a user-mode network."""
+        return int(self.meta.get("ssh_port") or 22)
+
+    @property
     def state(self) -> str:
         return self.cloud.backend.state(self.name)
 
@@ -59,7 +81,8 @@ class Instance:
 
     @property
     def host_key_fingerprint(self) -> str:
-        return ssh.fingerprint(self.meta["hostkey"])
+        hostkey = self.meta.get("hostkey")
+        return ssh.fingerprint(hostkey) if hostkey else "none pinned (adopted)"
 
     def _ssh_client(self):
         if self._client is not None:
@@ -68,7 +91,11 @@ class Instance:
                 return self._client
             self._client.close()
         meta = self.meta
+        if not meta.get("hostkey"):
+            raise SSHError(f"instance {self.name!r} was adopted: nbcloud pinned no host key "
+                           "for it, so it does not SSH to it")
         self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"],
+                                   port=int(meta.get("ssh_port") or 22),
                                    key_path=keys.login_key(meta.get("key", "default")))
         return self._client
 
@@ -80,9 +107,13 @@ class Instance:
                    timeout: float = 300.0) -> ssh.CommandResult:
         return ssh.run(self._ssh_client(), command, timeout=timeout, check=check)
 
-    def wait_ready(self, timeout: float | None = None) -> float:
-        """Wait until SSH answers; return the seconds waited."""
-        return ssh.wait_for_banner(self.ip, timeout=timeout or self.cloud.ssh_timeout)
+    def wait_ready(self, timeout: float | None = None, cancelled=None) -> float:
+        """Wait until SSH answers; return the seconds waited. `cancelled()` true stops
+        the wait (KeyboardInterrupt)."""
+        meta = self.meta
+        return ssh.wait_for_banner(meta.get("ip", ""), int(meta.get("ssh_port") or 22),
+                                   timeout=timeout or self.cloud.ssh_timeout,
+                                   cancelled=cancelled)
 
     def close(self) -> None:
         if self._client is not None:
@@ -172,6 +203,15 @@ class Instance:
             return ""
         return Path(path).read_text(errors="replace")
 
+    def screenshot(self):
+        """The instance's VGA screen now, as a `Screenshot` (PNG; shown inline)."""
+        from .screen import Screenshot, as_png
+        mime, data = self.cloud.backend.screenshot(self.name)
+        try:
+            return Screenshot(self.name, as_png(mime, data))
+        except ValueError as exc:
+            raise CloudError(f"screenshot of {self.name!r}: {exc}") from None
+
     def __repr__(self) -> str:
         try:
             return (f"<Instance {self.name} {self.state} ip={self.ip} flavor={self.flavor} "
@@ -188,6 +228,13 @@ class Instance:
         cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                         f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
         return f"<b>instance</b> {html.escape(self.name)}<table>{cells}</table>"
+
+
+def remove_console_log(cloud: Cloud, path: str | None, name: str) -> None:
+    """Delete the console log nbcloud gave instance `name` (only that file, only on this
+    machine): it goes with the instance, as it may hold what its user-data printed."""
+    if path and is_local(cloud.uri) and Path(path).name == f"nbcloud-{name}.console.log":
+        Path(path).unlink(missing_ok=True)
 
 
 class Instances:
@@ -220,14 +267,32 @@ class Instances:
                 if managed[name].get("kind") == "instance"]
 
     def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
-               network: str | list[str] | tuple[str, ...] = DEFAULT_NETWORK, *,
+               network: str | list[str] | tuple[str, ...] | None = None, *,
                user_data: str | None = None, key: str = "default", count: int = 1,
                wait: bool = True, stack: str = "adhoc",
-               volumes: tuple[str, ...] | list[str] = ()) -> Instance | list[Instance]:
+               volumes: tuple[str, ...] | list[str] = (),
+               progress=None, keep: bool = False,
+               screen: bool = False, sync=(), provision: str | None = None
+               ) -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
-        `volumes` are existing data volumes, attached once it runs."""
+        `volumes` are existing data volumes, attached once it runs. The network defaults
+        to `nbcloud`, or to user-mode networking (`user`) on a session daemon.
+        `progress` (see progress.launch_progress) shows each stage with elapsed time.
+        Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
+        `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
+        `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
+        script run at first boot (synced.py)."""
+        network = network or default_network(self.cloud.uri)
         networks = (network,) if isinstance(network, str) else tuple(network)
-        spec = InstanceSpec(name, image, flavor, networks, user_data, key)
+        if USER_NETWORK in networks and len(networks) > 1:
+            raise InvalidSpec("network: 'user' (user-mode networking) cannot be combined "
+                              "with other networks; pick it alone")
+        from . import synced
+        folders = synced.parse_syncs(sync)
+        synced.check_host(folders, self.cloud.uri)
+        user_data = synced.user_data(folders, provision, user_data)
+        pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
+        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs)
         n = check_count(count, "count")
         get_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
@@ -237,31 +302,43 @@ class Instances:
                                   "use --volume with --count 1")
             if self.cloud.volumes.get(check_name(vol, "volume name")).attached_to:
                 raise CloudError(f"volume {vol!r} is attached already: detach it first")
+        from .launch import launch
         if n == 1:
-            inst = self._create_one(spec, wait, stack)
+            inst = launch(self, [spec], wait, stack, progress, keep)[0]
             for vol in volumes:
                 self.cloud.volumes.attach(vol, inst.name)
+            self.cloud.sync.record(inst.name, folders)
+            if wait:
+                self.cloud.sync.wait_mounted(inst, folders)
             return inst
-        specs = [InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key)
-                 for i in range(1, n + 1)]
-        with ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
-            futures = [pool.submit(self._create_one, s, wait, stack) for s in specs]
-            return [f.result() for f in futures]
+        specs = [InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen,
+                              pairs) for i in range(1, n + 1)]
+        insts = launch(self, specs, wait, stack, progress, keep)
+        for inst in insts:
+            self.cloud.sync.record(inst.name, folders)
+            if wait:
+                self.cloud.sync.wait_mounted(inst, folders)
+        return insts
 
-    def _create_one(self, spec: InstanceSpec, wait: bool, stack: str) -> Instance:
+    def _create_one(self, spec: InstanceSpec, wait: bool, stack: str,
+                    watch=None, keep: bool = False) -> Instance:
+        """One create; `watch` (launch.Watch) hears its stages and may cancel it."""
         cloud, backend = self.cloud, self.cloud.backend
+        if watch is not None:
+            watch.stage(spec.name, "provisioning")
         if backend.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
         flavor = get_flavor(spec.flavor)
         image = cloud.images.get(spec.image)
-        nets = [backend.network(n) for n in spec.networks]
+        nets = [backend.network(n) for n in spec.networks if n != USER_NETWORK]
         accelerator = cloud.accelerator()["accelerator"]
         op = cloud.inventory.begin(cloud.uri, "create", "instance", spec.name,
                                    image=spec.image, flavor=spec.flavor,
                                    networks=list(spec.networks), stack=stack)
         undo: list = []
         reservations: list = []
+        unreachable = ""  # why SSH never answered, when `keep` keeps the instance anyway
         try:
             uuid = self._provision(spec, flavor, image, nets, accelerator, stack, undo,
                                    reservations)
@@ -270,6 +347,9 @@ class Instances:
                                 spec={"image": spec.image, "flavor": spec.flavor,
                                       "networks": list(spec.networks)})
             undo.append(lambda: cloud.inventory.remove(cloud.uri, "instance", spec.name))
+            if watch is not None:
+                watch.check(spec.name)  # interrupted: roll back, nothing ran yet
+                watch.stage(spec.name, "starting")
             backend.start(spec.name)
             # dnsmasq learns the addresses while the guest boots (it asks by DHCP only
             # after its static address is up, seconds later); not during the start,
@@ -277,34 +357,62 @@ class Instances:
             published = [backend.publish(r) for r in reservations]
             inst = Instance(cloud, spec.name)
             if wait:
-                inst.wait_ready()
-                inst._apply_cpu_share()
+                if watch is not None:
+                    watch.stage(spec.name, "booting")
+                try:
+                    inst.wait_ready(cancelled=watch.cancelled if watch is not None else None)
+                except SSHError as exc:
+                    if not keep:
+                        raise SSHError(f"{exc}: instance {spec.name!r} was deleted "
+                                       "(keep=True, or --keep, keeps it to read its "
+                                       "console)") from None
+                    unreachable = str(exc)
+                else:
+                    inst._apply_cpu_share()
             for future in published:
                 future.result()
         except KeyboardInterrupt:
             if backend.exists(spec.name) and backend.state(spec.name) == "running":
                 cloud.inventory.finish(op, "interrupted", "left running, not yet SSH-ready")
                 raise
-            self._undo(undo)
-            cloud.inventory.finish(op, "failed", "interrupted, rolled back")
+            self._finish_undone(op, self._undo(undo), "interrupted, rolled back")
             raise
         except BaseException as exc:
-            self._undo(undo)
-            cloud.inventory.finish(op, "failed", str(exc))
+            self._finish_undone(op, self._undo(undo), str(exc))
             raise
+        if unreachable:
+            cloud.inventory.set_state(cloud.uri, "instance", spec.name, "unreachable")
+            cloud.inventory.finish(op, "failed", f"{unreachable}; kept as asked")
+            self._handles[spec.name] = inst
+            raise SSHError(f"{unreachable}: instance {spec.name!r} is kept as asked (read "
+                           f"`%cloud instance console {spec.name}`, then delete it)")
         cloud.inventory.set_state(cloud.uri, "instance", spec.name,
                                   "running" if wait else "starting")
         cloud.inventory.finish(op, "ok")
         self._handles[spec.name] = inst
+        if watch is not None:
+            watch.stage(spec.name, "ready" if wait else "started")
         return inst
 
     @staticmethod
-    def _undo(undo: list) -> None:
+    def _undo(undo: list) -> list[str]:
+        """Run the undo steps, last first; returns the errors of those that failed."""
+        errors = []
         for step in reversed(undo):
             try:
                 step()
-            except Exception:  # best effort: keep undoing the rest
-                pass
+            except Exception as exc:  # best effort: keep undoing the rest
+                errors.append(str(exc))
+        return errors
+
+    def _finish_undone(self, op: int, undo_errors: list[str], why: str) -> None:
+        """A create that failed and was undone is 'failed'; if the undo itself failed (the
+        daemon died, say), what is left is unknown: 'interrupted', for `recover`."""
+        if undo_errors:
+            self.cloud.inventory.finish(op, "interrupted", f"{why}; the rollback failed too "
+                                        f"({undo_errors[0]}): `%cloud recover {op}`")
+        else:
+            self.cloud.inventory.finish(op, "failed", why)
 
     def _provision(self, spec, flavor, image: Image, nets, accelerator: str, stack: str,
                    undo: list, reservations: list) -> str:
@@ -313,6 +421,12 @@ class Instances:
         from . import cloudinit
         cloud, backend = self.cloud, self.cloud.backend
         nics, statics = [], []
+        user_port = None
+        if USER_NETWORK in spec.networks:
+            user_port = free_loopback_port()
+            mac = backend.random_mac()
+            nics.append(lx.Nic(USER_NETWORK, mac, host_port=user_port))
+            statics.append(cloudinit.StaticNet(mac, *USER_GUEST))
         for net in nets:
             mac = backend.random_mac()
             r = backend.reserve_address(net.name, mac, spec.name)
@@ -360,15 +474,19 @@ class Instances:
             disks.append(lx.Disk(info.path, f"vd{chr(ord('a') + len(disks))}"))
         meta = {"kind": "instance", "stack": stack, "image": spec.image,
                 "flavor": spec.flavor, "networks": ",".join(spec.networks),
-                "ip": reservations[0].ip,
-                "ips": ",".join(f"{r.network}={r.ip}" for r in reservations),
+                "ip": reservations[0].ip if reservations else "127.0.0.1",
+                "ips": ",".join(f"{r.network}={r.ip}" for r in reservations)
+                or f"{USER_NETWORK}={USER_GUEST[0].split('/')[0]}",
                 "mac": ",".join(nic.mac for nic in nics), "hostkey": host_public,
-                "key": spec.key or "default", "created": str(int(time.time()))}
+                "key": spec.key or "default", "created": str(int(time.time())),
+                **({"ssh_port": str(user_port)} if user_port else {})}
         d = lx.DomainDef(name=spec.name, vcpus=flavor.vcpus, memory=flavor.memory,
                          domain_type=accel.domain_type(accelerator), boot=boot,
                          disks=tuple(disks), nics=tuple(nics), metadata=meta,
-                         console_log=str(cloud.paths["logs"] / f"nbcloud-{spec.name}.console.log"))
+                         console_log=str(cloud.paths["logs"] / f"nbcloud-{spec.name}.console.log"),
+                         video=spec.screen, shares=spec_shares(spec.sync))
         uuid = backend.define(d)
+        undo.append(lambda: remove_console_log(cloud, d.console_log, spec.name))
         undo.append(lambda: backend.delete(spec.name))
         return uuid
 
@@ -384,16 +502,31 @@ class Instances:
         meta: dict[str, str] = {}
 
         def _delete() -> None:
+            log = backend.console_log_path(name)
             meta.update(backend.delete(name))
+            remove_console_log(cloud, log, name)
             # its data volumes went with the domain's definition; their files stay
             cloud.volumes.released(name, meta)
             for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
                 backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}")
             for net in filter(None, meta.get("networks", "").split(",")):
+                if net == USER_NETWORK:
+                    continue
                 for mac in filter(None, meta.get("mac", "").split(",")):
                     backend.release_address(net, mac)
             cloud.inventory.remove(cloud.uri, "instance", name)
-        self._run("delete", name, _delete)
+            # what services held for it: security group memberships, port forwards
+            cloud.secgroups.instance_deleted(name)
+            cloud.floating.instance_deleted(name)
+        op = cloud.inventory.begin(cloud.uri, "delete", "instance", name)
+        try:
+            _delete()
+        except BaseException as exc:
+            # some of it may be done (the domain undefined, its disks not yet deleted):
+            # settle it with `recover` (resume finishes it)
+            cloud.inventory.finish(op, "interrupted", f"{exc}: `%cloud recover {op}`")
+            raise
+        cloud.inventory.finish(op, "ok")
         if volumes:
             for vol in filter(None, meta.get("volumes", "").split(",")):
                 cloud.volumes.delete(vol)

@@ -254,6 +254,9 @@ class Keys:
         text = public_key
         if "\n" not in public_key and not public_key.startswith(KEY_TYPES):
             path = Path(public_key).expanduser()
+            if ".." in path.parts:  # the same rule as image import sources and pool paths
+                raise InvalidSpec(f"{public_key!r}: give the path without '..' (an absolute "
+                                  "path works)")
             if not path.is_file():
                 raise InvalidSpec(f"{public_key!r} is neither a file nor a public key: "
                                   f"{_PUBLIC_HELP}")

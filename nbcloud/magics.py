@@ -4,11 +4,11 @@ from __future__ import annotations
 import shlex
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Float, Unicode
 
 from . import commands
-from .errors import CloudError
+from .errors import CloudError, Interrupted
 from .spec import InvalidSpec
 
 
@@ -51,6 +51,7 @@ class CloudMagics(Magics):
             self._cloud.close()
             self._cloud = None
 
+    @no_var_expand
     @line_cell_magic
     def cloud(self, line: str, cell: str | None = None):
         """%cloud GROUP VERB ... — see `%cloud doctor` and DESIGN.md for the grammar.
@@ -58,7 +59,7 @@ class CloudMagics(Magics):
         if cell is not None:
             return self._stack_cell(line, cell)
         try:
-            argv = shlex.split(line)
+            argv = self._expand(shlex.split(line))
         except ValueError as exc:
             raise UsageError(f"cannot split the line: {exc}") from None
         if not argv:
@@ -71,11 +72,27 @@ class CloudMagics(Magics):
             return commands.run(self.api, args, self.shell.user_ns if self.shell else None)
         except (commands.CommandError, CloudError, InvalidSpec) as exc:
             raise UsageError(str(exc)) from None
+        except Interrupted as exc:  # Ctrl-C in a create: one line saying what is left
+            raise UsageError(str(exc)) from None
+
+    #: options whose `$VAR` names a notebook variable that the command reads itself (a
+    #: multi-line script would not survive IPython's expansion into the line)
+    _BY_NAME = ("--user-data", "--provision", "--script")
+
+    def _expand(self, argv: list[str]) -> list[str]:
+        """IPython's `$name` / `{expr}` expansion, token by token, after splitting."""
+        if self.shell is None:
+            return argv
+        out = []
+        for i, token in enumerate(argv):
+            keep = token.startswith("$") and i > 0 and argv[i - 1] in self._BY_NAME
+            out.append(token if keep else self.shell.var_expand(token))
+        return out
 
     def _stack_cell(self, line: str, cell: str):
         from IPython.display import display
-        try:
-            argv = shlex.split(line)
+        try:  # `--stack {name}` expands like a line magic's words (a runbook's parameter)
+            argv = self._expand(shlex.split(line))
         except ValueError as exc:
             raise UsageError(f"cannot split the line: {exc}") from None
         try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .backend.libvirt import xml as lx
 from .display import Table
-from .errors import AlreadyExists, CloudError, NotManaged
+from .errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
 from .spec import NetworkSpec, check_name
 
 if TYPE_CHECKING:
@@ -166,6 +166,9 @@ class Networks:
         network on the host."""
         spec = NetworkSpec(name, cidr, mode)
         cloud, backend = self.cloud, self.cloud.backend
+        if name == "user":
+            raise InvalidSpec("network name 'user' is reserved for user-mode networking "
+                              "(no bridge; SSH through a loopback port): pick another name")
         if name in backend.network_names():
             raise AlreadyExists(f"network {name!r} exists already: pick another name or "
                                 "delete it first")
@@ -207,9 +210,11 @@ class Networks:
         nbcloud did not make, and for the default network unless `force`."""
         cloud, backend = self.cloud, self.cloud.backend
         info = self.get(name).info
-        if not is_managed(info):
+        adopted = any(r.name == name and r.spec.get("adopted")
+                      for r in cloud.inventory.resources(cloud.uri, "network"))
+        if not is_managed(info) and not adopted:
             raise NotManaged(f"network {name!r} was not made by nbcloud: nbcloud leaves "
-                             "it alone")
+                             "it alone (`%cloud adopt` it first to manage it)")
         if name == DEFAULT_NETWORK and not force:
             raise CloudError(f"network {name!r} is nbcloud's default network: instances "
                              "use it unless told otherwise (pass force to delete it anyway)")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from .backend.libvirt.xml import USER_NETWORK
 from .flavors import get_flavor
 from .spec import InvalidSpec, format_size
 from .stack import Stack
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from .api import Cloud
     from .inventory import Resource
 
-KINDS = ("network", "volume", "instance")          # creation order; deletion is reversed
+KINDS = ("network", "volume", "secgroup", "instance", "loadbalancer")  # creation order
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 COLOURS = {"create": "#2a7d2a", "update": "#a06800", "replace": "#8a2be2",
            "delete": "#b22222"}
@@ -37,6 +40,10 @@ class LiveState:
     foreign_domains: list[str] = field(default_factory=list)
     networks: dict[str, dict] = field(default_factory=dict)    # name -> cidr, mode, managed
     volumes: dict[str, dict] = field(default_factory=dict)     # name -> tier, size, pool
+    # balancers are host processes, not libvirt objects: their record is their state
+    loadbalancers: dict[str, dict] = field(default_factory=dict)   # name -> spec
+    # security groups: their record is their state (libvirt's filters are derived)
+    secgroups: dict[str, dict] = field(default_factory=dict)       # name -> spec
 
 
 def read_live(cloud: Cloud) -> LiveState:
@@ -51,7 +58,9 @@ def read_live(cloud: Cloud) -> LiveState:
         m = _FILE_RE.fullmatch(info.name)
         if m and m.group(2):
             volumes[name] = {"tier": m.group(2), "size": info.capacity, "pool": info.pool}
-    return LiveState(domains, foreign, networks, volumes)
+    lbs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "loadbalancer")}
+    sgs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "secgroup")}
+    return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs)
 
 
 @dataclass(frozen=True)
@@ -137,17 +146,37 @@ def _describe(kind: str, want) -> str:
         return f"{want.network} {want.mode}"
     if kind == "volume":
         return f"{format_size(want.capacity)} {want.tier}"
+    if kind == "loadbalancer":
+        return f"{want.algorithm} on {want.network}:{want.port} over {','.join(want.members)}"
+    if kind == "secgroup":
+        return f"{len(want.rules)} rules: {'; '.join(want.rules) or 'ingress denied'}"
     spec, decl = want
     vols = f" with {','.join(decl.volumes)}" if decl.volumes else ""
     return f"{spec.image} {spec.flavor} on {','.join(spec.networks)}{vols}"
 
 
+_CUSTOM = re.compile(r"custom-(\d+)c-(\d+)m")
+
+
+def _flavor_size(name: str) -> tuple[int, int] | None:
+    """(vcpus, memory) of a catalogue flavor or of a custom one's name."""
+    m = _CUSTOM.fullmatch(name)
+    if m:
+        return int(m.group(1)), int(m.group(2)) << 20
+    try:
+        flavor = get_flavor(name)
+    except InvalidSpec:
+        return None
+    return flavor.vcpus, flavor.memory
+
+
 def size_drift(entry: dict) -> str:
     """'' if a domain's vCPUs and memory match the flavor in its metadata, else what differs."""
-    try:
-        flavor = get_flavor(entry["meta"].get("flavor", ""))
-    except InvalidSpec:
+    name = entry["meta"].get("flavor", "")
+    size = _flavor_size(name)
+    if size is None:
         return ""
+    flavor = SimpleNamespace(name=name, vcpus=size[0], memory=size[1])
     out = []
     if entry["memory"] != flavor.memory:
         out.append(f"memory {format_size(entry['memory'])}, flavor {flavor.name} says "
@@ -157,10 +186,40 @@ def size_drift(entry: dict) -> str:
     return "; ".join(out)
 
 
+def nic_pairs(meta: dict) -> set[tuple[str, str]]:
+    """(network, mac) of the NICs nbcloud gave an instance, from its metadata (user-mode
+    networking is no libvirt interface, so it is left out)."""
+    nets = meta.get("networks", "").split(",")
+    macs = meta.get("mac", "").lower().split(",")
+    return {(n, m) for n, m in zip(nets, macs) if n and m and n != USER_NETWORK}
+
+
+def nic_drift(entry: dict) -> str:
+    """'' if a domain's NICs are the ones its metadata records, else what differs: NICs
+    added, removed or moved to another network (with virsh attach/detach-interface)."""
+    if "nics" not in entry or not entry["meta"].get("mac"):
+        return ""
+    want, have = nic_pairs(entry["meta"]), set(entry["nics"])
+    want_by_mac, have_by_mac = {m: n for n, m in want}, {m: n for n, m in have}
+    out = []
+    for mac in sorted(set(want_by_mac) | set(have_by_mac)):
+        was, now = want_by_mac.get(mac), have_by_mac.get(mac)
+        if was == now:
+            continue
+        if was is None:
+            out.append(f"NIC {mac} on {now} added")
+        elif now is None:
+            out.append(f"NIC {mac} on {was} removed")
+        else:
+            out.append(f"NIC {mac} moved from {was} to {now}")
+    return ", ".join(out)
+
+
 def _compare_instance(spec, decl, entry: dict, record: Resource | None) -> tuple[str, list]:
     meta = entry["meta"]
     replace, update = [], []
-    if meta.get("image") != spec.image:
+    # an adopted domain's image is unknown: the cell's image is not a reason to replace it
+    if meta.get("image") != spec.image and not meta.get("adopted"):
         replace.append(f"image {meta.get('image')} -> {spec.image}")
     live_nets = tuple(filter(None, meta.get("networks", "").split(",")))
     if live_nets != spec.networks:
@@ -176,10 +235,68 @@ def _compare_instance(spec, decl, entry: dict, record: Resource | None) -> tuple
         drift = size_drift(entry)
         if drift:
             update.append(f"changed behind nbcloud's back: {drift}")
+    nics = nic_drift(entry)
+    if nics:
+        update.append(f"NICs changed behind nbcloud's back: {nics}")
     live_vols = sorted(filter(None, meta.get("volumes", "").split(",")))
     if live_vols != sorted(decl.volumes):
         update.append(f"volumes [{','.join(live_vols)}] -> [{','.join(sorted(decl.volumes))}]")
     return ("update" if update else ""), update
+
+
+def lb_members(decl, stack: Stack, live: LiveState) -> list[str]:
+    """The instances balancer `decl`'s member patterns name: the stack's own on its network
+    and the live ones there. InvalidSpec if a pattern names none."""
+    import fnmatch
+    on_net = {n for n, (spec, _d) in stack.members().items() if decl.network in spec.networks}
+    on_net |= {n for n, e in live.domains.items()
+               if decl.network in e["meta"].get("networks", "").split(",")}
+    out: list[str] = []
+    for pattern in decl.members:
+        found = sorted(n for n in on_net if fnmatch.fnmatchcase(n, pattern))
+        if not found:
+            raise InvalidSpec(f"loadbalancer.{decl.name}.members: {pattern!r} names no "
+                              f"instance on network {decl.network!r}: a member must have a "
+                              "NIC on the balancer's network")
+        out += [n for n in found if n not in out]
+    return out
+
+
+def _compare_lb(want, have: dict, members: list[str]) -> tuple[str, list]:
+    changes = []
+    if have["network"] != want.network:
+        changes.append(f"network {have['network']} -> {want.network}")
+    if have["port"] != want.port:
+        changes.append(f"port {have['port']} -> {want.port}")
+    if changes:
+        return "replace", changes
+    if have["algorithm"] != want.algorithm:
+        changes.append(f"algorithm {have['algorithm']} -> {want.algorithm}")
+    if (have.get("member_port") or have["port"]) != (want.member_port or want.port):
+        changes.append(f"member port -> {want.member_port or want.port}")
+    if sorted(have["members"]) != sorted(members):
+        changes.append(f"members [{','.join(have['members'])}] -> [{','.join(members)}]")
+    return ("update" if changes else ""), changes
+
+
+def sg_members(stack: Stack, group: str) -> list[str]:
+    """The stack's instances (counts expanded) that declare security group `group`."""
+    return sorted(n for n, (_s, decl) in stack.members().items() if group in decl.secgroups)
+
+
+def _compare_sg(want, have: dict, stack: Stack) -> tuple[str, list]:
+    from .secrules import Rule, parse_rule_text, rule_text
+    changes = []
+    recorded = [rule_text(Rule.from_json(r)) for r in have.get("rules", [])]
+    wanted = [rule_text(parse_rule_text(r)) for r in want.rules]
+    if recorded != wanted:
+        changes.append(f"rules [{'; '.join(recorded)}] -> [{'; '.join(wanted)}]")
+    ours = set(stack.members())
+    now = sorted(set(have.get("instances", [])) & ours)
+    members = sg_members(stack, want.name)
+    if now != members:
+        changes.append(f"members [{','.join(now)}] -> [{','.join(members)}]")
+    return ("update" if changes else ""), changes
 
 
 def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
@@ -191,14 +308,19 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
     desired.update({("network", n): s for n, s in stack.networks.items()})
     desired.update({("volume", n): s for n, s in stack.volumes.items()})
     desired.update({("instance", n): sd for n, sd in stack.members().items()})
+    desired.update({("loadbalancer", n): d for n, d in stack.loadbalancers.items()})
+    desired.update({("secgroup", n): d for n, d in stack.secgroups.items()})
 
     converge: list[Action] = []
     replaced_networks: set[str] = set()
     for (kind, name), want in desired.items():
         _refuse_foreign(kind, name, stack.name, rec, live)
+        if kind == "loadbalancer":
+            lb_members(want, stack, live)  # a member pattern that names nothing: refused
         record = mine.get((kind, name))
-        have = {"network": live.networks, "volume": live.volumes,
-                "instance": live.domains}[kind].get(name)
+        have = {"network": live.networks, "volume": live.volumes, "instance": live.domains,
+                "loadbalancer": live.loadbalancers,
+                "secgroup": live.secgroups}[kind].get(name)
         if have is None:
             why = ("deleted behind nbcloud's back",) if record is not None else ()
             why += (_describe(kind, want),)
@@ -224,6 +346,10 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
             elif want.capacity > have["size"]:
                 op, changes = "update", [f"size {format_size(have['size'])} -> "
                                          f"{format_size(want.capacity)}"]
+        elif kind == "loadbalancer":
+            op, changes = _compare_lb(want, have, lb_members(want, stack, live))
+        elif kind == "secgroup":
+            op, changes = _compare_sg(want, have, stack)
         else:
             op, changes = _compare_instance(want[0], want[1], have, record)
             for change in changes:
@@ -242,12 +368,17 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
         if kind == "instance" and replaced_networks & set(want[0].networks) and \
                 not any(a.kind == kind and a.name == name for a in converge):
             converge.append(Action("replace", kind, name, ("its network is replaced",), want))
+        if kind == "loadbalancer" and want.network in replaced_networks and \
+                not any(a.kind == kind and a.name == name for a in converge) and \
+                (kind, name) in mine:
+            converge.append(Action("replace", kind, name, ("its network is replaced",), want))
 
     gone: dict[tuple[str, str], bool] = {}
     for (kind, name), r in mine.items():
         if (kind, name) not in desired:
             here = {"network": live.networks, "volume": live.volumes,
-                    "instance": live.domains}[kind]
+                    "instance": live.domains, "loadbalancer": live.loadbalancers,
+                    "secgroup": live.secgroups}[kind]
             gone[(kind, name)] = name in here
     for name, entry in live.domains.items():  # ours in libvirt, forgotten by the inventory
         if entry["meta"].get("stack") == stack.name and ("instance", name) not in desired:
@@ -276,11 +407,15 @@ def drift(recorded: list[Resource], live: LiveState) -> list[tuple[str, str, str
             changed = size_drift(entry)
             if changed:
                 out.append((r.kind, r.name, r.stack, f"changed behind nbcloud's back: {changed}"))
+            nics = nic_drift(entry)
+            if nics:
+                out.append((r.kind, r.name, r.stack,
+                            f"NICs changed behind nbcloud's back: {nics}"))
     recorded_names = {(r.kind, r.name) for r in recorded}
     for name in live.foreign_domains:
         out.append(("instance", name, "-", "unmanaged (no nbcloud mark): never touched"))
     for name, info in live.networks.items():
-        if not info["managed"]:
+        if not info["managed"] and ("network", name) not in recorded_names:  # not adopted
             out.append(("network", name, "-", "unmanaged (not made by nbcloud): never touched"))
     for name in live.domains:
         if ("instance", name) not in recorded_names:

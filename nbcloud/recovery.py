@@ -7,7 +7,6 @@ that declares one of them claims it (stacks.py) instead of refusing it.
 """
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from .networks import DEFAULT_NETWORK, is_managed
@@ -57,8 +56,8 @@ def settle_interrupted(cloud: Cloud) -> list[str]:
         what = f"{op['verb']} {op['kind']} {op['name']}"
         cloud.inventory.resolve(op["id"], "interrupted",
                                 "its process ended before the outcome was recorded")
-        notes.append(f"operation {op['id']} ({what}) was interrupted: check it with "
-                     "`%cloud drift` and `%cloud ls`")
+        notes.append(f"operation {op['id']} ({what}) was interrupted: `%cloud recover "
+                     f"{op['id']}` rolls it back, `--resume` finishes it")
     return notes
 
 
@@ -77,65 +76,11 @@ def recover(cloud: Cloud) -> list[str]:
 
 def _reserved_macs(cloud: Cloud, network: str, hostname: str) -> list[str]:
     """MACs of `hostname`'s address reservations on `network`, live or only defined."""
-    import libvirt
-
-    from .backend.libvirt import xml as lx
-    try:
-        net = cloud.backend.conn.networkLookupByName(network)
-        descs = [net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)]
-        if net.isActive():
-            descs.append(net.XMLDesc(0))
-    except libvirt.libvirtError:
-        return []
-    macs: list[str] = []
-    for desc in descs:
-        for mac, _ip, name in lx.parse_network(desc).hosts:
-            if name == hostname and mac.lower() not in macs:
-                macs.append(mac.lower())
-    return macs
+    return [r.mac for r, _live in cloud.backend.host_reservations(network, hostname)]
 
 
 def rollback(cloud: Cloud, op_id: int) -> list[str]:
-    """Undo what an interrupted `create instance` half-made: its domain (only if it
-    carries nbcloud's mark), its seed/root/local volumes, its address reservations and its
-    inventory row; the operation is then recorded 'rolled back'. Returns what was removed.
-
-    Only for an operation that is interrupted (or 'started' by a process that is gone);
-    one still under way in a live process is refused."""
-    from .errors import CloudError, NotFound
-    from .instances import INSTANCE_POOL
-
-    inv, backend = cloud.inventory, cloud.backend
-    op = inv.operation_by_id(op_id)
-    if op is None:
-        raise NotFound(f"no operation {op_id} in the inventory")
-    if op["result"] == "started" and op_id not in {o["id"] for o in inv.stale()}:
-        raise CloudError(f"operation {op_id} is still under way (process {op['pid']})")
-    if op["result"] not in ("started", "interrupted"):
-        raise CloudError(f"operation {op_id} is {op['result']!r}, not interrupted: "
-                         "nothing to recover")
-    if (op["verb"], op["kind"]) != ("create", "instance"):
-        raise CloudError(f"rollback of {op['verb']} {op['kind']} is not supported: only "
-                         "an interrupted instance create is")
-    name, args = op["name"], json.loads(op["args"] or "{}")
-    done: list[str] = []
-    if backend.exists(name):
-        backend.metadata(name)  # NotManaged: a domain without our mark is never touched
-        meta = backend.delete(name)
-        cloud.volumes.released(name, meta)
-        done.append(f"domain {name}")
-    for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
-        vol = f"{name}.{suffix}"
-        if backend.delete_volume(INSTANCE_POOL, vol):
-            done.append(f"volume {vol}")
-    networks = args.get("networks") or [i.name for i in backend.network_infos()]
-    for net in networks:
-        for mac in _reserved_macs(cloud, net, name):
-            if backend.release_address(net, mac):
-                done.append(f"address reservation {mac} on {net}")
-    if any(r.name == name for r in inv.resources(cloud.uri, "instance")):
-        inv.remove(cloud.uri, "instance", name)
-        done.append(f"inventory row instance {name}")
-    inv.resolve(op_id, "rolled back", "removed: " + (", ".join(done) or "nothing"),
-                was=("started", "interrupted"))
-    return done
+    """Undo what interrupted operation `op_id` half-made (interrupted.py); returns what
+    was removed."""
+    from .interrupted import settle
+    return settle(cloud, op_id, "rollback")

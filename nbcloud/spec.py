@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+USER_DATA_MAX = 16 * 1024  # bytes of a user's user-data: what EC2 and most clouds accept
 
 
 class InvalidSpec(ValueError):
@@ -89,6 +90,8 @@ class InstanceSpec:
     networks: tuple[str, ...] = ("nbcloud",)
     user_data: str | None = None
     key: str | None = None
+    screen: bool = False          # a VGA adapter, for screenshots (costs boot time)
+    sync: tuple[tuple[str, str], ...] = ()  # (host folder, guest folder): synced.py checks
 
     def __post_init__(self) -> None:
         check_name(self.name, "instance name")
@@ -108,6 +111,21 @@ class InstanceSpec:
                 and self.user_data.lstrip().startswith(("#!", "#cloud-config"))):
             raise InvalidSpec("user-data must start with '#!' (a script) or "
                               "'#cloud-config'")
+        if self.user_data is not None:
+            check_user_data_size(self.user_data)
+
+
+def check_user_data_size(text: str) -> int:
+    """The size of user-data `text` in bytes; InvalidSpec over USER_DATA_MAX or not text."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidSpec("user-data is not valid text (it holds a lone UTF-16 "
+                          "surrogate)") from None
+    if size > USER_DATA_MAX:
+        raise InvalidSpec(f"user-data is {size} bytes: at most {USER_DATA_MAX} are allowed "
+                          "(as on EC2); put larger files on a volume or a cdrom")
+    return size
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,14 @@ def fingerprint(public_line: str) -> str:
 
 
 def wait_for_banner(host: str, port: int = 22, timeout: float = 60.0,
-                    interval: float = 0.05) -> float:
-    """Poll until an SSH server answers with its banner; return seconds waited."""
+                    interval: float = 0.05, cancelled=None) -> float:
+    """Poll until an SSH server answers with its banner; return seconds waited.
+    `cancelled()` true gives up at once (raises KeyboardInterrupt, as Ctrl-C would)."""
     start = time.monotonic()
     deadline = start + timeout
     while True:
+        if cancelled is not None and cancelled():
+            raise KeyboardInterrupt(f"the wait for SSH on {host}:{port} was cancelled")
         try:
             with socket.create_connection((host, port), timeout=1.0) as sock:
                 sock.settimeout(2.0)
@@ -64,11 +67,12 @@ def connect(host: str, *, host_key: str, key_path: Path, user: str = "root",
         client.connect(host, port=port, username=user, pkey=pkey, timeout=timeout,
                        banner_timeout=timeout, auth_timeout=timeout,
                        allow_agent=False, look_for_keys=False)
-    except paramiko.BadHostKeyException:
+    except paramiko.BadHostKeyException as exc:
         client.close()
         raise SSHError(f"{host} offered a host key that is not the one nbcloud pinned for "
                        "this instance: refusing to connect (the instance was replaced, "
-                       "or someone is in the middle)") from None
+                       f"or someone is in the middle; pinned {exc.expected_key.fingerprint}, "
+                       f"offered {exc.key.fingerprint})") from None
     except (paramiko.SSHException, OSError) as exc:
         client.close()
         raise SSHError(f"SSH to {host}:{port} failed: {exc}") from None

@@ -1,7 +1,7 @@
 """The stack model: the YAML body of a `%%cloud` cell -> validated spec objects.
 
-A body has up to three sections, `network:`, `volume:` and `instance:`, each a mapping of
-resource name -> fields (DESIGN.md, The magic). `{identifier}` is replaced by the notebook
+A body has up to four sections, `network:`, `volume:`, `instance:` and `loadbalancer:`,
+each a mapping of resource name -> fields (DESIGN.md, The magic). `{identifier}` is replaced by the notebook
 variable of that name. Every mistake raises `InvalidSpec` with one line naming the key and
 what is allowed; YAML anchors and aliases are refused (they are how "billion laughs" bombs
 are built, and a cell has no need of them).
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .secrules import parse_rule_text
 from .spec import (
     InstanceSpec,
     InvalidSpec,
@@ -24,17 +25,25 @@ from .spec import (
 
 MAX_TEXT = 64 * 1024          # characters of YAML in one cell
 MAX_EVENTS = 20_000           # YAML parse events (roughly: scalars + collections)
+MAX_DEPTH = 32                # nested collections (deeper ones overflow the parser's stack)
 _VAR_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER_RE = re.compile(r"__nbcloud_var_(\d+)__")
 
-SECTIONS = ("network", "volume", "instance")
+SECTIONS = ("network", "volume", "instance", "loadbalancer", "secgroup")
 FIELDS = {
     "network": {"cidr": (str,), "mode": (str,)},
     "volume": {"size": (str, int), "tier": (str,)},
     "instance": {"image": (str,), "flavor": (str,), "network": (list, str),
-                 "volume": (list, str), "count": (int,), "user_data": (str,)},
+                 "volume": (list, str), "count": (int,), "user_data": (str,),
+                 "secgroup": (list, str)},
+    "secgroup": {"rules": (list,)},
+    "loadbalancer": {"network": (str,), "port": (int,), "members": (list, str),
+                     "algorithm": (str,), "member_port": (int,)},
 }
-REQUIRED = {"network": ("cidr",), "volume": ("size",), "instance": ()}
+REQUIRED = {"network": ("cidr",), "volume": ("size",), "instance": (),
+            "loadbalancer": ("network",), "secgroup": ()}
+LB_ALGORITHMS = ("roundrobin", "leastconn")
+_MEMBER_RE = re.compile(r"^[a-z0-9*?\[\]-]{1,63}$")   # a name or a glob like web-*
 _TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list of names"}
 
 
@@ -48,6 +57,7 @@ class InstanceDecl:
     volumes: tuple[str, ...] = ()
     count: int | None = None      # None: one instance called NAME
     user_data: str | None = None
+    secgroups: tuple[str, ...] = ()   # security groups of the stack it is a member of
 
     def members(self) -> list[InstanceSpec]:
         # With a count, always NAME-1..NAME-N: going from 2 to 1 keeps NAME-1.
@@ -58,12 +68,58 @@ class InstanceDecl:
 
 
 @dataclass(frozen=True)
+class SecgroupDecl:
+    """One `secgroup:` entry: rules as "[in|out] PROTO [PORT[-PORT]] [from|to
+    CIDR_OR_GROUP]" strings (secgroups.parse_rule_text), checked when it is built."""
+    name: str
+    rules: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_name(self.name, "security group name")
+        for rule in self.rules:
+            if not isinstance(rule, str):
+                raise InvalidSpec(f"secgroup.{self.name}.rules holds {rule!r:.40}: use "
+                                  "strings like 'tcp 22' or 'tcp 80 from web'")
+            parse_rule_text(rule)
+
+
+@dataclass(frozen=True)
+class LbDecl:
+    """One `loadbalancer:` entry (loadbalancers.py); `members` are names or globs, matched
+    against the instances on `network` when the stack is planned and applied."""
+    name: str
+    network: str
+    port: int = 80
+    members: tuple[str, ...] = ()
+    algorithm: str = "roundrobin"
+    member_port: int | None = None
+
+    def __post_init__(self):
+        where = f"loadbalancer.{self.name}"
+        check_name(self.name, "load balancer name")
+        check_name(self.network, f"{where}.network")
+        for key in ("port", "member_port"):
+            value = getattr(self, key)
+            if value is not None and not 1 <= value <= 65535:
+                raise InvalidSpec(f"{where}.{key} {value} is not allowed: use 1 to 65535")
+        if self.algorithm not in LB_ALGORITHMS:
+            raise InvalidSpec(f"{where}.algorithm {self.algorithm!r:.40} is not offered: use "
+                              + " or ".join(LB_ALGORITHMS))
+        for m in self.members:
+            if not _MEMBER_RE.fullmatch(m):
+                raise InvalidSpec(f"{where}.members holds {m!r:.40}: use instance names "
+                                  "or patterns like web-*")
+
+
+@dataclass(frozen=True)
 class Stack:
     """The desired state of one stack."""
     name: str
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     volumes: dict[str, VolumeSpec] = field(default_factory=dict)
     instances: dict[str, InstanceDecl] = field(default_factory=dict)
+    loadbalancers: dict[str, LbDecl] = field(default_factory=dict)
+    secgroups: dict[str, SecgroupDecl] = field(default_factory=dict)
 
     def members(self) -> dict[str, tuple[InstanceSpec, InstanceDecl]]:
         """Every instance the stack declares (counts expanded) -> (spec, declaration)."""
@@ -122,11 +178,26 @@ def load_yaml(text: str) -> object:
     if len(text) > MAX_TEXT:
         raise InvalidSpec(f"the stack is {len(text)} characters long: a cell may hold at "
                           f"most {MAX_TEXT}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidSpec(f"character {exc.start + 1} of the stack is not text (a lone "
+                              "UTF-16 surrogate): remove it") from None
+    depth = 0
     try:
         for n, event in enumerate(yaml.parse(text, Loader=_LOADER)):
             if n > MAX_EVENTS:
                 raise InvalidSpec(f"the stack has more than {MAX_EVENTS} YAML nodes: split "
                                   "it into several stacks")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise InvalidSpec(f"line {event.start_mark.line + 1}: the stack "
+                                      f"nests more than {MAX_DEPTH} levels deep (a stack "
+                                      "needs four)")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 line = event.start_mark.line + 1
                 raise InvalidSpec(f"line {line}: YAML anchors and aliases (&name, *name) are "
@@ -157,8 +228,10 @@ def _names(value: object) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
 
 
-def parse(text: str | dict, namespace: dict | None = None, name: str = "default") -> Stack:
-    """Parse a cell body (or an already-loaded dict) into a validated `Stack`."""
+def parse(text: str | dict, namespace: dict | None = None, name: str = "default", *,
+          default_network: str = "nbcloud") -> Stack:
+    """Parse a cell body (or an already-loaded dict) into a validated `Stack`; an instance
+    without `network` goes on `default_network` (`user` on a session daemon)."""
     check_name(name, "stack name")
     if isinstance(text, str):
         protected, values = _protect(text, namespace)
@@ -188,17 +261,18 @@ def parse(text: str | dict, namespace: dict | None = None, name: str = "default"
                                   + ", ".join(FIELDS[section]))
             for key, value in fields.items():
                 if key not in FIELDS[section]:
-                    raise InvalidSpec(f"{section}.{rname}.{key!s:.40} is unknown: use "
+                    shown = key if isinstance(key, str) and key.isprintable() else repr(key)
+                    raise InvalidSpec(f"{section}.{rname}.{shown:.40} is unknown: use "
                                       + ", ".join(FIELDS[section]))
                 _typed(section, rname, key, value)
             for key in REQUIRED[section]:
                 if key not in fields:
                     raise InvalidSpec(f"{section}.{rname}.{key} is missing: it is required")
             out[section][rname] = fields
-    return _build(name, out)
+    return _build(name, out, default_network)
 
 
-def _build(name: str, doc: dict[str, dict]) -> Stack:
+def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") -> Stack:
     networks = {n: NetworkSpec(n, f["cidr"], f.get("mode", "nat"))
                 for n, f in doc["network"].items()}
     volumes = {n: VolumeSpec(n, f["size"], f.get("tier", "ssd"))
@@ -220,10 +294,20 @@ def _build(name: str, doc: dict[str, dict]) -> Stack:
             raise InvalidSpec(f"instance.{n} has count {count} and a volume: a volume "
                               "attaches to one instance, so use count 1")
         decl = InstanceDecl(n, f.get("image", "tiny"), f.get("flavor", "t.nano"),
-                            _names(f.get("network", ("nbcloud",))), vols, count,
-                            f.get("user_data"))
+                            _names(f.get("network", (default_network,))), vols, count,
+                            f.get("user_data"), _names(f.get("secgroup", ())))
+        for g in decl.secgroups:
+            if g not in doc["secgroup"]:
+                raise InvalidSpec(f"instance.{n}.secgroup names {g!r:.40}, which is not in "
+                                  "the secgroup: section: declare it there")
         decl.members()  # validates every expanded name and field
         instances[n] = decl
-    stack = Stack(name, networks, volumes, instances)
+    loadbalancers = {n: LbDecl(n, f["network"], f.get("port", 80),
+                               _names(f.get("members", ())), f.get("algorithm", "roundrobin"),
+                               f.get("member_port"))
+                     for n, f in doc["loadbalancer"].items()}
+    secgroups = {n: SecgroupDecl(n, tuple(f.get("rules") or ()))
+                 for n, f in doc["secgroup"].items()}
+    stack = Stack(name, networks, volumes, instances, loadbalancers, secgroups)
     stack.members()
     return stack

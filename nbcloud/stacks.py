@@ -15,8 +15,8 @@ import yaml
 from . import keys
 from .display import Table
 from .flavors import get_flavor
-from .instances import INSTANCE_POOL
-from .plan import Action, Plan, compute, drift, read_live, user_data_digest
+from .instances import INSTANCE_POOL, default_network
+from .plan import Action, Plan, compute, drift, nic_pairs, read_live, user_data_digest
 from .spec import check_name
 from .stack import Stack, parse
 
@@ -38,7 +38,9 @@ class Stacks:
 
     def plan(self, name: str, source: str | dict, namespace: dict | None = None) -> Plan:
         """What `apply` would do, without doing it."""
-        return compute(parse(source, namespace, name), self._recorded(),
+        return compute(parse(source, namespace, name,
+                             default_network=default_network(self.cloud.uri)),
+                       self._recorded(),
                        read_live(self.cloud))
 
     def drift(self) -> Table:
@@ -67,7 +69,7 @@ class Stacks:
         """Converge stack `name` to `source` (YAML text or the dict it loads to).
 
         `show(plan)` is called with the plan before anything changes."""
-        stack = parse(source, namespace, name)
+        stack = parse(source, namespace, name, default_network=default_network(self.cloud.uri))
         plan = compute(stack, self._recorded(), read_live(self.cloud))
         if plan and show is not None:
             show(plan)
@@ -93,9 +95,17 @@ class Stacks:
         by = {op: [a for a in plan.actions if a.op == op] for op in
               ("create", "update", "replace", "delete")}
         going = by["delete"] + by["replace"]
-        # phase 1: what goes away, instances first
+        # phase 1: what goes away, balancers (which name instances) and instances first
+        for a in (a for a in going if a.kind == "loadbalancer"):
+            if a.live:
+                self.cloud.lbs.delete(a.name)
+            else:
+                self.cloud.inventory.remove(self.cloud.uri, a.kind, a.name)
         for a in (a for a in going if a.kind == "instance"):
             self._delete_instance(a.name, alive=a.live)
+        for a in (a for a in going if a.kind == "secgroup"):
+            if a.name in {g.name for g in self.cloud.secgroups.list()}:
+                self.cloud.secgroups.delete_with_members(a.name)
         for a in by["update"]:
             if a.kind == "instance":
                 self._detach_extra(a.name, set(a.desired[1].volumes))
@@ -122,8 +132,41 @@ class Stacks:
         for a in by["update"]:
             if a.kind == "instance":
                 self._update_instance(a, stack.name)
+        self._converge_secgroups(stack)
+        self._converge_lbs(plan, stack)
 
     # ----- steps --------------------------------------------------------------------------
+    def _converge_secgroups(self, stack: Stack) -> None:
+        """The stack's security groups: all made first (a rule may name another), then
+        each one's rules and its members among the stack's instances (after they run)."""
+        from .plan import sg_members
+        from .secrules import parse_rule_text
+        groups = self.cloud.secgroups
+        have = {g.name for g in groups.list()}
+        for name in stack.secgroups:
+            if name not in have:
+                groups.create(name, stack=stack.name)
+        ours = set(stack.members())
+        for name, decl in stack.secgroups.items():
+            groups.converge(name, [parse_rule_text(r) for r in decl.rules],
+                            sg_members(stack, name), ours, stack.name)
+
+    def _converge_lbs(self, plan: Plan, stack: Stack) -> None:
+        """Create or update the stack's balancers (after its instances are up), and
+        regenerate the others' configuration: a replaced member has a new address."""
+        lbs = self.cloud.lbs
+        for a in plan.actions:
+            if a.kind != "loadbalancer" or a.op == "delete":
+                continue
+            d = a.desired
+            if a.op in ("create", "replace"):
+                lbs.create(d.name, d.network, d.port, d.members, d.algorithm,
+                           member_port=d.member_port, stack=stack.name)
+            else:
+                lbs.update(d.name, d.members, d.algorithm, d.member_port)
+        for name in stack.loadbalancers:
+            lbs.ensure(name)
+
     def _claim_recovered(self, stack: Stack) -> None:
         """Rows rebuilt from libvirt without a stack (recovery.py) join the stack that
         declares them."""
@@ -202,13 +245,31 @@ class Stacks:
         inst = self.cloud.instances.get(a.name)
         if inst.flavor != spec.flavor:
             inst.resize(spec.flavor)
-        elif any("behind nbcloud's back" in c for c in a.changes):
+        elif any(c.startswith("changed behind nbcloud's back") for c in a.changes):
             self._restore_size(a.name, spec.flavor)
+        if any(c.startswith("NICs changed behind") for c in a.changes):
+            self._restore_nics(a.name)
         have = set(filter(None, inst.meta.get("volumes", "").split(",")))
         for vol in decl.volumes:
             if vol not in have:
                 self.cloud.volumes.attach(vol, a.name)
         self._record_instance(a.name, spec, decl, stack)
+
+    def _restore_nics(self, name: str) -> None:
+        """Unplug the NICs added or moved behind our back, plug back the ones removed or
+        moved, each with the MAC (so the address reservation) nbcloud gave it."""
+        backend = self.cloud.backend
+
+        def revert() -> str:
+            want = nic_pairs(backend.metadata(name))
+            have = set(backend.domain_facts(name)["nics"])
+            for _net, mac in sorted(have - want):
+                backend.detach_nic(name, mac)
+            for net, mac in sorted(want - have):
+                backend.attach_nic(name, net, mac)
+            return (f"NICs restored: unplugged {len(have - want)}, plugged "
+                    f"{len(want - have)}")
+        self.cloud.instances._run("restore-nics", name, revert)
 
     def _restore_size(self, name: str, flavor_name: str) -> None:
         """Give a domain resized behind our back its flavor's vCPUs and memory again."""

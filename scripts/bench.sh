@@ -1,10 +1,49 @@
 #!/usr/bin/env bash
 # The benchmarks (never part of the tests), each inside the namespace where the guests are
 # reachable. `make bench` first sets the machine and the host up (Makefile target `host`).
+# Each writes bench/results/NAME.json; bench/report.py folds them into bench.json,
+# bench.md (the README's tables) and bench.html (a Plotly chart).
+#   BENCH_QUICK=1  fewer rounds (a check that everything runs, not figures to publish)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETNS=${1:-nbcloud-test}
+IN_NS=(ip netns exec "$NETNS")
+PY=.venv/bin/python
+start=$SECONDS
 
-for bench in boot count plan; do
-    ip netns exec "$NETNS" .venv/bin/python "bench/$bench.py"
+# kcli (PyPI) is a peer, not a dependency: it lives in its own virtualenv.
+if [ ! -x .venv-bench/bin/kcli ]; then
+    echo "bench: installing kcli into .venv-bench"
+    python3 -m venv .venv-bench
+    .venv-bench/bin/pip install -q kcli libvirt-python 2>&1 \
+        | { grep -v "is ignored: it is neither" || true; } \
+        || echo "bench: kcli did not install; its column will say so"
+fi
+
+if [ -n "${BENCH_QUICK:-}" ]; then
+    TINY=2 DEBIAN=1 COUNTS="1 2" MEM=1
+else
+    TINY=5 DEBIAN=2 COUNTS="1 2 4 8" MEM=2
+fi
+
+run() {   # run NAME CMD...: one benchmark; a failure is reported, the others still run
+    local name=$1; shift
+    echo "== bench: $name ($((SECONDS - start)) s in)"
+    "$@" || echo "bench: $name FAILED (exit $?)"
+}
+
+run peers-tiny   "${IN_NS[@]}" $PY bench/peers.py tiny --rounds "$TINY"
+run peers-debian "${IN_NS[@]}" $PY bench/peers.py debian --rounds "$DEBIAN"
+# shellcheck disable=SC2086
+run count        "${IN_NS[@]}" $PY bench/count.py --counts $COUNTS
+run memory       "${IN_NS[@]}" $PY bench/memory.py --rounds "$MEM"
+run plan         $PY bench/plan.py
+run magic        $PY bench/magic.py
+# the other engineers' benchmarks, when they are there
+for extra in monitor topology; do
+    if [ -f "bench/$extra.py" ]; then
+        run "$extra" "${IN_NS[@]}" $PY "bench/$extra.py"
+    fi
 done
+$PY bench/report.py
+echo "bench: done in $((SECONDS - start)) s"

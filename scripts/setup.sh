@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
-          busybox-static dropbear-bin socat e2fsprogs mmdebstrap)
+          busybox-static dropbear-bin socat e2fsprogs mmdebstrap haproxy
+          python3-venv python3-dev   # the session tier's unprivileged user gets its own venv
+          virtinst    # virt-install: a peer in bench/peers.py
+          chromium)   # chromium: the picture test renders exported notebooks headless
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,5 +1,5 @@
 """`%cloud instance ...` (alias `vm`): create, list, show, start, stop, reboot, delete,
-console, ssh."""
+console (followed live while it boots), screenshot, ssh."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,8 @@ import html
 from pathlib import Path
 
 from ..display import Message, Table
+from ..progress import launch_progress
+from ..spec import USER_DATA_MAX
 from .base import CommandError, verbs
 
 
@@ -21,10 +23,30 @@ def add_parser(sub, name: str) -> None:
     cr.add_argument("--key", default="default")
     cr.add_argument("--count", default="1")
     cr.add_argument("--no-wait", action="store_true")
+    cr.add_argument("--screen", action="store_true",
+                    help="give it a VGA screen for `instance screenshot` (slower boot)")
+    cr.add_argument("--keep", action="store_true",
+                    help="keep the instance if SSH does not answer in time (to read its "
+                         "console); by default it is deleted")
     cr.add_argument("--volume", action="append", dest="volumes", default=[])
+    cr.add_argument("--sync", action="append", default=[], metavar="HOSTDIR:GUESTDIR",
+                    help="share a host folder into the instance (virtiofs)")
+    cr.add_argument("--provision", metavar="FILE_OR_$VAR",
+                    help="a shell script run at first boot (output: `instance provision "
+                         "NAME --log`)")
+    pv = inst.add_parser("provision")
+    pv.add_argument("name")
+    pv.add_argument("script", nargs="?", metavar="FILE_OR_$VAR",
+                    help="run this script now, over SSH")
+    pv.add_argument("--log", action="store_true",
+                    help="show (and record) the first-boot provisioner's output")
     inst.add_parser("list")
-    for verb in ("show", "start", "stop", "reboot", "console"):
+    for verb in ("show", "start", "stop", "reboot", "screenshot"):
         inst.add_parser(verb).add_argument("name")
+    con = inst.add_parser("console")
+    con.add_argument("name")
+    con.add_argument("--timeout", type=float, default=120.0,
+                     help="seconds to follow a booting instance's console at most")
     rm = inst.add_parser("delete")
     rm.add_argument("name")
     rm.add_argument("--volumes", action="store_true",
@@ -41,10 +63,16 @@ def add_parser(sub, name: str) -> None:
     s.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def read_user_data(value: str | None, namespace: dict | None) -> str | None:
-    """--user-data FILE, or $VAR from the notebook namespace."""
+def read_user_data(value: str | None, namespace: dict | None,
+                   option: str = "--user-data") -> str | None:
+    """--user-data FILE, or $VAR from the notebook namespace (also --provision)."""
     if value is None:
         return None
+    if option != "--user-data":
+        try:
+            return read_user_data(value, namespace)
+        except CommandError as exc:
+            raise CommandError(str(exc).replace("--user-data", option, 1)) from None
     if value.startswith("$"):
         name = value[1:]
         if namespace is None or name not in namespace:
@@ -52,20 +80,37 @@ def read_user_data(value: str | None, namespace: dict | None) -> str | None:
                                "the notebook")
         return str(namespace[name])
     path = Path(value).expanduser()
+    if ".." in path.parts:  # the same rule as image import sources and pool paths
+        raise CommandError(f"--user-data {value}: give the path without '..' (an absolute "
+                           "path works)")
     if not path.is_file():
         raise CommandError(f"--user-data {value}: no such file (give a file path or "
                            "$variable)")
-    return path.read_text()
+    if path.stat().st_size > USER_DATA_MAX:  # refused before it is read into memory
+        raise CommandError(f"--user-data {value}: the file is {path.stat().st_size} bytes, "
+                           f"at most {USER_DATA_MAX} are allowed")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"--user-data {value}: cannot read it as text ({exc})") from None
 
 
 def run(cloud, args, namespace):
     if args.verb == "create":
         result = cloud.instances.create(
             args.name, image=args.image, flavor=args.flavor,
-            network=args.networks or "nbcloud",
+            network=args.networks or None,
             user_data=read_user_data(args.user_data, namespace), key=args.key,
-            count=args.count, wait=not args.no_wait, volumes=args.volumes)
+            count=args.count, wait=not args.no_wait, volumes=args.volumes,
+            keep=args.keep, progress=launch_progress(), screen=args.screen,
+            sync=args.sync, provision=read_user_data(args.provision, namespace,
+                                                     "--provision"))
         return result
+    if args.verb == "provision":
+        if args.log or not args.script:
+            return cloud.sync.provision_log(args.name, wait=60.0)
+        return cloud.sync.provision(args.name,
+                                    read_user_data(args.script, namespace, "provision"))
     if args.verb == "list":
         return Table(["name", "state", "ip", "flavor", "image"],
                      [(i.name, i.state, i.ip, i.flavor, i.image)
@@ -90,7 +135,10 @@ def run(cloud, args, namespace):
         how = inst.resize(args.flavor)
         return Message(f"{args.name} is now {args.flavor} ({how})")
     if args.verb == "console":
-        return Message(inst.console() or "(no console output yet)")
+        from .. import console
+        return console.show(inst, timeout=args.timeout)
+    if args.verb == "screenshot":
+        return inst.screenshot()
     if args.verb == "delete":
         inst.delete(volumes=args.volumes)
         return Message(f"deleted instance {args.name}"

@@ -246,6 +246,12 @@ def _spool(src: Source, head: bytes, spool_dir: Path | None) -> Source:
         shutil.copyfileobj(_ReadAdapter(src), tmp, CHUNK)
         size = tmp.tell()
         tmp.seek(0)
+    except OSError as exc:  # the spool folder is full (ENOSPC) or not writable
+        tmp.close()
+        where = spool_dir or tempfile.gettempdir()
+        raise ImageImportError(f"{src.label} has no announced length, so it is copied to "
+                               f"{where} first, which failed: {exc.strerror} (free space "
+                               "there, or point NBCLOUD_CACHE at a larger folder)") from None
     except BaseException:
         tmp.close()
         raise

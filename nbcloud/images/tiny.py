@@ -33,6 +33,10 @@ BINARIES = ("usr/sbin/dropbear", "usr/bin/dropbearconvert", "usr/bin/dropbearkey
 BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "isofs")
 # The ACPI power button (libvirt's graceful shutdown) and its input device node.
 POWER_MODULES = ("button", "evdev")
+# In the image but not loaded at boot: virtiofs (and fuse) for synced folders, loaded by
+# the mount step nbcloud puts in the user-data of an instance that has one (synced.py).
+# The Debian cloud kernel has no 9p (CONFIG_NET_9P is not set), so virtiofs it is.
+EXTRA_MODULES = ("virtiofs",)
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib")
 # Measured under TCG with scripts/tiny-qemu-try.py: cryptomgr.notests skips the crypto
 # self-tests (-0.4 s).  acpi=noirq (routing PCI interrupts without ACPI AML) saved
@@ -139,7 +143,7 @@ def _digest(versions: dict[str, str]) -> str:
     h = hashlib.sha256()
     here = Path(__file__).parent
     inputs = {"builder": BUILDER_VERSION, "packages": versions, "cmdline": CMDLINE,
-              "boot": BOOT_MODULES, "power": POWER_MODULES,
+              "boot": BOOT_MODULES, "power": POWER_MODULES, "extra": EXTRA_MODULES,
               "udhcpc": UDHCPC_SCRIPT}
     h.update(json.dumps(inputs, sort_keys=True).encode())
     for name in ("tiny_init.sh", "tiny.py", "cpio.py"):
@@ -333,7 +337,7 @@ def assemble(root: Path, kver: str) -> Archive:
 def _add_modules(arc: Archive, modules: ModuleTree, kver: str) -> None:
     """The modules with a modules.dep, so that one busybox modprobe loads a whole list."""
     dep_lines = []
-    for m in modules.load_order(BOOT_MODULES + POWER_MODULES):
+    for m in modules.load_order(BOOT_MODULES + POWER_MODULES + EXTRA_MODULES):
         arc.add_file(f"lib/modules/{kver}/{m}.ko", modules.read(m))
         # modules.dep lists dependencies most dependent first, as depmod does.
         deps = [d for d in reversed(modules.load_order((m,))) if d != m]

@@ -1,7 +1,7 @@
 """LibvirtBackend: every call nbcloud makes to libvirt goes through this class.
 
 Its operations live in one mixin per kind of object: storage.py, networks.py, domains.py,
-devices.py.
+devices.py, nwfilters.py.
 """
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from urllib.parse import urlsplit
 import libvirt
 
 from ...errors import HostError
+from .adoption import AdoptionMixin
 from .devices import DeviceMixin
 from .domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
 from .networks import NetworkMixin
+from .screen import ScreenMixin
+from .nwfilters import NWFilterMixin
+from .stats import StatsMixin
 from .storage import StorageMixin
 
 # libvirt prints every error to stderr by default; we raise our own messages instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin):
+class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin, NWFilterMixin,
+                     StatsMixin, ScreenMixin, AdoptionMixin):
     """A connection to one libvirt URI and the operations on it."""
 
     def __init__(self, uri: str):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import libvirt
 
-from ...errors import AlreadyExists, CloudError, NotFound
+from ...errors import AlreadyExists, CloudError, HostError, NotFound
 from . import xml as lx
 
 
@@ -55,7 +55,10 @@ class StorageMixin:
     def pool(self, name: str) -> libvirt.virStoragePool:
         try:
             pool = self.conn.storagePoolLookupByName(name)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
+            if not self.conn.isAlive():
+                raise HostError(f"libvirt stopped answering: {exc.get_error_message()}") \
+                    from None
             raise NotFound(f"storage pool {name!r} does not exist (run `nbcloud host up`)") \
                 from None
         if not pool.isActive():
@@ -105,10 +108,16 @@ class StorageMixin:
         return vol.path()
 
     def delete_volume(self, pool: str, name: str) -> bool:
+        """Delete a volume; False if it (or its pool) is not there or libvirt refuses.
+        A daemon that stopped answering is an error (HostError), not a False: the
+        volume may well still be there."""
         try:
             self.pool(pool).storageVolLookupByName(name).delete(0)
             return True
-        except (libvirt.libvirtError, NotFound):
+        except (libvirt.libvirtError, NotFound) as exc:
+            if not self.conn.isAlive():
+                raise HostError(f"libvirt stopped answering while deleting volume {name!r}: "
+                                f"{exc}") from None
             return False
 
     # ----- pools and volumes as resources (pools.py, volumes.py) --------------------------

@@ -1,0 +1,83 @@
+"""What a synced folder costs at boot: `instances.create` of the tiny image with and without
+`sync=` (shared memfd memory, a virtiofsd per folder, the mount in the guest), in one run.
+
+The baseline is the same create without a folder; rounds alternate which goes first so a
+noisy machine slows both alike. "Ready" is what `create` waits for: SSH answers (and, with
+a folder, the folder is mounted in the guest), then `true` runs over SSH.
+
+Run inside the daemon's network namespace:
+    ip netns exec nbcloud-test .venv/bin/python bench/sync.py [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nbcloud.api import Cloud  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+NAME = "bench-sync"
+
+
+def one(cloud: Cloud, flavor: str, sync: list[str]) -> float:
+    if cloud.backend.exists(NAME):
+        cloud.instances.delete(NAME)
+    start = time.monotonic()
+    inst = cloud.instances.create(NAME, flavor=flavor, sync=sync)
+    inst.ssh("true")
+    took = time.monotonic() - start
+    cloud.instances.delete(NAME)
+    return took
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "runs": [round(t, 3) for t in times]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--flavor", default="m.nano")
+    args = ap.parse_args()
+    cloud = Cloud("qemu:///system")
+    cloud.build_tiny()
+    with tempfile.TemporaryDirectory(prefix="nbcloud-bench-sync-") as folder:
+        sync = [f"{folder}:/mnt/host"]
+        one(cloud, args.flavor, [])  # warm caches once, not counted
+        plain, synced = [], []
+        for i in range(args.rounds):
+            pair = [lambda: plain.append(one(cloud, args.flavor, [])),
+                    lambda: synced.append(one(cloud, args.flavor, sync))]
+            for run in (pair if i % 2 == 0 else pair[::-1]):
+                run()
+    p, s = summary(plain), summary(synced)
+    ratio = s["median"] / p["median"]
+    result = {"benchmark": "create-to-ready with and without a synced folder, tiny image",
+              "accelerator": cloud.accelerator()["accelerator"],
+              "machine": f"{platform.node()} {os.cpu_count()} cores {platform.release()}",
+              "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
+              "rounds": args.rounds, "flavor": args.flavor,
+              "plain": p, "synced": s, "ratio": ratio}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sync.json").write_text(json.dumps(result, indent=1))
+    print(f"create -> ready, tiny image, {args.flavor}, {args.rounds} interleaved rounds")
+    print(f"  {'':14} {'median':>8} {'min':>8} {'max':>8}")
+    for label, r in (("no folder", p), ("synced folder", s)):
+        print(f"  {label:14} {r['median']:8.2f} {r['min']:8.2f} {r['max']:8.2f}  s")
+    print(f"  ratio synced/plain: {ratio:.3f}")
+    cloud.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

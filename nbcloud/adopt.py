@@ -1,0 +1,101 @@
+"""`cloud.adopt(name, kind, stack)`: bring an object made outside nbcloud (with virsh,
+say) into the inventory, so that plan, drift and destroy manage it from then on.
+
+An instance gets nbcloud's metadata mark, written from what its XML shows (vCPUs and
+memory as a flavor, NICs as networks and MACs), with `adopted` set: its image is unknown,
+so a cell declaring it does not replace it over the image. Its disks stay its own: a
+destroy undefines the domain and leaves them. libvirt 9.0 keeps no metadata on networks,
+so an adopted network is marked in the inventory only (a rebuilt inventory forgets it).
+A volume can be adopted only if its file is named as nbcloud names them.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .errors import AlreadyExists, CloudError, InvalidSpec, NotFound
+from .flavors import CATALOGUE
+from .networks import is_managed
+from .spec import check_name
+
+if TYPE_CHECKING:
+    from .api import Cloud
+
+KINDS = ("instance", "network", "volume")
+
+
+def flavor_for(vcpus: int, memory: int) -> str:
+    """The catalogue flavor of that size with a whole CPU (an adopted domain has no CPU
+    cap) and no local disk, else a custom one."""
+    for flavor in CATALOGUE.values():
+        if (flavor.vcpus, flavor.memory, flavor.cpu_share, flavor.local_disk) == \
+                (vcpus, memory, 1.0, 0):
+            return flavor.name
+    return f"custom-{vcpus}c-{memory >> 20}m"
+
+
+def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc") -> str:
+    """Adopt libvirt object `name` of `kind` into stack `stack`; returns what was done."""
+    if kind not in KINDS:
+        raise InvalidSpec(f"adopt: kind {kind!r} is not one of {', '.join(KINDS)}")
+    check_name(name, f"{kind} name")
+    check_name(stack, "stack name")
+    recorded = {r.name: r for r in cloud.inventory.resources(cloud.uri, kind)}
+    if name in recorded:
+        raise AlreadyExists(f"{kind} {name!r} is in the inventory already (stack "
+                            f"{recorded[name].stack!r}): nothing to adopt")
+    with cloud.inventory.operation(cloud.uri, "adopt", kind, name, stack=stack) as op:
+        op.detail = {"instance": _instance, "network": _network,
+                     "volume": _volume}[kind](cloud, name, stack)
+    return op.detail
+
+
+def _instance(cloud: Cloud, name: str, stack: str) -> str:
+    backend = cloud.backend
+    facts = backend.domain_facts(name)   # NotFound
+    flavor = flavor_for(facts["vcpus"], facts["memory"])
+    nets = [n for n, _mac in facts["nics"]]
+    if facts["marked"]:
+        # nbcloud's already (made from another inventory): record it as its mark says
+        meta = backend.metadata(name)
+        done = f"recorded instance {name} (it carries nbcloud's mark already)"
+    else:
+        meta = {"kind": "instance", "stack": stack, "image": "", "flavor": flavor,
+                "networks": ",".join(nets), "mac": ",".join(m for _n, m in facts["nics"]),
+                "ip": "", "ips": "", "key": "", "volumes": "", "adopted": "1",
+                "created": str(int(time.time()))}
+        backend.mark_domain(name, meta)
+        done = (f"adopted instance {name} into stack {stack} as {flavor} on "
+                f"{','.join(nets) or 'no network'}")
+    cloud.inventory.put(
+        cloud.uri, "instance", name, uuid=facts["uuid"], stack=meta.get("stack") or stack,
+        state="running" if facts["running"] else "stopped",
+        spec={"image": meta.get("image", ""), "flavor": meta.get("flavor", flavor),
+              "networks": nets, "volumes": [], "adopted": True})
+    return done
+
+
+def _network(cloud: Cloud, name: str, stack: str) -> str:
+    info = next((i for i in cloud.backend.network_infos() if i.name == name), None)
+    if info is None:
+        raise NotFound(f"network {name!r} does not exist, or has no IPv4 address (nbcloud "
+                       "manages IPv4 networks only)")
+    cloud.inventory.put(cloud.uri, "network", name, stack=stack,
+                        state="active" if cloud.backend.network_active(name) else "inactive",
+                        spec={"cidr": str(info.network), "mode": info.mode,
+                              "bridge": info.bridge, "adopted": not is_managed(info)})
+    return f"adopted network {name} ({info.network} {info.mode}) into stack {stack}"
+
+
+def _volume(cloud: Cloud, name: str, stack: str) -> str:
+    info = cloud.volumes._all().get(name)
+    if info is None or info.name.endswith(".iso"):
+        raise CloudError(f"volume {name!r}: nbcloud adopts volumes whose file is named "
+                         f"{name}.ssd.qcow2 or {name}.hdd.qcow2 in a pool (libvirt cannot "
+                         "rename a volume): copy the data into a `%cloud volume create`d one")
+    tier = info.name.split(".")[-2]
+    users = cloud.backend.disk_users(info.path)
+    cloud.volumes._record(name, "attached" if users else "available", tier=tier,
+                          pool=info.pool, size=info.capacity,
+                          attached_to=users[0][0] if users else "", stack=stack)
+    return f"adopted volume {name} ({info.name} in {info.pool}) into stack {stack}"

@@ -1,0 +1,106 @@
+"""Port forwards on the real host: nftables DNAT from loopback and from the bridge's host
+address to a guest's SSH port, listed, restored, removed one by one and with the instance.
+
+The guest sits on a network of its own (not `nbcloud`), so the forward has to find the
+instance's own bridge (route_localnet is set there only)."""
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from nbcloud import commands, keys, ssh
+from nbcloud.errors import AlreadyExists, InvalidSpec
+
+NAME = "sg-fwd"
+NET, CIDR = "sg-fnet", "10.97.31.0/24"
+
+
+def banner(host: str, port: int) -> bytes:
+    with socket.create_connection((host, port), timeout=3) as s:
+        s.settimeout(3)
+        return s.recv(64)
+
+
+def refused(host: str, port: int) -> bool:
+    try:
+        banner(host, port)
+    except OSError:
+        return True
+    return False
+
+
+def fl(cloud, *words):
+    return commands.run(cloud, commands.parse(["floating", *words]))
+
+
+@pytest.fixture(scope="module")
+def guest(cloud):
+    for f in cloud.floating.list():
+        if f.instance == NAME:
+            cloud.floating.delete(f.name)
+    if cloud.backend.exists(NAME):
+        cloud.instances.delete(NAME)
+    if NET not in {n.name for n in cloud.networks.list()}:
+        cloud.networks.create(NET, CIDR)
+    inst = cloud.instances.create(NAME, image="tiny", flavor="t.nano", network=NET)
+    yield inst
+    if cloud.backend.exists(NAME):
+        cloud.instances.delete(NAME)
+    cloud.networks.delete(NET)
+
+
+def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):
+    lo = fl(cloud, "create", NAME, "--port", "22", "--host-port", "2222",
+            "--host-address", "127.0.0.1")
+    assert (lo.host_port, lo.guest_ip, lo.port) == (2222, guest.ip, 22)
+    assert banner("127.0.0.1", 2222).startswith(b"SSH-2.0-dropbear")
+    # a whole SSH session through the forward, the guest's pinned host key checked
+    meta = guest.meta
+    client = ssh.connect("127.0.0.1", port=2222, host_key=meta["hostkey"],
+                         key_path=keys.login_key(meta.get("key", "default")))
+    try:
+        assert ssh.run(client, "hostname").stdout.strip() == NAME
+    finally:
+        client.close()
+
+    anyaddr = fl(cloud, "create", NAME, "--port", "22")  # any host address, a free port
+    assert 20000 <= anyaddr.host_port < 30000
+    gateway = cloud.backend.network(NET).gateway  # the bridge's host address
+    assert banner(gateway, anyaddr.host_port).startswith(b"SSH-2.0-dropbear")
+    assert banner("127.0.0.1", anyaddr.host_port).startswith(b"SSH-2.0-dropbear")
+    assert refused("127.0.0.1", 2223)  # nothing else is forwarded
+
+    listed = {row["name"] for row in fl(cloud, "list")}
+    assert listed >= {lo.name, anyaddr.name}
+    live = cloud.floating.live()
+    assert sorted(live[lo.name]) == ["output", "postrouting", "prerouting"]
+
+    # nft rules do not outlive the host (or its namespace): restore puts them back
+    subprocess.run(["nft", "delete", "table", "ip", "nbcloud"], check=True)
+    assert refused("127.0.0.1", 2222)
+    assert {row["rules"] for row in fl(cloud, "list")} >= {"missing: `floating restore`"}
+    assert set(cloud.floating.restore()) >= {lo.name, anyaddr.name}
+    assert banner("127.0.0.1", 2222).startswith(b"SSH-2.0-dropbear")
+
+    # bad input: one line, nothing changed
+    before = (cloud.floating.list(), cloud.floating.live())
+    with pytest.raises(InvalidSpec, match="1-65535"):
+        fl(cloud, "create", NAME, "--port", "70000")
+    with pytest.raises(InvalidSpec, match="not an address of this host"):
+        fl(cloud, "create", NAME, "--port", "22", "--host-address", "192.0.2.1")
+    with pytest.raises(AlreadyExists):
+        fl(cloud, "create", NAME, "--port", "80", "--host-port", "2222")
+    assert (cloud.floating.list(), cloud.floating.live()) == before
+
+    fl(cloud, "delete", lo.name)
+    assert refused("127.0.0.1", 2222)
+    assert lo.name not in cloud.floating.live()
+    assert banner("127.0.0.1", anyaddr.host_port).startswith(b"SSH-2.0-dropbear")
+
+    # deleting the instance removes its forwards (rules and records)
+    cloud.instances.delete(NAME)
+    assert anyaddr.name not in cloud.floating.live()
+    assert not [f for f in cloud.floating.list() if f.instance == NAME]
+    assert refused("127.0.0.1", anyaddr.host_port)

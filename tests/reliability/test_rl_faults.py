@@ -1,0 +1,288 @@
+"""Faults: the disk fills while an image is imported, a guest never answers SSH, a guest's
+SSH host key is not the one nbcloud pinned. (The libvirt daemon killed mid-create and
+mid-delete is test_st_daemon_kill.py.)
+
+Each fault ends in one line a student understands, and leaves nothing half-made: no
+volume, file, domain, address reservation, DNS record or inventory row of the failed step.
+"""
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import nbcloud.images.store as store
+from nbcloud import commands, keys, ssh
+from nbcloud.errors import CloudError, SSHError
+from nbcloud.instances import INSTANCE_POOL
+from rl_leaks import leftovers
+
+MiB = 1 << 20
+
+
+# ----- disk full while importing -----------------------------------------------------
+def _libvirtd_pid() -> int:
+    for pidfile in ("/run/libvirtd.pid", "/var/run/libvirtd.pid"):
+        try:
+            return int(Path(pidfile).read_text().strip())
+        except (OSError, ValueError):
+            continue
+    pytest.fail("no libvirtd pid file: the reliability tier needs the daemon of "
+                "`nbcloud host up`", pytrace=False)
+
+
+def _daemon_fs(path: Path, size_mib: int):
+    """A small filesystem at `path` that the daemon and this process both see; returns
+    its unmount.
+
+    In the daemon's own mount namespace that is a tmpfs. Under `ip netns exec` this
+    process has a mount namespace of its own, and a tmpfs cannot be mounted in two
+    namespaces at once: there it is an ext4 on a loop device, mounted in both."""
+    pid = _libvirtd_pid()
+    if os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino:
+        return _tmpfs(path, f"{size_mib}m")
+    path.mkdir(parents=True, exist_ok=True)
+    backing = path.parent / f"{path.name}.ext4"
+    with open(backing, "wb") as f:
+        f.truncate(size_mib * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", str(backing)],
+                   check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    daemon = ["nsenter", f"--mount=/proc/{pid}/ns/mnt"]
+    subprocess.run([*daemon, "mount", dev, str(path)], check=True)
+    subprocess.run(["mount", dev, str(path)], check=True)
+    (path / "lost+found").rmdir()  # a dir pool would list it as a volume
+
+    def umount():
+        subprocess.run(["umount", str(path)], check=False)
+        subprocess.run([*daemon, "umount", str(path)], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+        backing.unlink(missing_ok=True)
+    return umount
+
+
+def _tmpfs(path: Path, size: str):
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "rl-tmpfs",
+                    str(path)], check=True)
+    return lambda: subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.fixture
+def full_pool(cloud, tmp_path, monkeypatch):
+    """A 20 MiB dir pool `rl-full` (tmpfs, or ext4 on a loop device), standing in for
+    the image pool of `cloud`."""
+    where = tmp_path / "rl-full"
+    umount = _daemon_fs(where, 20)
+    try:
+        assert os.statvfs(where).f_blocks * os.statvfs(where).f_frsize <= 20 * MiB
+        cloud.pools.create("rl-full", str(where))
+        monkeypatch.setattr(store, "IMAGE_POOL", "rl-full")
+        yield where
+    finally:
+        monkeypatch.undo()
+        if "rl-full" in cloud.backend.pool_names():
+            for vol in cloud.backend.volumes("rl-full"):  # only if a test failed
+                cloud.backend.delete_volume("rl-full", vol)
+            cloud.pools.delete("rl-full")
+        umount()
+
+
+class _Images(http.server.BaseHTTPRequestHandler):
+    """Serves files of `root`; with ?nolength the body has no Content-Length (the
+    importer must spool it)."""
+    root: Path
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        path, _, query = self.path.partition("?")
+        data = (self.root / path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if query != "nolength":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client gave up (disk full): nothing more to send
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(folder, base URL) of a loopback HTTP server serving that folder."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("Handler", (_Images,), {"root": root})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.protocol_version = "HTTP/1.0"  # no length: the body ends when the socket does
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _blank(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:  # a blank raw disk, sparse on the host
+        f.truncate(size)
+    return path
+
+
+def _import_fails_cleanly(cloud, name: str, source: str, pool_dir: Path) -> str:
+    """Import through the command grammar; return the one-line error after checking that
+    nothing was kept."""
+    rows = cloud.inventory.resources(cloud.uri)
+    with pytest.raises(CloudError) as err:
+        commands.run(cloud, commands.parse(["image", "import", name, source]))
+    message = str(err.value)
+    assert "\n" not in message and message.isprintable()
+    assert cloud.backend.volumes("rl-full") == {}, "a partial volume was left"
+    assert [p.name for p in pool_dir.iterdir()] == [], "a file was left in the pool"
+    assert name not in [i.name for i in cloud.images.list()]
+    assert cloud.inventory.resources(cloud.uri) == rows
+    assert not [o for o in cloud.inventory.unfinished() if o["name"] == name]
+    return message
+
+
+def test_disk_full_while_importing_leaves_nothing(cloud, full_pool, http_root, tmp_path,
+                                                  monkeypatch, recorder):
+    root, url = http_root
+    _blank(root / "big.raw", 30 * MiB)
+    _blank(root / "small.raw", 4 * MiB)
+    # a local file, a download of known length, a download spooled first (no length)
+    for source in (str(root / "big.raw"), f"{url}/big.raw", f"{url}/big.raw?nolength"):
+        message = _import_fails_cleanly(cloud, "rl-big", source, full_pool)
+        assert "No space left" in message and "rl-full" in message, message
+        recorder.fault(f"disk full importing {source.split('/')[-1]}")
+    # the spool folder itself full: the download cannot even be measured
+    spool = tmp_path / "spool"
+    umount = _tmpfs(spool, "8m")
+    try:
+        monkeypatch.setenv("NBCLOUD_CACHE", str(spool))
+        message = _import_fails_cleanly(cloud, "rl-big", f"{url}/big.raw?nolength",
+                                        full_pool)
+        assert "No space left" in message and "NBCLOUD_CACHE" in message, message
+        assert list(spool.iterdir()) == [], "a spool file was left"
+        recorder.fault("spool folder full importing big.raw?nolength")
+    finally:
+        umount()
+    # the same pool takes an image that fits: the refusals were about space
+    image = cloud.import_image("rl-small", f"{url}/small.raw")
+    assert image.disk_format == "raw" and image.size >= 4 * MiB
+    cloud.images.delete("rl-small")
+    assert cloud.backend.volumes("rl-full") == {}
+
+
+# ----- a guest that never answers SSH ---------------------------------------------------
+@pytest.fixture(scope="module")
+def blank_image(cloud, tmp_path_factory):
+    """`rl-blank`: a 1 MiB raw disk with nothing to boot, so its guest never answers SSH."""
+    if "rl-blank" in [i.name for i in cloud.images.list()]:
+        cloud.images.delete("rl-blank")
+    disk = _blank(tmp_path_factory.mktemp("rl-blank") / "blank.raw", MiB)
+    yield cloud.import_image("rl-blank", str(disk))
+    for name in cloud.images.users("rl-blank"):
+        cloud.instances.delete(name)
+    cloud.images.delete("rl-blank")
+
+
+@pytest.fixture
+def short_ssh_timeout(cloud):
+    before = cloud.ssh_timeout
+    cloud.ssh_timeout = 6.0
+    yield cloud.ssh_timeout
+    cloud.ssh_timeout = before
+
+
+def test_guest_that_never_answers_is_deleted_with_a_clear_message(
+        cloud, blank_image, short_ssh_timeout, recorder):
+    name = "rl-mute"
+    with pytest.raises(SSHError) as err:
+        commands.run(cloud, commands.parse(["instance", "create", name, "--image",
+                                            "rl-blank"]))
+    message = str(err.value)
+    recorder.fault("guest never answers SSH (deleted)")
+    assert "\n" not in message
+    assert "did not answer within 6 s" in message and "was deleted" in message, message
+    assert "--keep" in message
+    assert leftovers(cloud, name) == []
+    op = next(o for o in cloud.inventory.operations(50) if o["name"] == name)
+    assert (op["verb"], op["result"]) == ("create", "failed")
+
+
+def test_guest_that_never_answers_is_kept_when_asked(cloud, blank_image, short_ssh_timeout,
+                                                     recorder):
+    name = "rl-mute-kept"
+    try:
+        with pytest.raises(SSHError) as err:
+            commands.run(cloud, commands.parse(["instance", "create", name, "--image",
+                                                "rl-blank", "--keep"]))
+        message = str(err.value)
+        recorder.fault("guest never answers SSH (kept)")
+        assert "\n" not in message
+        assert "did not answer within 6 s" in message and "kept as asked" in message
+        assert cloud.backend.state(name) == "running"
+        row = next(r for r in cloud.inventory.resources(cloud.uri, "instance")
+                   if r.name == name)
+        assert row.state == "unreachable"
+        op = next(o for o in cloud.inventory.operations(50) if o["name"] == name)
+        assert op["result"] == "failed" and "kept as asked" in op["detail"]
+        # kept to be looked at: its console says why (SeaBIOS finds nothing to boot)
+        assert cloud.instances.get(name).state == "running"
+    finally:
+        if cloud.backend.exists(name):
+            cloud.instances.delete(name)
+    assert leftovers(cloud, name) == []
+
+
+# ----- SSH host key changed -------------------------------------------------------------
+def test_changed_host_key_is_refused_with_the_reason(cloud, recorder):
+    name = "rl-hostkey"
+    if cloud.backend.exists(name):
+        cloud.instances.delete(name)
+    first = cloud.instances.create(name, image="tiny", flavor="t.nano", network="nbcloud")
+    try:
+        assert first.ssh("hostname").strip() == name
+        old = first.meta
+        cloud.instances.delete(name)
+        # the same name again: a new guest, a new host key, most likely the same address
+        again = cloud.instances.create(name, image="tiny", flavor="t.nano",
+                                       network="nbcloud")
+        new = again.meta
+        assert new["hostkey"] != old["hostkey"]
+        login = keys.login_key(new.get("key", "default"))
+        # 1. a client that still pins the first guest's key meets the second guest
+        with pytest.raises(SSHError) as err:
+            ssh.connect(new["ip"], host_key=old["hostkey"], key_path=login)
+        recorder.fault("SSH host key changed (old pin, new guest)")
+        message = str(err.value)
+        assert "\n" not in message
+        assert "not the one nbcloud pinned" in message and "refusing" in message, message
+        assert ssh.fingerprint(old["hostkey"]) in message  # what was expected ...
+        assert ssh.fingerprint(new["hostkey"]) in message  # ... and what was offered
+        # 2. the inventory's pin for this instance is not what its guest offers: the
+        # magic refuses the command, in one line, and runs nothing
+        cloud.backend.set_metadata(name, {**new, "hostkey": old["hostkey"]})
+        again.close()
+        with pytest.raises(SSHError) as err:
+            commands.run(cloud, commands.parse(["instance", "ssh", name, "--", "touch",
+                                                "/root/should-not-exist"]))
+        recorder.fault("SSH host key changed (pinned key differs)")
+        assert "not the one nbcloud pinned" in str(err.value)
+        # the right pin back: the same guest answers, and the refused command never ran
+        cloud.backend.set_metadata(name, new)
+        out = again.ssh("ls /root/should-not-exist || echo absent", check=False)
+        assert out.strip().endswith("absent")
+    finally:
+        if cloud.backend.exists(name):
+            cloud.instances.delete(name)
+    assert leftovers(cloud, name) == []
+    assert not [v for v in cloud.backend.volumes(INSTANCE_POOL) if v.startswith(name)]

@@ -1,0 +1,56 @@
+"""The session tier end to end: no root, no bridge, user-mode networking, SSH through a
+loopback port, storage under the user's home."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from nbcloud.errors import CloudError
+from nbcloud.spec import InvalidSpec
+
+
+def test_runs_unprivileged_on_the_session_daemon(session_cloud):
+    assert os.getuid() != 0
+    assert session_cloud.uri == "qemu:///session"
+    assert session_cloud.accelerator()["accelerator"] in ("tcg", "kvm")
+    # the pools live under the user's home, not /var/lib
+    assert str(session_cloud.paths["nbcloud"]).startswith(os.path.expanduser("~"))
+
+
+def test_instance_on_user_networking(session_cloud):
+    c = session_cloud
+    inst = c.instances.create("ss-web", image="tiny", flavor="t.nano")
+    try:
+        meta = inst.meta
+        assert meta["networks"] == "user"
+        assert inst.ip == "127.0.0.1" and inst.ssh_port != 22
+        # the forwarded port is QEMU's, on loopback only
+        with socket.create_connection(("127.0.0.1", inst.ssh_port), timeout=5) as s:
+            assert s.recv(8).startswith(b"SSH-")
+        out = inst.ssh("ip -4 -o addr show eth0; hostname; id -u")
+        assert "10.0.2.15/24" in out and "ss-web" in out
+        assert out.split()[-1] == "0"
+        # a data volume in the user's pool, attached live
+        vol = c.volumes.create("ss-data", "64M")
+        c.volumes.attach("ss-data", "ss-web")
+        # 64 MiB = 131072 sectors of 512 bytes; the hot-plugged disk shows up shortly
+        deadline = time.monotonic() + 60
+        while "131072" not in inst.ssh("cat /sys/block/vd*/size").split():
+            assert time.monotonic() < deadline, "the attached volume never appeared"
+            time.sleep(0.5)
+        assert vol.path.startswith(os.path.expanduser("~"))
+    finally:
+        c.instances.delete("ss-web", volumes=True)
+    assert "ss-web" not in c.backend.managed()
+    assert not [v for v in c.backend.all_volumes() if v.name.startswith("ss-")]
+    assert not [r for r in c.inventory.resources(c.uri) if r.name.startswith("ss-")]
+
+
+def test_system_networks_are_refused_with_a_reason(session_cloud):
+    with pytest.raises((CloudError, InvalidSpec)) as err:
+        session_cloud.instances.create("ss-bad", image="tiny", network=["user", "lab"])
+    assert "user" in str(err.value)
+    assert "ss-bad" not in session_cloud.backend.managed()
