@@ -56,7 +56,7 @@ def virsh(*args: str, check: bool = False) -> subprocess.CompletedProcess:
                           capture_output=True)
 
 
-def ssh_ready(ip: str, host_key: str | None, timeout: float = 600.0) -> None:
+def ssh_ready(ip: str, host_key: str | None, timeout: float = 900.0) -> None:
     """The banner, then `true` over SSH with our key; retried until it runs (a real
     image's sshd can answer before cloud-init has written the authorized key)."""
     deadline = time.monotonic() + timeout
@@ -276,9 +276,7 @@ class DebianKcli:
             os.chmod(boot_dir / dst, 0o644)
         # kcli splits qemuextra on spaces; the kernel reads tabs as separators too, and
         # an XML attribute turns them back into spaces anyway.
-        # kcli's network-config names the NIC ens3 (its predictable name): the image's
-        # net.ifnames=0 (which nbcloud's own network-config expects) is left out.
-        append = "\t".join(w for w in image.cmdline.split() if w != "net.ifnames=0")
+        append = "\t".join(image.cmdline.split())
         # kcli always puts its cloud-init ISO on SATA (AHCI), and Debian's cloud kernel
         # has no AHCI driver (only ata_piix): the guest would never see it. The same
         # ISO (kcli makes it as POOL/NAME.ISO) is added once more on virtio.
@@ -405,13 +403,15 @@ def main() -> int:
     ap.add_argument("image", choices=["tiny", "debian"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--flavor")
+    ap.add_argument("--out", help="results file name (default peers-IMAGE)")
     ap.add_argument("--budget", type=float, default=480.0,
                     help="debian only: start no round that would end past this many "
                          "seconds (a round is one boot of each)")
     ap.add_argument("--peers", nargs="+", default=["nbcloud", "virt-install", "kcli"],
                     help="debian only: which of them to run")
     args = ap.parse_args()
-    cloud = Cloud(URI)
+    # a debian boot under TCG on a busy machine outlasts the notebook's 120 s SSH wait
+    cloud = Cloud(URI, ssh_timeout=900.0)
     cloud.build_tiny()
     if args.image == "tiny":
         result = bench_tiny(cloud, args.rounds or 5, args.flavor or "m.nano")
@@ -425,7 +425,8 @@ def main() -> int:
                   accelerator=cloud.accelerator()["accelerator"], machine=machine.describe(),
                   date=time.strftime("%Y-%m-%d %H:%M"))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"peers-{args.image}.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{args.out or 'peers-' + args.image}.json").write_text(
+        json.dumps(result, indent=1))
     print_table(result)
     cloud.close()
     return 0

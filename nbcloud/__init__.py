@@ -23,7 +23,8 @@ def load_ipython_extension(ipython) -> None:
 
 
 def unload_ipython_extension(ipython) -> None:
-    """`%unload_ext nbcloud`: close connections (later: stop the monitor thread)."""
+    """`%unload_ext nbcloud`: stop the monitor's sampler thread (Cloud.close does, through
+    the magics' close below) and close connections."""
     global _magics
     from . import topology_live
     topology_live.unload(ipython)  # no redraw after the connection below is closed

@@ -100,6 +100,7 @@ class Cloud:
         if self._monitor is not None:   # stop sampling before the connection goes
             self._monitor.close()
             self._monitor = None
+        self.dns.stop_checker()
         self.instances.close()
         self.backend.close()
 

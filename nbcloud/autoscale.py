@@ -292,7 +292,10 @@ class Autoscaler:
                                     reason=f"autoscale {decision.action}: {decision.reason}")
             self.watch()
         except Exception:  # noqa: BLE001  (the operations log has the failure)
-            pass
+            try:   # wait a whole window before trying again, not one tick
+                self.cloud.ipools._save(pool, resized=time.time())
+            except Exception:  # noqa: BLE001  (the pool may be gone meanwhile)
+                pass
         finally:
             self._busy.discard(pool)
 

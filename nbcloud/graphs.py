@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import time
 from collections import deque
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -42,11 +41,19 @@ def empty_figure(names: list[str], widget: bool = False) -> go.Figure:
                 line={"color": colour, "dash": "dash" if dashed else "solid"},
                 hovertemplate=f"{html.escape(name)} {label}: %{{y:.1f}}<extra></extra>"),
                 row=row, col=1)
+    fig.update_xaxes(type="date")
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(range=[0, 105], row=1, col=1)
     fig.update_layout(height=640, margin={"l": 50, "r": 20, "t": 40, "b": 30},
                       legend={"orientation": "h", "y": -0.06})
     return go.FigureWidget(fig) if widget else fig
+
+
+def x_of(t: float) -> int:
+    """A sample's x: epoch milliseconds shifted to local time (a date axis shows numbers
+    as UTC). Numbers, not datetimes: every tick sends the view's whole window, and an
+    ISO date string is twice the bytes."""
+    return int((t + time.localtime(t).tm_gmtoff) * 1000)
 
 
 def _points(samples: list[Sample]) -> dict[str, tuple[list, list]]:
@@ -55,8 +62,8 @@ def _points(samples: list[Sample]) -> dict[str, tuple[list, list]]:
         xs, ys = [], []
         for s in samples:
             value = getattr(s, field)
-            xs.append(datetime.fromtimestamp(s.t))
-            ys.append(None if value is None else value * scale)
+            xs.append(x_of(s.t))
+            ys.append(None if value is None else round(value * scale, 2))
         out[field] = (xs, ys)
     return out
 
@@ -87,7 +94,7 @@ class LiveView:
     Starts with the last `window` ticks already in the inventory, keeps `window` points
     per trace. `close()` detaches it from the sampler."""
 
-    def __init__(self, monitor: Monitor, names: list[str], window: int = 300):
+    def __init__(self, monitor: Monitor, names: list[str], window: int = 120):
         import ipywidgets as widgets
         self.monitor = monitor
         self.names = list(names)
@@ -105,12 +112,12 @@ class LiveView:
         monitor.add_listener(self._on_tick, self._on_error)
 
     def _add(self, sample: Sample) -> None:
-        x = datetime.fromtimestamp(sample.t)
+        x = x_of(sample.t)
         for field, _row, _label, scale, _dashed in SERIES:
             value = getattr(sample, field)
             xs, ys = self._series[(sample.name, field)]
             xs.append(x)
-            ys.append(None if value is None else value * scale)
+            ys.append(None if value is None else round(value * scale, 2))
 
     def _draw(self) -> None:
         # one comm message per tick for every trace of the view

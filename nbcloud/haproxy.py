@@ -87,7 +87,7 @@ def check(text: str, workdir: Path) -> None:
     path.write_text(text)
     try:
         out = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
-                             text=True, timeout=30)
+                             text=True, timeout=30, check=False)
     finally:
         path.unlink(missing_ok=True)
     if out.returncode != 0:
@@ -143,7 +143,7 @@ class Process:
         if old:
             argv += ["-sf", str(old)]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, check=False)
         if out.returncode != 0:
             why = (out.stderr or out.stdout).strip().splitlines()
             raise CloudError(f"haproxy did not start: {why[-1] if why else 'no message'}")
@@ -209,15 +209,24 @@ def tproxy_setup() -> str:
          "socket", "transparent", "1", "meta", "mark", "set", "0x6e62", "accept"],
     ]
     for argv in steps:
-        out = subprocess.run(argv, capture_output=True, text=True)
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             return f"{' '.join(argv[:3])}: {out.stderr.strip()}"
-    rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True,
+                           check=False).stdout
     if "0x6e62" not in rules:
         for argv in (["ip", "rule", "add", "fwmark", "0x6e62", "lookup", "2462"],
                      ["ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo",
                       "table", "2462"]):
-            out = subprocess.run(argv, capture_output=True, text=True)
+            out = subprocess.run(argv, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 return f"{' '.join(argv[:3])}: {out.stderr.strip()}"
     return ""
+
+
+def tproxy_teardown() -> None:
+    """Undo `tproxy_setup` (when no balancer keeps client addresses any more)."""
+    for argv in (["nft", "delete", "table", "ip", "nbcloud_lb"],
+                 ["ip", "rule", "del", "fwmark", "0x6e62", "lookup", "2462"],
+                 ["ip", "route", "flush", "table", "2462"]):
+        subprocess.run(argv, capture_output=True, check=False)

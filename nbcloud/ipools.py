@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from .autoscale import Autoscaler, Policy
 from .display import Table
-from .errors import AlreadyExists, CloudError, NotFound
+from .errors import AlreadyExists, NotFound
 from .flavors import get_flavor
+from .instances import USER_NETWORK, default_network
 from .spec import InvalidSpec, check_count, check_name
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class InstancePools:
 
     # ----- writes ---------------------------------------------------------------------
     def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
-               network: str = "nbcloud", size: int = 1, *, user_data: str | None = None,
+               network: str | None = None, size: int = 1, *, user_data: str | None = None,
                secgroups: tuple[str, ...] | list[str] = (), lb: str | None = None,
                scale_out: str | None = None, scale_in: str | None = None,
                min_size: int | None = None, max_size: int | None = None,
@@ -136,6 +137,7 @@ class InstancePools:
         n = check_count(size, "size", maximum=MAX_SIZE)
         check_name(image, "image name")
         get_flavor(flavor)
+        network = network or default_network(self.cloud.uri)
         check_name(network, "network name")
         policy = Policy.parse(scale_out, scale_in, min_size, max_size)
         if policy is not None and not policy.min <= n <= policy.max:
@@ -143,7 +145,8 @@ class InstancePools:
                               f"{policy.max}: start the pool within its bounds")
         if any(r.name == name for r in self.records()):
             raise AlreadyExists(f"instance pool {name!r} exists already")
-        self.cloud.networks.get(network)
+        if network != USER_NETWORK:  # user-mode networking has no libvirt network
+            self.cloud.networks.get(network)
         if lb is not None:
             balancer = self.cloud.lbs._record(lb)
             if balancer.spec["network"] != network:

@@ -66,8 +66,12 @@ class Watch:
 def _fate(instances: Instances, name: str, future: concurrent.futures.Future,
           wait: bool) -> str:
     """One clause of the interrupted message: what became of instance `name`."""
-    if future.done() and not future.cancelled() and future.exception() is None:
-        return f"{name} is SSH-ready" if wait else f"{name} is running"
+    if future.done() and not future.cancelled():
+        exc = future.exception()
+        if exc is None:
+            return f"{name} is SSH-ready" if wait else f"{name} is running"
+        if not isinstance(exc, KeyboardInterrupt):  # failed on its own, before Ctrl-C
+            return f"{name} failed ({exc})"
     backend = instances.cloud.backend
     if backend.exists(name):
         try:

@@ -165,6 +165,10 @@ class LoadBalancers:
         rows = []
         for r in self.cloud.inventory.resources(self.cloud.uri, KIND):
             s = r.spec
+            try:
+                self.ensure(r.name)       # listing touches them: a dead one starts again
+            except CloudError:
+                pass                      # shown as stopped below
             health = self._process(r.name).health()
             up = sum(health.get(m) == "UP" for m in s["members"])
             running = self._process(r.name).alive() if self.runs_processes else None
@@ -323,3 +327,7 @@ class LoadBalancers:
         with cloud.inventory.operation(cloud.uri, "delete", KIND, name):
             self._process(name).stop()
             cloud.inventory.remove(cloud.uri, KIND, name)
+        if self.runs_processes and not any(
+                r.spec.get("keep_client_address")
+                for r in cloud.inventory.resources(cloud.uri, KIND)):
+            haproxy.tproxy_teardown()

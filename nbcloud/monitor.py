@@ -252,12 +252,15 @@ class Monitor:
         with self._lock:
             if self.running:
                 return
-            self._stop.clear()
+            # a fresh event per thread: a thread that outlived its stop() (a tick stuck in
+            # a slow daemon) still sees its own event set, and ends after that tick
+            self._stop = threading.Event()
             # The thread runs in a copy of the starting cell's context: with ipykernel >= 7
             # the parent header is a context variable, so anything the thread sends is
             # attributed to that cell rather than to whichever cell runs at the time.
             context = contextvars.copy_context()
-            self._thread = threading.Thread(target=context.run, args=(self._run,),
+            self._thread = threading.Thread(target=context.run,
+                                            args=(self._run, self._stop),
                                             name=THREAD_NAME, daemon=True)
             self._thread.start()
 
@@ -272,9 +275,9 @@ class Monitor:
         except Exception:  # noqa: BLE001  (the inventory may already be closed at exit)
             pass
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         next_tick = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 self.tick()
                 self.last_error = None
@@ -286,7 +289,7 @@ class Monitor:
             now = time.monotonic()
             if next_tick < now:
                 next_tick = now + self._interval
-            self._stop.wait(next_tick - now)
+            stop.wait(next_tick - now)
 
     # ----- one tick -----------------------------------------------------------------------
     def tick(self) -> dict[str, Sample]:

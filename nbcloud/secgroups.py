@@ -78,12 +78,13 @@ def compile_instance(name: str, groups: list[str], egress_limited: bool) -> Filt
         # replies to what either side started (the conntrack state)
         FilterRule("accept", "in", "all", established, priority=100),
         FilterRule("accept", "out", "all", established, priority=100),
-        # what an instance needs to work: its DHCP lease and DNS replies
+        # what an instance needs to work: its DHCP lease (a reply may be broadcast, which
+        # conntrack does not tie to the request) and DNS queries, whose replies are
+        # ESTABLISHED (a rule for "source port 53" would let anyone in who picks it)
         FilterRule("accept", "in", "udp", {"srcportstart": "67", "dstportstart": "68"},
                    priority=110),
         FilterRule("accept", "out", "udp", {"srcportstart": "68", "dstportstart": "67"},
                    priority=110),
-        FilterRule("accept", "in", "udp", {"srcportstart": "53"}, priority=110),
         FilterRule("accept", "out", "udp", {"dstportstart": "53"}, priority=110),
         FilterRule("accept", "out", "tcp", {"dstportstart": "53"}, priority=110),
     ]

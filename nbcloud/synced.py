@@ -175,6 +175,8 @@ class Synced:
     def folders(self, instance: str) -> list[SyncedFolder]:
         """The virtiofs folders of `instance`, as libvirt has them, with the guest folder
         its first-boot script mounts them on."""
+        from .spec import check_name
+        check_name(instance, "instance name")  # before libvirt hears it
         root = ET.fromstring(self.cloud.backend.domain_xml_desc(instance))
         guest = self._guest_dirs(instance)
         out = []

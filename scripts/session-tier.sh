@@ -36,9 +36,11 @@ mkdir -p "$cache"
 for d in "${NBCLOUD_CACHE:-$HOME/.cache/nbcloud}"/{debs,kernels}; do
     [ -d "$d" ] && cp -a "$d" "$cache/"
 done
-mkdir -p "$run"
+mkdir -p "$run" "$home/.ipython/profile_default/startup"
 chmod 700 "$run"
-chown -R "$USER_NAME:" "$src" "$home/.cache" "$run"
+# a UsageError must fail the notebook tier here too (see tests/notebook_startup.py)
+cp tests/notebook_startup.py "$home/.ipython/profile_default/startup/00-usage-errors.py"
+chown -R "$USER_NAME:" "$src" "$home/.cache" "$home/.ipython" "$run"
 
 as_user() {
     runuser -u "$USER_NAME" -- env -i HOME="$home" USER="$USER_NAME" PATH=/usr/bin:/bin \

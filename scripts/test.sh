@@ -8,10 +8,16 @@ NETNS=${1:-nbcloud-test}
 
 # The slow tier boots it; built here because the mirror is not reachable in the namespace.
 .venv/bin/nbcloud image build debian
+# Notebook kernels get an IPython dir whose startup file turns a UsageError into an error
+# nbval sees (tests/notebook_startup.py).
+ipython_dir=$(mktemp -d)
+mkdir -p "$ipython_dir/profile_default/startup"
+cp tests/notebook_startup.py "$ipython_dir/profile_default/startup/00-usage-errors.py"
 rc=0
-ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider \
+IPYTHONDIR="$ipython_dir" ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider \
     tests --nbval-lax notebooks || rc=$?
 # The same notebooks again on the session tier: an unprivileged user, qemu:///session,
 # user-mode networking, no namespace of its own (loopback only).
 bash scripts/session-tier.sh || rc=$?
+rm -rf "$ipython_dir"
 exit $rc

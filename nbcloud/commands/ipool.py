@@ -16,7 +16,7 @@ def add_parser(sub, name: str) -> None:
     cr.add_argument("name")
     cr.add_argument("--image", default="tiny")
     cr.add_argument("--flavor", default="t.nano")
-    cr.add_argument("--network", default="nbcloud")
+    cr.add_argument("--network")  # default: nbcloud, or user-mode networking on a session
     cr.add_argument("--size", default="1")
     cr.add_argument("--user-data", dest="user_data")
     cr.add_argument("--secgroup", action="append", default=[])

@@ -4,9 +4,9 @@ balancer); the burner stops -> it shrinks back to one. Rule windows are seconds 
 from __future__ import annotations
 
 import pytest
+from waiting import wait_for
 
 from nbcloud.errors import InvalidSpec
-from waiting import wait_for
 
 BURN = "(while :; do :; done) >/dev/null 2>&1 </dev/null & echo $! > /tmp/burn.pid"
 

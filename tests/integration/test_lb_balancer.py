@@ -11,9 +11,9 @@ import subprocess
 import urllib.request
 
 import pytest
+from waiting import wait_for
 
 from nbcloud.errors import CloudError, InvalidSpec
-from waiting import wait_for
 
 HTTPD = "httpd -p 80 -h /srv/www"
 USER_DATA = f"""#!/bin/sh
@@ -214,3 +214,23 @@ loadbalancer:
         cloud.stacks.destroy("lb-stack")
     assert not any(x.name == "lb-stacked" for x in cloud.lbs.list())
     assert not cloud.lbs._process("lb-stacked").alive()
+
+
+def test_failover_record_follows_the_first_healthy_member(cloud, members):
+    a, b, client = members
+    cloud.dns.add("nbcloud", "lb-fo", failover=f"{a.ip},{b.ip}", port=80)
+    try:
+        lookup = "nslookup -type=a lb-fo 2>/dev/null | sed -n '/^Name:/,$p'"
+        assert wait_for(lambda: a.ip in client.ssh(lookup, check=False), 20,
+                        "lb-fo -> the first member")
+        a.ssh("killall httpd")
+        wait_for(lambda: b.ip in client.ssh(lookup, check=False), 20,
+                 "lb-fo re-pointed at the second member")
+        a.ssh(HTTPD)
+        wait_for(lambda: a.ip in client.ssh(lookup, check=False), 20,
+                 "lb-fo back on the first member")
+        moves = [op["detail"] for op in cloud.inventory.operations(100)
+                 if op["verb"] == "failover" and op["name"] == "lb-fo.nbcloud"]
+        assert moves[:2] == [f"lb-fo -> {a.ip}", f"lb-fo -> {b.ip}"]
+    finally:
+        cloud.dns.delete("nbcloud", "lb-fo")

@@ -120,7 +120,7 @@ def test_monitor_sees_cpu_disk_and_network_of_a_real_guest(cloud, guest):
     # monitor must then show less, which the line above checks)
     if idle_cores >= 0.5:
         assert cpu >= 80
-    assert cpu > base + 5
+    assert cpu > base + 3   # the loop shows, even on a host that gives it little
 
     # --- disk: 24 MiB written with dd ----------------------------------------------------
     def sectors_written() -> int:   # the guest's own count (/sys/block/vda/stat, field 7)

@@ -110,7 +110,7 @@ def test_notebook_renders_monitor_topology_and_design(cloud, tmp_path):
 
     # one run: the DOM after the page's scripts ran, and the screenshot
     png = tmp_path / "picture.png"
-    dom = chromium("--virtual-time-budget=15000", "--window-size=1280,5200",
+    dom = chromium("--virtual-time-budget=15000", "--window-size=1280,4400",
                    f"--screenshot={png}", "--dump-dom", f"file://{html}")
     assert dom.returncode == 0, dom.stderr[-500:]
     shown = {title.split(":")[0].split(" at ")[0]: (lines, points)

@@ -71,10 +71,11 @@ def recorder(request) -> Recorder:
 def cloud(tmp_path_factory, recorder):
     """A Cloud on the real daemon with an inventory of its own; at the end of the session
     anything named rl-* still in libvirt or the inventory is recorded as leaked."""
+    from rl_leaks import leftovers
+
     from nbcloud.api import DEFAULT_NETWORK, Cloud
     from nbcloud.errors import CloudError
     from nbcloud.inventory import Inventory
-    from rl_leaks import leftovers
     os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:
         c = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp("rl-inv") / "inv.sqlite"))

@@ -78,7 +78,7 @@ def test_no_secret_in_cells_logs_or_inventory(cloud, tmp_path, recorder):
             warnings.simplefilter("always")
             result = shell.run_cell(code, store_history=False)
             if result.result is not None:
-                data, meta = shell.display_formatter.format(result.result)
+                data, _meta = shell.display_formatter.format(result.result)
                 outputs.extend(str(v) for v in data.values())
         outputs.extend([cap.stdout, cap.stderr] + [str(w.message) for w in caught])
         for out in cap.outputs:

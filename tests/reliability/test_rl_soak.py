@@ -1,7 +1,7 @@
 """Soak: tiny instances created and deleted in a loop, then nothing of them may be left.
 
 Bounded by a count and a time budget, whichever comes first (RL_SOAK_COUNT, default 50;
-RL_SOAK_SECONDS, default 100), at most three at a time. Most are created with
+RL_SOAK_SECONDS, default 75), at most three at a time. Most are created with
 `wait=False` (the domain is started, SSH is not waited for); every tenth waits for SSH
 and runs a command, so the loop also proves that the guests it makes are real.
 
@@ -20,7 +20,7 @@ from rl_leaks import leftovers
 
 PREFIX = "rl-soak-"
 COUNT = int(os.environ.get("RL_SOAK_COUNT", "50"))
-BUDGET = float(os.environ.get("RL_SOAK_SECONDS", "100"))
+BUDGET = float(os.environ.get("RL_SOAK_SECONDS", "75"))
 PARALLEL = 3
 SSH_EVERY = 10
 

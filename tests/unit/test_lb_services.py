@@ -72,7 +72,7 @@ def test_config_has_health_checks_algorithm_and_servers(tmp_path):
 
 # ----- load balancers --------------------------------------------------------------------------
 def test_lb_expands_globs_on_its_network_and_records_the_spec(test_cloud, web):
-    base, names, other = web
+    base, names, _other = web
     lb = test_cloud.lbs.create(f"{base}-lb", "default", 8080, members=[f"{base}-*"],
                                algorithm="leastconn", member_port=80)
     try:
@@ -134,7 +134,7 @@ def test_dns_records_and_aliases_on_the_network_definition(test_cloud, unique):
         for line, message in ((f"dns add {net} www 10.9.9.8", "already a name"),
                               (f"dns add {net} x 10.9.9.300", "not an IPv4 address"),
                               (f"dns add {net} x --cname nothing", "not a name on network"),
-                              (f"dns add {net} x", "an address or --cname"),
+                              (f"dns add {net} x", "an address, --cname"),
                               (f"dns add {net} Bad 10.9.9.8", "not allowed"),
                               (f"dns delete {net} nothing", "not a record")):
             with pytest.raises((CloudError, InvalidSpec)) as err:
@@ -224,7 +224,7 @@ def test_autoscaler_reads_the_samples_table_and_logs_holds_once(test_cloud, uniq
 
 
 def test_bad_pool_input_changes_nothing(test_cloud, web, unique):
-    base, names, other = web
+    base, _names, _other = web
     test_cloud.lbs.create(f"{base}-lb", "default", 80)
     net = unique("lbn")
     test_cloud.networks.create(net, f"10.{150 + int(net[3:]) % 90}.0.0/24", "isolated")
@@ -238,7 +238,7 @@ def test_bad_pool_input_changes_nothing(test_cloud, web, unique):
             (f"ipool create {base}p --lb nolb", "does not exist"),
             (f"ipool create {base}p --network nonet", "does not exist"),
             (f"ipool create {base}p --network {net} --lb {base}-lb", "put them on one"),
-            (f"ipool scale nopool 2", "does not exist")):
+            ("ipool scale nopool 2", "does not exist")):
         with pytest.raises((CloudError, InvalidSpec, LookupError)) as err:
             _run(test_cloud, line)
         assert message in str(err.value), line
@@ -250,7 +250,7 @@ def test_bad_pool_input_changes_nothing(test_cloud, web, unique):
 
 # ----- stacks ---------------------------------------------------------------------------------
 def test_stack_loadbalancer_section_plans_create_and_member_changes(test_cloud, web):
-    base, names, other = web
+    base, names, _other = web
     body = f"""
 loadbalancer:
   {base}-lb: {{network: default, port: 8080, members: ["{base}-*"], member_port: 80}}
@@ -274,7 +274,7 @@ loadbalancer:
 
 
 def test_stack_loadbalancer_mistakes_are_one_line(test_cloud, web):
-    base, names, other = web
+    _base, _names, other = web
     for body, message in (
             ("loadbalancer:\n  x: {port: 80}", "network is missing"),
             ("loadbalancer:\n  x: {network: default, port: 70000}", "1 to 65535"),
@@ -290,8 +290,21 @@ def test_stack_loadbalancer_mistakes_are_one_line(test_cloud, web):
 
 
 def test_lb_duplicate_name_is_refused(test_cloud, web):
-    base, names, other = web
+    base, _names, _other = web
     test_cloud.lbs.create(f"{base}-lb", "default", 80)
     with pytest.raises(AlreadyExists):
         test_cloud.lbs.create(f"{base}-lb", "default", 81)
     test_cloud.lbs.delete(f"{base}-lb")
+
+
+def test_failover_record_input_is_checked(test_cloud):
+    for kwargs, message in ((dict(failover="192.168.122.5"), "at least two"),
+                            (dict(failover="192.168.122.5,10.0.0.1"), "is not on network"),
+                            (dict(failover="192.168.122.5,192.168.122.6", port=0),
+                             "1 to 65535"),
+                            (dict(failover="192.168.122.5,x"), "not an IPv4 address"),
+                            (dict(ip="192.168.122.5", failover="192.168.122.5,192.168.122.6"),
+                             "one of them")):
+        with pytest.raises(InvalidSpec, match=message):
+            test_cloud.dns.add("default", "fo", **kwargs)
+    assert test_cloud.dns.records("default") == []

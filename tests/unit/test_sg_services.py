@@ -94,6 +94,9 @@ def test_instance_filter_head_and_tail():
     first = f.rules[0]
     assert (first.action, first.direction, first.match) == ("accept", "in",
                                                             {"state": "ESTABLISHED,RELATED"})
+    # DNS replies come in as ESTABLISHED: no "source port 53" hole
+    assert not [r for r in f.rules if r.direction == "in" and "srcportstart" in r.match
+                and r.match["srcportstart"] != "67"]
     drops = [r for r in f.rules if r.action == "drop"]
     assert [(r.direction, r.priority) for r in drops] == [("in", 1000)]
     assert any(r.direction == "out" and r.protocol == "all" and r.action == "accept"

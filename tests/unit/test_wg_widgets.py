@@ -254,14 +254,18 @@ class _Interrupting:
 
 
 def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypatch):
-    """wg-1 gets as far as running (waiting for SSH), wg-2 never starts: one is kept and
-    recorded 'starting', the other leaves nothing in libvirt or the inventory."""
+    """wg-1 gets as far as running (waiting for SSH), wg-2 never starts, wg-3 fails on its
+    own: one is kept and recorded 'starting', the others leave nothing in libvirt or the
+    inventory, and the message says which is which."""
+    from nbcloud.errors import AlreadyExists
     from nbcloud.instances import Instance, Instances
     base = unique("wg-c")
     first = f"{base}-1"
 
     def fake_create_one(self, spec, wait, stack, watch=None, keep=False):
         watch.stage(spec.name, "provisioning")
+        if spec.name.endswith("-3"):
+            raise AlreadyExists(f"instance {spec.name!r} exists already")
         op = self.cloud.inventory.begin(self.cloud.uri, "create", "instance", spec.name)
         if spec.name != first:          # still provisioning when Ctrl-C comes
             while not watch.cancelled():
@@ -282,13 +286,14 @@ def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypa
     progress = _Interrupting(after=1.0)
     t0 = time.monotonic()
     with pytest.raises(Interrupted) as caught:
-        test_cloud.instances.create(base, count=2, progress=progress)
+        test_cloud.instances.create(base, count=3, progress=progress)
     assert time.monotonic() - t0 < 10          # the SSH wait gave up at once
     assert str(caught.value) == (f"interrupted: {first} is running but not SSH-ready yet; "
-                                 f"{base}-2 was not created")
+                                 f"{base}-2 was not created; {base}-3 failed (instance "
+                                 f"'{base}-3' exists already)")
     assert progress.finished == [str(caught.value)]
     head, rows = progress.updates[-1]
-    assert head.startswith("0 of 2 SSH-ready")
+    assert head.startswith("0 of 3 SSH-ready")
     assert rows[0][0] == first and rows[0][1].startswith("booting ")
     inv = {r.name: r.state for r in test_cloud.inventory.resources(test_cloud.uri)}
     assert inv.get(first) == "starting" and f"{base}-2" not in inv
