@@ -404,7 +404,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--flavor")
     ap.add_argument("--out", help="results file name (default peers-IMAGE)")
-    ap.add_argument("--budget", type=float, default=480.0,
+    ap.add_argument("--budget", type=float, default=420.0,
                     help="debian only: start no round that would end past this many "
                          "seconds (a round is one boot of each)")
     ap.add_argument("--peers", nargs="+", default=["nbcloud", "virt-install", "kcli"],

@@ -10,6 +10,10 @@ USER_NAME=${NBCLOUD_SESSION_USER:-nbcloud-student}
 
 id -u "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
 home=$(getent passwd "$USER_NAME" | cut -d: -f6)
+# A clean slate each run (it is a test user): its session daemon, guests and libvirt
+# definitions, and nbcloud's inventory, keys and pools, left by an earlier run.
+pkill -KILL -u "$USER_NAME" 2>/dev/null || true
+rm -rf "$home/.config/libvirt" "$home/.cache/libvirt" "$home/.local/share/nbcloud"
 src="$home/nbcloud"
 run="/tmp/nbcloud-$USER_NAME-xdg"      # the session daemon's socket lives here
 
@@ -17,7 +21,7 @@ run="/tmp/nbcloud-$USER_NAME-xdg"      # the session daemon's socket lives here
 # files not ignored by git come too, so a change under way is tested before it is committed).
 mkdir -p "$src"
 { git ls-files -z; git ls-files -z --others --exclude-standard; } \
-    | tar --null -T - -cf - 2>/dev/null | tar -xf - -C "$src"
+    | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$src"
 # Debian's own Python: an interpreter under root's home (pyenv, say) is not the user's to run.
 if ! runuser -u "$USER_NAME" -- "$src/.venv/bin/python" -c "" 2>/dev/null; then
     rm -rf "$src/.venv"

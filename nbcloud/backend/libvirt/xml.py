@@ -22,11 +22,6 @@ ET.register_namespace("qemu", QEMU_NS)
 #: The pseudo-network of user-mode (SLIRP) networking: no bridge, no root needed.
 USER_NETWORK = "user"
 
-#: QEMU's translated-code cache for TCG guests, MiB. QEMU 7.2's own default let a 128 MiB
-#: tiny guest's QEMU reach ~255 MiB RSS; 32 MiB brings it to ~217 MiB for the same CPU
-#: time to SSH-ready, and 16 MiB costs 1.5x that CPU in re-translation (bench/memory.py).
-TCG_TB_CACHE_MIB = 32
-
 
 @dataclass(frozen=True)
 class KernelBoot:
@@ -162,8 +157,6 @@ def domain_xml(d: DomainDef) -> str:
         # TCG's default model (qemu64) boots ~0.7 s slower and has no RDRAND, which the
         # tiny guest uses for early entropy.
         _sub(root, "cpu", mode="maximum")
-        tcg = _sub(features, "tcg")
-        _sub(tcg, "tb-cache", str(TCG_TB_CACHE_MIB), unit="MiB")
     _sub(root, "clock", offset="utc")
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
