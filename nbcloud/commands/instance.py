@@ -112,9 +112,13 @@ def run(cloud, args, namespace):
         return cloud.sync.provision(args.name,
                                     read_user_data(args.script, namespace, "provision"))
     if args.verb == "list":
+        # one metadata read per domain and one bulk state call, not a lookup per column
+        managed, states = cloud.backend.managed(), cloud.backend.domain_states()
         return Table(["name", "state", "ip", "flavor", "image"],
-                     [(i.name, i.state, i.ip, i.flavor, i.image)
-                      for i in cloud.instances.list()], "instances")
+                     [(name, states.get(name, "unknown"), meta.get("ip", ""),
+                       meta.get("flavor", ""), meta.get("image", ""))
+                      for name, meta in sorted(managed.items())
+                      if meta.get("kind") == "instance"], "instances")
     if args.verb == "ssh":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
