@@ -56,9 +56,11 @@ def virsh(*args: str, check: bool = False) -> subprocess.CompletedProcess:
                           capture_output=True)
 
 
-def ssh_ready(ip: str, host_key: str | None, timeout: float = 900.0) -> None:
+def ssh_ready(ip: str, host_key: str | None, timeout: float = 300.0) -> None:
     """The banner, then `true` over SSH with our key; retried until it runs (a real
-    image's sshd can answer before cloud-init has written the authorized key)."""
+    image's sshd can answer before cloud-init has written the authorized key). A guest
+    silent for 5 minutes (a kcli round once never answered) fails its round instead of
+    holding the whole bench."""
     deadline = time.monotonic() + timeout
     key_path = keys.user_key("default").private_path
     ssh.wait_for_banner(ip, timeout=timeout)

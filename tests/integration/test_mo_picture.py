@@ -129,13 +129,18 @@ def test_notebook_renders_monitor_topology_and_design(cloud, tmp_path):
     design = next(v for t, v in shown.items() if t.startswith("design"))
     assert design[1] >= 2 and any(design[0])
 
-    # the CPU line (first panel, range fixed at 0..105 %) rises with the burner, and the
-    # disk write line (third panel, second trace) with the dd
+    # the CPU line (first panel, range fixed at 0..105 %) rises with the burner, or, on an
+    # idle host where the burner gets a whole core for the entire window, runs flat along
+    # the top of the panel (SVG y grows downwards: y near 0 is ~100 %); the disk write
+    # line (third panel, second trace) rises with the dd
+    def ys(d: str) -> list[float]:
+        return [float(y) for y in re.findall(r"[ML][\d.]+,([\d.]+)", d)]
+
     def height(d: str) -> float:
-        ys = [float(y) for y in re.findall(r"[ML][\d.]+,([\d.]+)", d)]
-        return max(ys) - min(ys)
+        return max(ys(d)) - min(ys(d))
     for lines, _points in (live, history):
-        assert height(lines[0]) > 5, "a flat CPU line: the burner does not show"
+        assert height(lines[0]) > 5 or max(ys(lines[0])) < 10, \
+            "the CPU line neither rises nor runs near 100 %: the burner does not show"
         assert height(lines[3]) > 5, "a flat disk write line: the dd does not show"
 
     assert png.stat().st_size > 20_000
