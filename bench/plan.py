@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from nbcloud.api import Cloud  # noqa: E402
 from nbcloud.backend.libvirt import xml as lx  # noqa: E402
 from nbcloud.inventory import Inventory  # noqa: E402
 from nbcloud.plan import user_data_digest  # noqa: E402
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"
@@ -37,16 +37,6 @@ LS_ROWS = 10_000
 # one entry per instance: a `count` stops at 64
 BODY = f"network:\n  {NET}: {{cidr: 10.99.0.0/16, mode: isolated}}\ninstance:\n" + "".join(
     f"  b{i}: {{flavor: t.nano, network: [{NET}]}}\n" for i in range(1, INSTANCES + 1))
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up, not counted
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 2)
 
 
 def converged_stack(cloud: Cloud) -> None:

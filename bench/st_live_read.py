@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,19 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt
 
 from nbcloud.backend.libvirt import LibvirtBackend
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("STATE", "INTERFACE", "BALLOON", "VCPU", "BLOCK")
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up, not counted
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 2)
 
 
 def main() -> int:

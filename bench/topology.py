@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -40,20 +39,11 @@ from nbcloud.backend.libvirt import xml as lx
 from nbcloud.inventory import Inventory
 from nbcloud.topology import Graph, Layout, Node, figure
 from nbcloud.topology_live import LiveTopology
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"
 TARGET_MS = {500: 300}
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up, not counted
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 2)
 
 
 def synthetic(n: int) -> Graph:
