@@ -26,6 +26,14 @@ RESULTS = {"rollback": "rolled back", "resume": "resumed"}
 INSTANCE_FILES = ("seed.iso", "root.qcow2", "local.qcow2")
 
 
+
+def _forget_row(cloud: Cloud, kind: str, name: str) -> list[str]:
+    """Remove `name`'s inventory row of `kind` if there is one; say so."""
+    if not any(r.name == name for r in cloud.inventory.resources(cloud.uri, kind)):
+        return []
+    cloud.inventory.remove(cloud.uri, kind, name)
+    return [f"inventory row {kind} {name}"]
+
 def interrupted(cloud: Cloud, op_id: int) -> dict:
     """Operation `op_id`, if it is interrupted (or 'started' by a process that is gone)."""
     inv = cloud.inventory
@@ -74,10 +82,7 @@ def _instance_leftovers(cloud: Cloud, name: str, networks: list[str]) -> list[st
         if r.spec.get("attached_to") == name:
             cloud.volumes._record(r.name, "available", attached_to="", target="")
             done.append(f"volume {r.name} marked available")
-    if any(r.name == name for r in inv.resources(cloud.uri, "instance")):
-        inv.remove(cloud.uri, "instance", name)
-        done.append(f"inventory row instance {name}")
-    return done
+    return done + _forget_row(cloud, "instance", name)
 
 
 def _delete_domain(cloud: Cloud, name: str) -> tuple[list[str], list[str]]:
@@ -156,10 +161,7 @@ def rollback_create_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
                              "it, or resume the create")
         cloud.backend.delete_volume(info.pool, info.name)
         done.append(f"volume {info.name} in pool {info.pool}")
-    if any(r.name == name for r in cloud.inventory.resources(cloud.uri, "volume")):
-        cloud.inventory.remove(cloud.uri, "volume", name)
-        done.append(f"inventory row volume {name}")
-    return done
+    return done + _forget_row(cloud, "volume", name)
 
 
 def resume_create_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
@@ -190,10 +192,7 @@ def resume_delete_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
     if info is not None:
         cloud.volumes.delete(name)
         return [f"volume {name}"]
-    if any(r.name == name for r in cloud.inventory.resources(cloud.uri, "volume")):
-        cloud.inventory.remove(cloud.uri, "volume", name)
-        return [f"inventory row volume {name}"]
-    return []
+    return _forget_row(cloud, "volume", name)
 
 
 # ----- networks ---------------------------------------------------------------------------------
@@ -213,10 +212,7 @@ def rollback_create_network(cloud: Cloud, name: str, args: dict) -> list[str]:
                              "resume the create instead")
         cloud.backend.delete_network(name)
         done.append(f"network {name}")
-    if any(r.name == name for r in cloud.inventory.resources(cloud.uri, "network")):
-        cloud.inventory.remove(cloud.uri, "network", name)
-        done.append(f"inventory row network {name}")
-    return done
+    return done + _forget_row(cloud, "network", name)
 
 
 def resume_create_network(cloud: Cloud, name: str, args: dict) -> list[str]:
@@ -250,10 +246,7 @@ def resume_delete_network(cloud: Cloud, name: str, args: dict) -> list[str]:
     if _managed_network(cloud, name) is not None:
         cloud.backend.delete_network(name)
         done.append(f"network {name}")
-    if any(r.name == name for r in cloud.inventory.resources(cloud.uri, "network")):
-        cloud.inventory.remove(cloud.uri, "network", name)
-        done.append(f"inventory row network {name}")
-    return done
+    return done + _forget_row(cloud, "network", name)
 
 
 VERBS: dict[tuple[str, str], tuple[Callable, Callable]] = {
