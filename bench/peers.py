@@ -184,6 +184,8 @@ class Reserved:
 
     def __init__(self, cloud: Cloud, name: str):
         self.backend = cloud.backend
+        for r, _live in self.backend.host_reservations(NETWORK, name):
+            self.backend.release_address(NETWORK, r.mac)   # a killed run's leftover
         self.mac = self.backend.random_mac()
         self.r = self.backend.reserve_address(NETWORK, self.mac, name)
         self.backend.publish(self.r).result()
@@ -256,8 +258,8 @@ class DebianKcli:
     the nbcloud pool and network, our public key; the image is the pool's debian.qcow2."""
 
     def __init__(self, cloud: Cloud, name: str, memory_mib: int, tmp: Path):
-        self.name = name
-        self.addr = Reserved(cloud, name)
+        self.name, self.cloud, self.tmp = name, cloud, tmp
+        self.addr: Reserved | None = None
         image = cloud.images.get("debian")
         self.home = tmp / "home"
         (self.home / ".kcli").mkdir(parents=True)
@@ -284,9 +286,9 @@ class DebianKcli:
         # ISO (kcli makes it as POOL/NAME.ISO) is added once more on virtio.
         pool = cloud.backend.conn.storagePoolLookupByName("nbcloud")
         iso = Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path")) / f"{name}.ISO"
-        params = {
+        self.params = {
             "image": Path(image.disk).name, "pool": "nbcloud", "memory": memory_mib,
-            "numcpus": 1, "nets": [{"name": NETWORK, "mac": self.addr.mac}],
+            "numcpus": 1,
             # kcli picks kvm when /dev/kvm exists; here it cannot run a guest (see
             # nbcloud/accel.py), so it is told TCG, as nbcloud finds by itself
             "virttype": "qemu",
@@ -295,7 +297,6 @@ class DebianKcli:
                          f"-drive file={iso},if=none,id=bnseed,format=raw,readonly=on "
                          "-device virtio-blk-pci,drive=bnseed,addr=0x1e",
         }
-        (tmp / "kcli.yml").write_text(json.dumps(params))
         self.argv = [str(KCLI), "create", "vm", "--paramfile", str(tmp / "kcli.yml"), name]
         self.env = {**os.environ, "HOME": str(self.home)}
 
@@ -306,6 +307,14 @@ class DebianKcli:
         virsh("undefine", self.name)
 
     def round(self) -> float:
+        # A fresh MAC (so reservation) every round: kcli's guest asks DHCP with a client
+        # id made from its new machine-id, and dnsmasq will not hand the reserved address
+        # to it while the last round's lease (another client id) still holds it; the
+        # guest then got a pool address and the SSH poll waited on the reserved one.
+        self.addr = Reserved(self.cloud, self.name)
+        (self.tmp / "kcli.yml").write_text(json.dumps(
+            {**self.params, "nets": [{"name": NETWORK, "mac": self.addr.mac}]}))
+
         def run():
             out = subprocess.run(self.argv, env=self.env, capture_output=True, text=True)
             if out.returncode or "failure" in out.stdout.lower():
@@ -315,10 +324,10 @@ class DebianKcli:
             return timed(run)
         finally:
             self.cleanup_domain()
+            self.addr.release()
 
     def close(self) -> None:
         self.cleanup_domain()
-        self.addr.release()
         shutil.rmtree(self.boot_dir, ignore_errors=True)
 
 

@@ -484,7 +484,8 @@ class Instances:
                          domain_type=accel.domain_type(accelerator), boot=boot,
                          disks=tuple(disks), nics=tuple(nics), metadata=meta,
                          console_log=str(cloud.paths["logs"] / f"nbcloud-{spec.name}.console.log"),
-                         video=spec.screen, shares=spec_shares(spec.sync))
+                         video=spec.screen, shares=spec_shares(spec.sync),
+                         smbios_serial="ds=nocloud")
         uuid = backend.define(d)
         undo.append(lambda: remove_console_log(cloud, d.console_log, spec.name))
         undo.append(lambda: backend.delete(spec.name))

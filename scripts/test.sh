@@ -14,7 +14,7 @@ ipython_dir=$(mktemp -d)
 mkdir -p "$ipython_dir/profile_default/startup"
 cp tests/notebook_startup.py "$ipython_dir/profile_default/startup/00-usage-errors.py"
 rc=0
-IPYTHONDIR="$ipython_dir" ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider \
+IPYTHONDIR="$ipython_dir" ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 \
     tests --nbval-lax notebooks || rc=$?
 # The same notebooks again on the session tier: an unprivileged user, qemu:///session,
 # user-mode networking, no namespace of its own (loopback only).

@@ -19,6 +19,20 @@ def test_guest_answers_ssh_with_its_own_hostname_and_kernel(running_instance):
     assert running_instance.ssh("cat /proc/cmdline").find("console=ttyS0") >= 0
 
 
+def test_guest_sees_the_cpu_model_and_the_nocloud_smbios_serial(cloud, running_instance):
+    """Under TCG the guest gets qemu64 + RDRAND (faster to emulate than 'maximum'), and
+    every guest reads "ds=nocloud" as its SMBIOS serial (cloud-init's datasource hint)."""
+    assert running_instance.ssh("cat /sys/class/dmi/id/product_serial").strip() == \
+        "ds=nocloud"
+    cpuinfo = running_instance.ssh("cat /proc/cpuinfo")
+    flags = set(next(line for line in cpuinfo.splitlines()
+                     if line.startswith("flags")).split(":", 1)[1].split())
+    if cloud.accelerator()["accelerator"] == "tcg":
+        assert "QEMU Virtual CPU" in cpuinfo
+        assert "rdrand" in flags
+        assert "avx" not in flags
+
+
 def test_address_is_reserved_and_leased_by_dhcp(cloud, running_instance):
     meta = running_instance.meta
     net = cloud.backend.network("nbcloud")

@@ -194,3 +194,24 @@ def test_network_usage_errors_are_one_line(ip, line, words):
     with pytest.raises(UsageError, match=words) as err:
         ip.run_line_magic("cloud", line)
     assert "\n" not in str(err.value)
+
+
+def test_a_second_reservation_of_one_name_says_whose_it_is(test_cloud, unique, cidr):
+    """libvirt refuses a second DHCP host entry with a name already there, whatever its
+    address; the error names the holder (a leftover looked like 'it kept being taken')."""
+    import libvirt
+
+    from nbcloud.errors import AlreadyExists
+    name = unique("lab")
+    net = test_cloud.networks.create(name, cidr, "nat")
+    leftover = lx.dhcp_host_xml("52:54:00:00:00:01", net.gateway.rsplit(".", 1)[0] + ".9",
+                                "web")
+    test_cloud.backend.conn.networkLookupByName(name).update(
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+        libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, leftover, 0)
+    with pytest.raises(AlreadyExists) as err:
+        test_cloud.backend.reserve_address(name, "52:54:00:00:00:02", "web")
+    message = str(err.value)
+    assert "\n" not in message and ".9, MAC 52:54:00:00:00:01)" in message
+    assert "virsh net-update" in message
+    assert [h[0] for h in test_cloud.backend.network(name).hosts] == ["52:54:00:00:00:01"]

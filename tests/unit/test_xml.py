@@ -43,6 +43,19 @@ def test_domain_round_trip(conn, unique):
         dom.undefine()
 
 
+def test_tcg_domain_has_qemu64_with_rdrand_and_the_smbios_serial():
+    d = lx.DomainDef(name="x", vcpus=1, memory=64 << 20, domain_type="qemu",
+                     smbios_serial="ds=nocloud")
+    root = ET.fromstring(lx.domain_xml(d))
+    assert root.find("cpu").get("mode") == "custom"
+    assert root.findtext("cpu/model") == "qemu64"
+    assert [f.get("name") for f in root.findall("cpu/feature")] == ["rdrand"]
+    assert root.findtext("sysinfo/system/entry[@name='serial']") == "ds=nocloud"
+    assert root.find("os/smbios").get("mode") == "sysinfo"
+    plain = ET.fromstring(lx.domain_xml(lx.DomainDef(name="y", vcpus=1, memory=64 << 20)))
+    assert plain.find("sysinfo") is None and plain.find("os/smbios") is None
+
+
 def test_hostile_strings_are_escaped_not_interpreted(conn, unique):
     name = unique("esc")
     cmdline = "console=ttyS0 x='</cmdline><evil/>' & y"

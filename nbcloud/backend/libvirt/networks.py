@@ -131,9 +131,19 @@ class NetworkMixin:
             for _ in range(5):
                 net = self.conn.networkLookupByName(network)
                 info = lx.parse_network(net.XMLDesc(0))
-                config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+                # the test driver refuses the INACTIVE flag (its one XML is both)
+                config = lx.parse_network(net.XMLDesc(
+                    0 if self.is_test_driver else libvirt.VIR_NETWORK_XML_INACTIVE))
                 taken = {ip for _, ip, _ in info.hosts + config.hosts} | {info.gateway}
                 reserved = {m.lower() for m, _, _ in info.hosts + config.hosts}
+                held = [(m, a) for m, a, n in config.hosts if n == hostname]
+                if held:   # libvirt refuses a second entry of one name, whatever its address
+                    raise AlreadyExists(
+                        f"network {network!r} already holds a reservation named "
+                        f"{hostname!r} ({held[0][1]}, MAC {held[0][0]}); if no instance of "
+                        f"that name is being made, it is a leftover: `virsh net-update "
+                        f"{network} delete ip-dhcp-host \"<host mac='{held[0][0]}'/>\" "
+                        "--config --live` removes it")
                 ip = self._pick_address(info, taken, self.leases(network), reserved)
                 host = lx.dhcp_host_xml(mac, ip, hostname)
                 try:
