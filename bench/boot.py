@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import create_to_ssh, summary  # noqa: E402
 
 from nbcloud import keys, ssh  # noqa: E402
 from nbcloud.api import Cloud  # noqa: E402
@@ -38,15 +40,6 @@ def ssh_ready(meta: dict, timeout: float = 120.0) -> None:
         ssh.run(client, "true")
     finally:
         client.close()
-
-
-def nbcloud_round(cloud: Cloud, name: str, flavor: str) -> float:
-    start = time.perf_counter()
-    inst = cloud.instances.create(name, flavor=flavor)
-    inst.ssh("true")
-    elapsed = time.perf_counter() - start
-    inst.delete()
-    return elapsed
 
 
 def floor_round(xml_path: str, meta: dict, name: str) -> float:
@@ -77,11 +70,6 @@ def prepare_floor(cloud: Cloud, name: str, flavor: str) -> tuple[str, dict]:
     return path, meta
 
 
-def summary(times: list[float]) -> dict:
-    return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "runs": [round(t, 3) for t in times]}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -100,10 +88,10 @@ def main() -> int:
     xml_path, floor_meta = prepare_floor(cloud, floor_name, args.flavor)
     nb_times, floor_times = [], []
     try:
-        nbcloud_round(cloud, "bench-nb", args.flavor)    # warm caches once, not counted
+        create_to_ssh(cloud, "bench-nb", flavor=args.flavor)   # warm caches once, not counted
         for i in range(args.rounds):
-            pair = [("nbcloud", lambda: nb_times.append(nbcloud_round(cloud, "bench-nb",
-                                                                     args.flavor))),
+            pair = [("nbcloud", lambda: nb_times.append(
+                        create_to_ssh(cloud, "bench-nb", flavor=args.flavor))),
                     ("floor", lambda: floor_times.append(
                         floor_round(xml_path, floor_meta, floor_name)))]
             for _, run in (pair if i % 2 == 0 else pair[::-1]):

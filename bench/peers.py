@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boot  # noqa: E402
 import machine  # noqa: E402
+import timing  # noqa: E402
 
 from nbcloud import cloudinit, keys, ssh  # noqa: E402
 from nbcloud.api import Cloud  # noqa: E402
@@ -154,7 +155,7 @@ def bench_tiny(cloud: Cloud, rounds: int, flavor: str) -> dict:
     vi = TinyVirtInstall(cloud, vi_name, flavor)
     times: dict[str, list[float]] = {"nbcloud": [], "floor": [], "virt-install": []}
     runners = {
-        "nbcloud": lambda: boot.nbcloud_round(cloud, nb_name, flavor),
+        "nbcloud": lambda: timing.create_to_ssh(cloud, nb_name, flavor=flavor),
         "floor": lambda: boot.floor_round(floor_xml, floor_meta, floor_name),
         "virt-install": vi.round,
     }
@@ -173,7 +174,7 @@ def bench_tiny(cloud: Cloud, rounds: int, flavor: str) -> dict:
         os.unlink(floor_xml)
         vi.close(cloud)
     return {"image": "tiny", "flavor": flavor, "rounds": rounds,
-            "results": {k: boot.summary(v) for k, v in times.items()}}
+            "results": {k: timing.summary(v) for k, v in times.items()}}
 
 
 # --- debian ----------------------------------------------------------------------------
@@ -346,16 +347,9 @@ def bench_debian(cloud: Cloud, rounds: int, flavor: str, peers: list[str],
     tmp = Path(tempfile.mkdtemp(prefix="bn-peers-"))
     runners, closers, notes = {}, [], {}
 
-    def nb_round() -> float:
-        def run():
-            cloud.instances.create(nb_name, image="debian", flavor=flavor).ssh("true")
-        try:
-            return timed(run)
-        finally:
-            if cloud.backend.exists(nb_name):
-                cloud.instances.delete(nb_name)
     if "nbcloud" in peers:
-        runners["nbcloud"] = nb_round
+        runners["nbcloud"] = lambda: timing.create_to_ssh(cloud, nb_name, image="debian",
+                                                          flavor=flavor)
     if "virt-install" in peers:
         (tmp / "vi").mkdir()
         vi = DebianVirtInstall(cloud, "bn-vid", memory, tmp / "vi")
@@ -393,7 +387,7 @@ def bench_debian(cloud: Cloud, rounds: int, flavor: str, peers: list[str],
             close()
         shutil.rmtree(tmp, ignore_errors=True)
     return {"image": "debian", "flavor": flavor, "rounds": done, "notes": notes,
-            "results": {k: boot.summary(v) for k, v in times.items() if v}}
+            "results": {k: timing.summary(v) for k, v in times.items() if v}}
 
 
 def print_table(result: dict) -> None:

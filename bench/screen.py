@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -26,7 +25,10 @@ from pathlib import Path
 
 import libvirt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import summary  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
@@ -65,11 +67,6 @@ def one_round(cloud: Cloud, xml: str, video: bool) -> tuple[float, float]:
     inst.close()
     cloud.backend.conn.lookupByName(NAME).destroy()
     return elapsed, cpu
-
-
-def summary(times: list[float]) -> dict:
-    return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "runs": [round(t, 3) for t in times]}
 
 
 def main() -> int:

@@ -14,34 +14,20 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import create_to_ssh, summary  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 NAME = "bench-sync"
-
-
-def one(cloud: Cloud, flavor: str, sync: list[str]) -> float:
-    if cloud.backend.exists(NAME):
-        cloud.instances.delete(NAME)
-    start = time.monotonic()
-    inst = cloud.instances.create(NAME, flavor=flavor, sync=sync)
-    inst.ssh("true")
-    took = time.monotonic() - start
-    cloud.instances.delete(NAME)
-    return took
-
-
-def summary(times: list[float]) -> dict:
-    return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "runs": [round(t, 3) for t in times]}
 
 
 def main() -> int:
@@ -53,11 +39,12 @@ def main() -> int:
     cloud.build_tiny()
     with tempfile.TemporaryDirectory(prefix="nbcloud-bench-sync-") as folder:
         sync = [f"{folder}:/mnt/host"]
-        one(cloud, args.flavor, [])  # warm caches once, not counted
+        create_to_ssh(cloud, NAME, flavor=args.flavor)  # warm caches once, not counted
         plain, synced = [], []
         for i in range(args.rounds):
-            pair = [lambda: plain.append(one(cloud, args.flavor, [])),
-                    lambda: synced.append(one(cloud, args.flavor, sync))]
+            pair = [lambda: plain.append(create_to_ssh(cloud, NAME, flavor=args.flavor)),
+                    lambda: synced.append(create_to_ssh(cloud, NAME, flavor=args.flavor,
+                                                           sync=sync))]
             for run in (pair if i % 2 == 0 else pair[::-1]):
                 run()
     p, s = summary(plain), summary(synced)

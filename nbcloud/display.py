@@ -56,3 +56,14 @@ class Message:
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(self.text)}</pre>"
+
+
+def card(kind: str, name: str, rows: dict[str, object] | None) -> str:
+    """One resource as HTML (what a handle's `_repr_html_` shows): its kind in bold, its
+    name, then a row per field; `rows` None says the resource is gone."""
+    head = f"<b>{html.escape(kind)}</b> {html.escape(name)}"
+    if rows is None:
+        return f"{head} (gone)"
+    cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                    f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f"{head}<table>{cells}</table>"

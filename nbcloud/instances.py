@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import html
 import os
 import tempfile
 import time
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import accel, keys, ssh
 from .backend.libvirt import xml as lx
 from .backend.libvirt.backend import is_local
+from .display import card
 from .errors import AlreadyExists, CloudError, InvalidSpec, SSHError
 from .flavors import get_flavor
 from .images.store import Image
@@ -224,10 +224,8 @@ class Instance:
             rows = {"state": self.state, "ip": self.ip, "flavor": self.flavor,
                     "image": self.image, "host key": self.host_key_fingerprint}
         except CloudError:
-            return f"<b>instance</b> {html.escape(self.name)} (gone)"
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-        return f"<b>instance</b> {html.escape(self.name)}<table>{cells}</table>"
+            return card("instance", self.name, None)
+        return card("instance", self.name, rows)
 
 
 def remove_console_log(cloud: Cloud, path: str | None, name: str) -> None:

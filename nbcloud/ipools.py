@@ -9,14 +9,13 @@ a policy is resized by the autoscaler (autoscale.py) on the monitor's ticks.
 """
 from __future__ import annotations
 
-import html
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .autoscale import Autoscaler, Policy
-from .display import Table
+from .display import Table, card
 from .errors import AlreadyExists, NotFound
 from .flavors import get_flavor
 from .instances import USER_NETWORK, default_network
@@ -78,10 +77,8 @@ class InstancePool:
         try:
             rows = self._rows()
         except NotFound:
-            return f"<b>instance pool</b> {html.escape(self.name)} (gone)"
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows.items())
-        return f"<b>instance pool</b> {html.escape(self.name)}<table>{cells}</table>"
+            return card("instance pool", self.name, None)
+        return card("instance pool", self.name, rows)
 
 
 class InstancePools:

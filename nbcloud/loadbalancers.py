@@ -9,14 +9,13 @@ NIC on the balancer's network; `--members 'web-*'` is expanded once, at create o
 from __future__ import annotations
 
 import fnmatch
-import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config, haproxy
 from .backend.libvirt.backend import is_local
-from .display import Table
+from .display import Table, card
 from .errors import AlreadyExists, CloudError, NotFound
 from .spec import InvalidSpec, check_name
 
@@ -115,15 +114,13 @@ class LoadBalancer:
         try:
             s, health = self.spec, self.health()
         except NotFound:
-            return f"<b>load balancer</b> {html.escape(self.name)} (gone)"
+            return card("load balancer", self.name, None)
         rows = {"network": s["network"], "listens on": f"{s['address']}:{s['port']}",
                 "algorithm": s["algorithm"],
                 "client address": "kept" if s["keep_client_address"] else "the balancer's",
                 "members": ", ".join(f"{m} ({health.get(m, '?')})" for m in s["members"])
                 or "-"}
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-        return f"<b>load balancer</b> {html.escape(self.name)}<table>{cells}</table>"
+        return card("load balancer", self.name, rows)
 
 
 class LoadBalancers:

@@ -6,13 +6,12 @@ so that neighbours reach each other by name (`web-1` or `web-1.NETWORK`).
 """
 from __future__ import annotations
 
-import html
 import ipaddress
 import time
 from typing import TYPE_CHECKING
 
 from .backend.libvirt import xml as lx
-from .display import Table
+from .display import Table, card
 from .errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
 from .spec import NetworkSpec, check_name
 
@@ -112,10 +111,8 @@ class Network:
         try:
             rows = self._rows()
         except CloudError:
-            return f"<b>network</b> {html.escape(self.name)} (gone)"
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows.items())
-        return f"<b>network</b> {html.escape(self.name)}<table>{cells}</table>"
+            return card("network", self.name, None)
+        return card("network", self.name, rows)
 
 
 class Networks:

@@ -12,12 +12,12 @@ inventory (kind `volume`) record it as well.
 """
 from __future__ import annotations
 
-import html
 import re
 from typing import TYPE_CHECKING
 
 from .backend.libvirt import xml as lx
 from .backend.libvirt.storage import VolumeInfo
+from .display import card
 from .errors import AlreadyExists, CloudError, NotFound
 from .images.store import IMAGE_POOL
 from .instances import INSTANCE_POOL, Instances
@@ -116,10 +116,8 @@ class Volume:
         try:
             rows = self._rows()
         except CloudError:
-            return f"<b>volume</b> {html.escape(self.name)} (gone)"
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows.items())
-        return f"<b>volume</b> {html.escape(self.name)}<table>{cells}</table>"
+            return card("volume", self.name, None)
+        return card("volume", self.name, rows)
 
 
 class Volumes:
