@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .backend.libvirt.xml import USER_NETWORK
 from .flavors import get_flavor
+from .ipool_plan import check_pool, compare_pool, pool_members
 from .spec import InvalidSpec, format_size
 from .stack import Stack
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from .api import Cloud
     from .inventory import Resource
 
-KINDS = ("network", "volume", "secgroup", "instance", "loadbalancer")  # creation order
+KINDS = ("network", "volume", "secgroup", "instance", "loadbalancer",  # creation order
+         "ipool")
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 COLOURS = {"create": "#2a7d2a", "update": "#a06800", "replace": "#8a2be2",
            "delete": "#b22222"}
@@ -44,6 +46,8 @@ class LiveState:
     loadbalancers: dict[str, dict] = field(default_factory=dict)   # name -> spec
     # security groups: their record is their state (libvirt's filters are derived)
     secgroups: dict[str, dict] = field(default_factory=dict)       # name -> spec
+    # instance pools likewise (their members are domains, listed with the others)
+    ipools: dict[str, dict] = field(default_factory=dict)          # name -> spec
 
 
 def read_live(cloud: Cloud) -> LiveState:
@@ -60,7 +64,9 @@ def read_live(cloud: Cloud) -> LiveState:
             volumes[name] = {"tier": m.group(2), "size": info.capacity, "pool": info.pool}
     lbs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "loadbalancer")}
     sgs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "secgroup")}
-    return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs)
+    pools = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "ipool")}
+    return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs,
+                     ipools=pools)
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ def _describe(kind: str, want) -> str:
         return f"{want.algorithm} on {want.network}:{want.port} over {','.join(want.members)}"
     if kind == "secgroup":
         return f"{len(want.rules)} rules: {'; '.join(want.rules) or 'ingress denied'}"
+    if kind == "ipool":
+        return f"{want.size} x {want.image} {want.flavor} on {want.network}"
     spec, decl = want
     vols = f" with {','.join(decl.volumes)}" if decl.volumes else ""
     return f"{spec.image} {spec.flavor} on {','.join(spec.networks)}{vols}"
@@ -310,6 +318,7 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
     desired.update({("instance", n): sd for n, sd in stack.members().items()})
     desired.update({("loadbalancer", n): d for n, d in stack.loadbalancers.items()})
     desired.update({("secgroup", n): d for n, d in stack.secgroups.items()})
+    desired.update({("ipool", n): d for n, d in stack.ipools.items()})
 
     converge: list[Action] = []
     replaced_networks: set[str] = set()
@@ -320,7 +329,7 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
         record = mine.get((kind, name))
         have = {"network": live.networks, "volume": live.volumes, "instance": live.domains,
                 "loadbalancer": live.loadbalancers,
-                "secgroup": live.secgroups}[kind].get(name)
+                "secgroup": live.secgroups, "ipool": live.ipools}[kind].get(name)
         if have is None:
             why = ("deleted behind nbcloud's back",) if record is not None else ()
             why += (_describe(kind, want),)
@@ -346,10 +355,15 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
             elif want.capacity > have["size"]:
                 op, changes = "update", [f"size {format_size(have['size'])} -> "
                                          f"{format_size(want.capacity)}"]
-        elif kind == "loadbalancer":
-            op, changes = _compare_lb(want, have, lb_members(want, stack, live))
+        elif kind == "loadbalancer":  # its pools' members joined it: they stay
+            op, changes = _compare_lb(want, have, lb_members(want, stack, live)
+                                      + pool_members(live, name))
         elif kind == "secgroup":
             op, changes = _compare_sg(want, have, stack)
+        elif kind == "ipool":
+            op, changes = compare_pool(want, have)
+            plan.drift += [f"instance {m} of ipool {name} was deleted behind nbcloud's back"
+                           for m in have["members"] if m not in live.domains]
         else:
             op, changes = _compare_instance(want[0], want[1], have, record)
             for change in changes:
@@ -378,11 +392,15 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
         if (kind, name) not in desired:
             here = {"network": live.networks, "volume": live.volumes,
                     "instance": live.domains, "loadbalancer": live.loadbalancers,
-                    "secgroup": live.secgroups}[kind]
+                    "secgroup": live.secgroups, "ipool": live.ipools}[kind]
             gone[(kind, name)] = name in here
     for name, entry in live.domains.items():  # ours in libvirt, forgotten by the inventory
         if entry["meta"].get("stack") == stack.name and ("instance", name) not in desired:
             gone.setdefault(("instance", name), True)
+    for name in pool_members(live):  # a pool's members come and go with their pool
+        gone.pop(("instance", name), None)
+    for want in stack.ipools.values():
+        check_pool(want, stack, live, set(gone))
     deletes = [Action("delete", k, n, () if alive else ("already gone",), live=alive)
                for (k, n), alive in gone.items()]
     order = {k: i for i, k in enumerate(KINDS)}

@@ -1,8 +1,8 @@
 """The stack model: the YAML body of a `%%cloud` cell -> validated spec objects.
 
-A body has up to four sections, `network:`, `volume:`, `instance:` and `loadbalancer:`,
-each a mapping of resource name -> fields (DESIGN.md, The magic). `{identifier}` is replaced by the notebook
-variable of that name. Every mistake raises `InvalidSpec` with one line naming the key and
+A body has up to six sections, `network:`, `volume:`, `instance:`, `loadbalancer:`,
+`secgroup:` and `ipool:`, each a mapping of resource name -> fields (DESIGN.md, The
+magic). `{identifier}` is replaced by the notebook variable of that name. Every mistake raises `InvalidSpec` with one line naming the key and
 what is allowed; YAML anchors and aliases are refused (they are how "billion laughs" bombs
 are built, and a cell has no need of them).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .autoscale import Policy
 from .secrules import parse_rule_text
 from .spec import (
     InstanceSpec,
@@ -29,7 +30,7 @@ MAX_DEPTH = 32                # nested collections (deeper ones overflow the par
 _VAR_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER_RE = re.compile(r"__nbcloud_var_(\d+)__")
 
-SECTIONS = ("network", "volume", "instance", "loadbalancer", "secgroup")
+SECTIONS = ("network", "volume", "instance", "loadbalancer", "secgroup", "ipool")
 FIELDS = {
     "network": {"cidr": (str,), "mode": (str,)},
     "volume": {"size": (str, int), "tier": (str,)},
@@ -39,9 +40,12 @@ FIELDS = {
     "secgroup": {"rules": (list,)},
     "loadbalancer": {"network": (str,), "port": (int,), "members": (list, str),
                      "algorithm": (str,), "member_port": (int,)},
+    "ipool": {"image": (str,), "flavor": (str,), "network": (str,), "size": (int,),
+              "user_data": (str,), "secgroup": (list, str), "lb": (str,),
+              "scale_out": (str,), "scale_in": (str,), "min": (int,), "max": (int,)},
 }
 REQUIRED = {"network": ("cidr",), "volume": ("size",), "instance": (),
-            "loadbalancer": ("network",), "secgroup": ()}
+            "loadbalancer": ("network",), "secgroup": (), "ipool": ()}
 LB_ALGORITHMS = ("roundrobin", "leastconn")
 _MEMBER_RE = re.compile(r"^[a-z0-9*?\[\]-]{1,63}$")   # a name or a glob like web-*
 _TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list of names"}
@@ -112,6 +116,27 @@ class LbDecl:
 
 
 @dataclass(frozen=True)
+class PoolDecl:
+    """One `ipool:` entry (ipools.py): `size` members NAME-1..NAME-N from one template.
+    With an autoscale rule, `size` is the starting size: then the autoscaler owns it."""
+    name: str
+    image: str = "tiny"
+    flavor: str = "t.nano"
+    network: str = "nbcloud"
+    size: int = 1
+    user_data: str | None = None
+    secgroups: tuple[str, ...] = ()
+    lb: str | None = None
+    policy: dict | None = None       # Policy.to_json(), as ipools records it
+
+    def template(self) -> dict:
+        """The fields a pool cannot change in place, keyed as ipools records them."""
+        return {"image": self.image, "flavor": self.flavor, "network": self.network,
+                "user_data": self.user_data, "secgroups": list(self.secgroups),
+                "lb": self.lb}
+
+
+@dataclass(frozen=True)
 class Stack:
     """The desired state of one stack."""
     name: str
@@ -120,6 +145,7 @@ class Stack:
     instances: dict[str, InstanceDecl] = field(default_factory=dict)
     loadbalancers: dict[str, LbDecl] = field(default_factory=dict)
     secgroups: dict[str, SecgroupDecl] = field(default_factory=dict)
+    ipools: dict[str, PoolDecl] = field(default_factory=dict)
 
     def members(self) -> dict[str, tuple[InstanceSpec, InstanceDecl]]:
         """Every instance the stack declares (counts expanded) -> (spec, declaration)."""
@@ -308,6 +334,43 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
                      for n, f in doc["loadbalancer"].items()}
     secgroups = {n: SecgroupDecl(n, tuple(f.get("rules") or ()))
                  for n, f in doc["secgroup"].items()}
-    stack = Stack(name, networks, volumes, instances, loadbalancers, secgroups)
-    stack.members()
+    ipools = {n: _pool(n, f, doc, default_network) for n, f in doc["ipool"].items()}
+    stack = Stack(name, networks, volumes, instances, loadbalancers, secgroups, ipools)
+    for member in stack.members():
+        pool, _, i = member.rpartition("-")
+        if pool in ipools and i.isdigit():
+            raise InvalidSpec(f"instance {member!r} would clash with the members of "
+                              f"ipool.{pool} (called {pool}-1..{pool}-N): rename one")
     return stack
+
+
+def _pool(n: str, f: dict, doc: dict[str, dict], default_network: str) -> PoolDecl:
+    """An `ipool:` entry, checked as `ipools.create` checks its arguments."""
+    from .flavors import get_flavor
+    from .ipools import MAX_SIZE
+    where = f"ipool.{n}"
+    size = check_count(f.get("size", 1), f"{where}.size", maximum=MAX_SIZE)
+    check_name(f.get("image", "tiny"), f"{where}.image")
+    try:
+        get_flavor(f.get("flavor", "t.nano"))
+        policy = Policy.parse(f.get("scale_out"), f.get("scale_in"), f.get("min"),
+                              f.get("max"))
+    except InvalidSpec as exc:  # ipools words its errors as `%cloud ipool` options
+        text = str(exc).replace("--scale-", "scale_").replace("--m", "m")
+        raise InvalidSpec(f"{where}: {text}") from None
+    if policy is not None and not policy.min <= size <= policy.max:
+        raise InvalidSpec(f"{where}.size {size} is outside min {policy.min} .. max "
+                          f"{policy.max}: start the pool within its bounds")
+    network = check_name(f.get("network", default_network), f"{where}.network")
+    lb = f.get("lb")
+    if lb is not None:
+        check_name(lb, f"{where}.lb")
+        declared = doc["loadbalancer"].get(lb)
+        if declared is not None and declared["network"] != network:
+            raise InvalidSpec(f"{where}.lb {lb!r} is on network {declared['network']!r}, "
+                              f"the pool on {network!r}: put them on one network")
+    groups = _names(f.get("secgroup", ()))
+    for g in groups:
+        check_name(g, f"{where}.secgroup")
+    return PoolDecl(n, f.get("image", "tiny"), f.get("flavor", "t.nano"), network, size,
+                    f.get("user_data"), groups, lb, policy.to_json() if policy else None)

@@ -2,8 +2,9 @@
 show and drift.
 
 Apply runs a plan in two phases, so that names and addresses are free before they are
-taken again: first everything that goes away (instances, then volumes, then networks),
-then everything that comes or changes (networks, then volumes, then instances).
+taken again: first everything that goes away (instance pools, balancers, instances, then
+volumes, then networks), then everything that comes or changes (networks, then volumes,
+then instances, security groups, balancers and last the pools, which name them).
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ class Stacks:
         `show(plan)` is called with the plan before anything changes."""
         stack = parse(source, namespace, name, default_network=default_network(self.cloud.uri))
         plan = compute(stack, self._recorded(), read_live(self.cloud))
+        for a in plan.actions:  # before anything is made: a pool's image is read late
+            if a.kind == "ipool" and a.op == "create":
+                self.cloud.images.get(a.desired.image)
         if plan and show is not None:
             show(plan)
         self._execute(plan, stack)
@@ -95,7 +99,13 @@ class Stacks:
         by = {op: [a for a in plan.actions if a.op == op] for op in
               ("create", "update", "replace", "delete")}
         going = by["delete"] + by["replace"]
-        # phase 1: what goes away, balancers (which name instances) and instances first
+        # phase 1: what goes away, pools (which name balancers and groups), balancers
+        # (which name instances) and instances first
+        for a in (a for a in going if a.kind == "ipool"):
+            if a.live:
+                self.cloud.ipools.delete(a.name)
+            else:
+                self.cloud.inventory.remove(self.cloud.uri, a.kind, a.name)
         for a in (a for a in going if a.kind == "loadbalancer"):
             if a.live:
                 self.cloud.lbs.delete(a.name)
@@ -134,6 +144,7 @@ class Stacks:
                 self._update_instance(a, stack.name)
         self._converge_secgroups(stack)
         self._converge_lbs(plan, stack)
+        self._converge_pools(plan, stack)
 
     # ----- steps --------------------------------------------------------------------------
     def _converge_secgroups(self, stack: Stack) -> None:
@@ -162,10 +173,38 @@ class Stacks:
             if a.op in ("create", "replace"):
                 lbs.create(d.name, d.network, d.port, d.members, d.algorithm,
                            member_port=d.member_port, stack=stack.name)
-            else:
-                lbs.update(d.name, d.members, d.algorithm, d.member_port)
+            else:  # the members its pools added stay
+                pooled = tuple(m for p in self.cloud.ipools.records()
+                               if p.spec.get("lb") == d.name for m in p.spec["members"])
+                lbs.update(d.name, d.members + pooled, d.algorithm, d.member_port)
         for name in stack.loadbalancers:
             lbs.ensure(name)
+
+    def _converge_pools(self, plan: Plan, stack: Stack) -> None:
+        """Create the stack's new pools (after the groups and balancers they name), give
+        changed ones their autoscale rule, then their size."""
+        pools = self.cloud.ipools
+        for a in (a for a in plan.actions if a.kind == "ipool" and a.op != "delete"):
+            d = a.desired
+            if a.op == "create":
+                policy = d.policy or {}
+                pools.create(d.name, d.image, d.flavor, d.network, d.size,
+                             user_data=d.user_data, secgroups=d.secgroups, lb=d.lb,
+                             scale_out=policy.get("scale_out"),
+                             scale_in=policy.get("scale_in"), min_size=policy.get("min"),
+                             max_size=policy.get("max"), stack=stack.name)
+                continue
+            if any(c.startswith("autoscale ") for c in a.changes):
+                cloud = self.cloud
+                with cloud.inventory.operation(cloud.uri, "update", "ipool", d.name,
+                                               policy=d.policy, stack=stack.name):
+                    pools._save(d.name, policy=d.policy)
+                if d.policy:
+                    pools._autoscale()
+                elif not any(p.spec.get("policy") for p in pools.records()):
+                    pools.autoscaler.detach()
+            if d.policy is None and pools.get(d.name).size != d.size:
+                pools.scale(d.name, d.size, reason=f"stack {stack.name}")
 
     def _claim_recovered(self, stack: Stack) -> None:
         """Rows rebuilt from libvirt without a stack (recovery.py) join the stack that
