@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from . import adopt_ssh
 from .errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 from .flavors import CATALOGUE
 from .networks import is_managed
@@ -34,23 +35,54 @@ def flavor_for(vcpus: int, memory: int) -> str:
     return f"custom-{vcpus}c-{memory >> 20}m"
 
 
-def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc") -> str:
-    """Adopt libvirt object `name` of `kind` into stack `stack`; returns what was done."""
+def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc", *,
+          ssh: bool = False, user: str | None = None, key: str | None = None) -> str:
+    """Adopt libvirt object `name` of `kind` into stack `stack`; returns what was done.
+    `ssh` also pins an instance's SSH host key (adopt_ssh.py), for login as `user`
+    (root) with login key `key` (default); for an instance adopted already, only that."""
     if kind not in KINDS:
         raise InvalidSpec(f"adopt: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if (user is not None or key is not None) and not ssh:
+        raise InvalidSpec("adopt: --user and --key go with --ssh")
+    if ssh and kind != "instance":
+        raise InvalidSpec(f"adopt: --ssh is for instances, not a {kind}")
     check_name(name, f"{kind} name")
     check_name(stack, "stack name")
+    login = None
+    if ssh:
+        login = (user or "root", key or "default")
+        adopt_ssh.check_login(*login)
     recorded = {r.name: r for r in cloud.inventory.resources(cloud.uri, kind)}
+    if name in recorded and login and recorded[name].spec.get("adopted"):
+        with cloud.inventory.operation(cloud.uri, "adopt", kind, name,
+                                       stack=recorded[name].stack) as op:
+            op.detail = _pin_adopted(cloud, name, login)
+        return op.detail
     if name in recorded:
+        made = " (nbcloud made it, so it pinned its host key then)" if login else ""
         raise AlreadyExists(f"{kind} {name!r} is in the inventory already (stack "
-                            f"{recorded[name].stack!r}): nothing to adopt")
+                            f"{recorded[name].stack!r}): nothing to adopt{made}")
     with cloud.inventory.operation(cloud.uri, "adopt", kind, name, stack=stack) as op:
-        op.detail = {"instance": _instance, "network": _network,
-                     "volume": _volume}[kind](cloud, name, stack)
+        if kind == "instance":
+            op.detail = _instance(cloud, name, stack, login)
+        else:
+            op.detail = {"network": _network, "volume": _volume}[kind](cloud, name, stack)
     return op.detail
 
 
-def _instance(cloud: Cloud, name: str, stack: str) -> str:
+def _pin_adopted(cloud: Cloud, name: str, login: tuple[str, str]) -> str:
+    """Pin the host key of instance `name`, adopted earlier without --ssh (or again)."""
+    meta = cloud.backend.metadata(name)
+    values, shown = adopt_ssh.pin(cloud, name, cloud.backend.domain_facts(name), *login)
+    cloud.backend.set_metadata(name, {**meta, **values})
+    handle = cloud.instances._handles.get(name)
+    if handle is not None:   # a session made before the new pin must not be reused
+        handle.close()
+    return shown
+
+
+def _instance(cloud: Cloud, name: str, stack: str,
+              login: tuple[str, str] | None = None) -> str:
     backend = cloud.backend
     facts = backend.domain_facts(name)   # NotFound
     flavor = flavor_for(facts["vcpus"], facts["memory"])
@@ -59,14 +91,20 @@ def _instance(cloud: Cloud, name: str, stack: str) -> str:
         # nbcloud's already (made from another inventory): record it as its mark says
         meta = backend.metadata(name)
         done = f"recorded instance {name} (it carries nbcloud's mark already)"
+        if login and meta.get("adopted"):   # adopted by another inventory
+            done = f"{done}; {_pin_adopted(cloud, name, login)}"
     else:
         meta = {"kind": "instance", "stack": stack, "image": "", "flavor": flavor,
                 "networks": ",".join(nets), "mac": ",".join(m for _n, m in facts["nics"]),
                 "ip": "", "ips": "", "key": "", "volumes": "", "adopted": "1",
                 "created": str(int(time.time()))}
+        shown = ""
+        if login:   # the key is fetched before anything is written
+            values, shown = adopt_ssh.pin(cloud, name, facts, *login)
+            meta.update(values)
         backend.mark_domain(name, meta)
         done = (f"adopted instance {name} into stack {stack} as {flavor} on "
-                f"{','.join(nets) or 'no network'}")
+                f"{','.join(nets) or 'no network'}" + (f"; {shown}" if shown else ""))
     cloud.inventory.put(
         cloud.uri, "instance", name, uuid=facts["uuid"], stack=meta.get("stack") or stack,
         state="running" if facts["running"] else "stopped",

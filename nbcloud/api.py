@@ -90,11 +90,13 @@ class Cloud:
             self._monitor = Monitor(self)
         return self._monitor
 
-    def adopt(self, name: str, kind: str = "instance", stack: str = "adhoc") -> str:
+    def adopt(self, name: str, kind: str = "instance", stack: str = "adhoc", *,
+              ssh: bool = False, user: str | None = None, key: str | None = None) -> str:
         """Bring libvirt object `name` (made outside nbcloud) into the inventory, in
-        `stack`, so that plan, drift and destroy manage it (adopt.py)."""
+        `stack`, so that plan, drift and destroy manage it (adopt.py). `ssh` pins an
+        instance's SSH host key, to log in as `user` with login key `key`."""
         from .adopt import adopt
-        return adopt(self, name, kind, stack)
+        return adopt(self, name, kind, stack, ssh=ssh, user=user, key=key)
 
     def close(self) -> None:
         if self._monitor is not None:   # stop sampling before the connection goes

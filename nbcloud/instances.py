@@ -93,10 +93,20 @@ class Instance:
         meta = self.meta
         if not meta.get("hostkey"):
             raise SSHError(f"instance {self.name!r} was adopted: nbcloud pinned no host key "
-                           "for it, so it does not SSH to it")
-        self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"],
-                                   port=int(meta.get("ssh_port") or 22),
-                                   key_path=keys.login_key(meta.get("key", "default")))
+                           "for it, so it does not SSH to it (pin it with `%cloud adopt "
+                           f"{self.name} --ssh`)")
+        user, key = meta.get("ssh_user") or "root", meta.get("key") or "default"
+        try:
+            self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"], user=user,
+                                       port=int(meta.get("ssh_port") or 22),
+                                       key_path=keys.login_key(key))
+        except SSHError as exc:
+            if meta.get("adopted") and "uthentication" in str(exc):
+                raise SSHError(f"{self.name} refused {user}'s login with key {key!r}: nbcloud "
+                               "does not install login keys on adopted instances; add "
+                               f"`%cloud key show {key}`'s public key to the guest's "
+                               f"~{user}/.ssh/authorized_keys") from None
+            raise
         return self._client
 
     def ssh(self, command: str, *, check: bool = True, timeout: float = 300.0) -> str:
