@@ -80,10 +80,12 @@ def test_network_round_trip(conn, unique):
         assert (info.dhcp_start, info.dhcp_end) == ("10.81.0.128", "10.81.0.254")
         net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
                    libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
-                   lx.dhcp_host_xml("52:54:00:00:00:01", "10.81.0.2", "web"),
+                   lx.dhcp_host_xml("52:54:00:00:00:01", "10.81.0.2", "web", 10),
                    libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG)
         info = lx.parse_network(net.XMLDesc(0))
         assert info.hosts == (("52:54:00:00:00:01", "10.81.0.2", "web"),)
+        lease = ET.fromstring(net.XMLDesc(0)).find("ip/dhcp/host/lease")
+        assert (lease.get("expiry"), lease.get("unit")) == ("10", "minutes")
     finally:
         net.undefine()
 

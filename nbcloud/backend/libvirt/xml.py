@@ -248,8 +248,11 @@ def network_xml(name: str, cidr: str, mode: str, bridge: str) -> str:
     return _tostring(root)
 
 
-def dhcp_host_xml(mac: str, ip: str, name: str) -> str:
-    return _tostring(ET.Element("host", mac=_text(mac), ip=_text(ip), name=_text(name)))
+def dhcp_host_xml(mac: str, ip: str, name: str, lease_minutes: int | None = None) -> str:
+    host = ET.Element("host", mac=_text(mac), ip=_text(ip), name=_text(name))
+    if lease_minutes:   # dnsmasq's dhcp-host lease time (libvirt >= 6.3); 2 min at least
+        _sub(host, "lease", expiry=str(lease_minutes), unit="minutes")
+    return _tostring(host)
 
 
 def dns_host_xml(ip: str, names: tuple[str, ...] | list[str]) -> str:
