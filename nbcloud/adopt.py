@@ -75,9 +75,7 @@ def _pin_adopted(cloud: Cloud, name: str, login: tuple[str, str]) -> str:
     meta = cloud.backend.metadata(name)
     values, shown = adopt_ssh.pin(cloud, name, cloud.backend.domain_facts(name), *login)
     cloud.backend.set_metadata(name, {**meta, **values})
-    handle = cloud.instances._handles.get(name)
-    if handle is not None:   # a session made before the new pin must not be reused
-        handle.close()
+    cloud.instances.close_session(name)   # a session from before the new pin must go
     return shown
 
 

@@ -256,6 +256,13 @@ class Instances:
         for inst in self._handles.values():
             inst.close()
 
+    def close_session(self, name: str) -> None:
+        """End `name`'s cached SSH session, if any: its next command connects afresh
+        (with the host key its metadata pins now)."""
+        handle = self._handles.get(name)
+        if handle is not None:
+            handle.close()
+
     def _run(self, verb: str, name: str, fn, *args):
         with self.cloud.inventory.operation(self.cloud.uri, verb, "instance", name) as op:
             result = fn(*args)

@@ -26,13 +26,13 @@ RESULTS = {"rollback": "rolled back", "resume": "resumed"}
 INSTANCE_FILES = ("seed.iso", "root.qcow2", "local.qcow2")
 
 
-
 def _forget_row(cloud: Cloud, kind: str, name: str) -> list[str]:
     """Remove `name`'s inventory row of `kind` if there is one; say so."""
     if not any(r.name == name for r in cloud.inventory.resources(cloud.uri, kind)):
         return []
     cloud.inventory.remove(cloud.uri, kind, name)
     return [f"inventory row {kind} {name}"]
+
 
 def interrupted(cloud: Cloud, op_id: int) -> dict:
     """Operation `op_id`, if it is interrupted (or 'started' by a process that is gone)."""

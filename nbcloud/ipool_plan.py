@@ -72,7 +72,8 @@ def check_pool(want, stack: Stack, live: LiveState, going: set) -> None:
                               f"are called {want.name}-1..{want.name}-N: rename the pool")
 
 
-def pool_members(live: LiveState, lb: str | None = None) -> list[str]:
-    """The members of every recorded pool (of those in balancer `lb`, if given)."""
-    return [m for name, spec in sorted(live.ipools.items())
+def pool_members(pools: dict[str, dict], lb: str | None = None) -> list[str]:
+    """The members of every pool in `pools` (name -> recorded spec), or of those in
+    balancer `lb` if given."""
+    return [m for name, spec in sorted(pools.items())
             if lb is None or spec.get("lb") == lb for m in spec["members"]]

@@ -266,14 +266,26 @@ class InstancePools:
                                            members=r.spec["members"]):
                 self._delete_members(name, r.spec["members"])
                 cloud.inventory.remove(cloud.uri, KIND, name)
-        if not any(p.spec.get("policy") for p in self.records()):
-            self.autoscaler.detach()
+        self._autoscale()
+
+    def set_policy(self, name: str, policy: dict | None, *, stack: str | None = None) -> None:
+        """Give pool `name` autoscale rule `policy` (Policy.to_json()), or none: sized by
+        hand from then on."""
+        r = self._record(name)
+        cloud = self.cloud
+        with self._lock(name):
+            with cloud.inventory.operation(cloud.uri, "update", KIND, name, policy=policy,
+                                           stack=stack or r.stack):
+                self._save(name, policy=policy)
+        self._autoscale()
 
     # ----- autoscaling ----------------------------------------------------------------
     def _autoscale(self) -> None:
-        """Hook the autoscaler to the monitor when a pool has a policy (real hosts only:
-        the test driver has no guests to sample)."""
+        """Hook the autoscaler to the monitor while a pool has a policy, unhook it when
+        none has (real hosts only: the test driver has no guests to sample)."""
         if self.cloud.uri.startswith("test:"):
             return
         if any(r.spec.get("policy") for r in self.records()):
             self.autoscaler.attach(self.cloud.monitor)
+        else:
+            self.autoscaler.detach()

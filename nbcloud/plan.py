@@ -357,7 +357,7 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
                                          f"{format_size(want.capacity)}"]
         elif kind == "loadbalancer":  # its pools' members joined it: they stay
             op, changes = _compare_lb(want, have, lb_members(want, stack, live)
-                                      + pool_members(live, name))
+                                      + pool_members(live.ipools, name))
         elif kind == "secgroup":
             op, changes = _compare_sg(want, have, stack)
         elif kind == "ipool":
@@ -397,7 +397,7 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
     for name, entry in live.domains.items():  # ours in libvirt, forgotten by the inventory
         if entry["meta"].get("stack") == stack.name and ("instance", name) not in desired:
             gone.setdefault(("instance", name), True)
-    for name in pool_members(live):  # a pool's members come and go with their pool
+    for name in pool_members(live.ipools):  # a pool's members come and go with their pool
         gone.pop(("instance", name), None)
     for want in stack.ipools.values():
         check_pool(want, stack, live, set(gone))

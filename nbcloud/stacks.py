@@ -17,6 +17,7 @@ from . import keys
 from .display import Table
 from .flavors import get_flavor
 from .instances import INSTANCE_POOL, default_network
+from .ipool_plan import pool_members
 from .plan import Action, Plan, compute, drift, nic_pairs, read_live, user_data_digest
 from .spec import check_name
 from .stack import Stack, parse
@@ -174,9 +175,9 @@ class Stacks:
                 lbs.create(d.name, d.network, d.port, d.members, d.algorithm,
                            member_port=d.member_port, stack=stack.name)
             else:  # the members its pools added stay
-                pooled = tuple(m for p in self.cloud.ipools.records()
-                               if p.spec.get("lb") == d.name for m in p.spec["members"])
-                lbs.update(d.name, d.members + pooled, d.algorithm, d.member_port)
+                pools = {p.name: p.spec for p in self.cloud.ipools.records()}
+                lbs.update(d.name, d.members + tuple(pool_members(pools, d.name)),
+                           d.algorithm, d.member_port)
         for name in stack.loadbalancers:
             lbs.ensure(name)
 
@@ -195,14 +196,7 @@ class Stacks:
                              max_size=policy.get("max"), stack=stack.name)
                 continue
             if any(c.startswith("autoscale ") for c in a.changes):
-                cloud = self.cloud
-                with cloud.inventory.operation(cloud.uri, "update", "ipool", d.name,
-                                               policy=d.policy, stack=stack.name):
-                    pools._save(d.name, policy=d.policy)
-                if d.policy:
-                    pools._autoscale()
-                elif not any(p.spec.get("policy") for p in pools.records()):
-                    pools.autoscaler.detach()
+                pools.set_policy(d.name, d.policy, stack=stack.name)
             if d.policy is None and pools.get(d.name).size != d.size:
                 pools.scale(d.name, d.size, reason=f"stack {stack.name}")
 
