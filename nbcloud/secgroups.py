@@ -17,8 +17,10 @@ The inventory holds each group as kind "secgroup", spec {"rules": [...], "instan
 """
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -124,11 +126,23 @@ class SecurityGroup:
                 f"<table><tr><th>id</th><th>rule</th></tr>{rows}</table>")
 
 
+def _serialized(method):
+    """Run a read-modify-write of the groups' records under the collection's lock: an
+    instance pool attaches its members from parallel threads, and two unlocked attaches
+    each saved the member list they had read, losing the other's member."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class SecurityGroups:
     """`cloud.secgroups`: create, rules, attach, detach, list, delete."""
 
     def __init__(self, cloud: Cloud):
         self.cloud = cloud
+        self._lock = threading.RLock()   # re-entrant: delete_with_members detaches
 
     # ----- records ----------------------------------------------------------------------
     def _all(self) -> dict[str, SecurityGroup]:
@@ -202,6 +216,7 @@ class SecurityGroups:
         return {g.name for g in groups.values() if any(r.group == group for r in g.rules)}
 
     # ----- verbs ------------------------------------------------------------------------
+    @_serialized
     def create(self, name: str, rules: list[Rule] | None = None,
                stack: str = "adhoc") -> SecurityGroup:
         check_name(name, "security group name")
@@ -227,6 +242,7 @@ class SecurityGroups:
                 raise NotFound(f"source group {r.group!r} does not exist: create it first "
                                f"(`%cloud secgroup create {r.group}`)")
 
+    @_serialized
     def add_rule(self, name: str, **parts) -> Rule:
         """Add a rule (see `make_rule` for the parts); live on every member at once."""
         groups = self._all()
@@ -245,6 +261,7 @@ class SecurityGroups:
             self._save(group)
         return rule
 
+    @_serialized
     def delete_rule(self, name: str, rule_id: int) -> Rule:
         groups = self._all()
         group = self.get(name)
@@ -263,6 +280,7 @@ class SecurityGroups:
             self._save(group)
         return found[0]
 
+    @_serialized
     def attach(self, name: str, instance: str) -> SecurityGroup:
         """Make `instance` a member of group `name`: its interfaces are filtered live."""
         check_name(instance, "instance name")
@@ -280,6 +298,7 @@ class SecurityGroups:
             self._save(group)
         return group
 
+    @_serialized
     def detach(self, name: str, instance: str) -> SecurityGroup:
         check_name(instance, "instance name")
         groups = self._all()
@@ -295,6 +314,7 @@ class SecurityGroups:
             self._save(group)
         return group
 
+    @_serialized
     def delete(self, name: str) -> None:
         groups = self._all()
         group = self.get(name)
@@ -309,6 +329,7 @@ class SecurityGroups:
             self.cloud.backend.undefine_nwfilter(GROUP_PREFIX + name)
             self.cloud.inventory.remove(self.cloud.uri, KIND, name)
 
+    @_serialized
     def converge(self, name: str, rules: list[Rule], members: list[str],
                  managed: set[str], stack: str) -> None:
         """A stack's group: create it if missing, make its rules `rules` (recompiled only
@@ -336,6 +357,7 @@ class SecurityGroups:
         for inst in sorted((set(group.instances) & managed) - set(members)):
             self.detach(name, inst)
 
+    @_serialized
     def delete_with_members(self, name: str) -> None:
         """Detach every member, then delete the group (still refused while another
         group's rules name it); what a stack does with a group it no longer declares."""
@@ -346,6 +368,7 @@ class SecurityGroups:
                 self.instance_deleted(inst)
         self.delete(name)
 
+    @_serialized
     def instance_deleted(self, instance: str) -> None:
         """Called after instance `instance` is gone: drop it from its groups, remove its
         filter, and recompile the groups whose rules named those groups."""
