@@ -25,8 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import create_to_ssh, summary  # noqa: E402
 
-from nbcloud import keys, ssh  # noqa: E402
 from nbcloud.api import Cloud  # noqa: E402
+from nbcloud.services import (
+    keys,  # noqa: E402
+    ssh,  # noqa: E402
+)
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt  # noqa: E402
 import machine  # noqa: E402
 
-from nbcloud.backend.libvirt import xml as lx  # noqa: E402
+from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"

@@ -161,7 +161,7 @@ def main() -> int:
 
 
 def cloud_memory(flavor: str) -> int:
-    from nbcloud.flavors import get_flavor
+    from nbcloud.core.flavors import get_flavor
     return get_flavor(flavor).memory >> 20
 
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
-from nbcloud.backend.libvirt import xml as lx  # noqa: E402
-from nbcloud.errors import CloudError  # noqa: E402
+from nbcloud.core.errors import CloudError  # noqa: E402
 from nbcloud.inventory import Inventory  # noqa: E402
+from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COUNT, REAL_URI, PREFIX = 50, "qemu:///system", "mo-bench"
@@ -136,7 +136,7 @@ def main() -> int:
         stored = sum(len(c.inventory.samples(c.uri, n)) for c in clouds
                      for n in c.monitor.watched)
         # the same, feeding a live view (FigureWidget, batch_update) of three instances
-        from nbcloud.graphs import LiveView
+        from nbcloud.ui.monitor import LiveView
         view = LiveView(test.monitor, names[:3])
         view.monitor.remove_listener(view._on_tick)
         view_cpu, view_wall = cpu_per_tick(sampler(monitors, [view._on_tick]),

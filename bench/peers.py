@@ -42,8 +42,12 @@ import boot  # noqa: E402
 import machine  # noqa: E402
 import timing  # noqa: E402
 
-from nbcloud import cloudinit, keys, ssh  # noqa: E402
 from nbcloud.api import Cloud  # noqa: E402
+from nbcloud.core import cloudinit  # noqa: E402
+from nbcloud.services import (
+    keys,  # noqa: E402
+    ssh,  # noqa: E402
+)
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +142,7 @@ class TinyVirtInstall:
 
 
 def cloud_flavor_mib(flavor: str) -> int:
-    from nbcloud.flavors import get_flavor
+    from nbcloud.core.flavors import get_flavor
     return get_flavor(flavor).memory >> 20
 
 
@@ -341,7 +345,7 @@ def kcli_problem() -> str | None:
 
 def bench_debian(cloud: Cloud, rounds: int, flavor: str, peers: list[str],
                  budget: float) -> dict:
-    from nbcloud.flavors import get_flavor
+    from nbcloud.core.flavors import get_flavor
     memory = get_flavor(flavor).memory >> 20
     nb_name = "bn-nbd"
     tmp = Path(tempfile.mkdtemp(prefix="bn-peers-"))

@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt  # noqa: E402
+from nbcloud.plan.compare import user_data_digest  # noqa: E402
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from nbcloud.api import Cloud  # noqa: E402
-from nbcloud.backend.libvirt import xml as lx  # noqa: E402
 from nbcloud.inventory import Inventory  # noqa: E402
-from nbcloud.plan import user_data_digest  # noqa: E402
-from timing import median_ms  # noqa: E402  (bench/timing.py)
+from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"

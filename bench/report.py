@@ -128,8 +128,8 @@ def markdown(found: dict[str, dict], host: dict) -> str:
 
 
 def figure(found: dict[str, dict]):
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     panels = []
     for name in ("peers-tiny", "peers-debian"):

@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
-
-from nbcloud.backend.libvirt import LibvirtBackend
 from timing import median_ms  # noqa: E402  (bench/timing.py)
+
+from nbcloud.providers.libvirt import LibvirtBackend
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("STATE", "INTERFACE", "BALLOON", "VCPU", "BLOCK")

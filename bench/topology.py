@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt
 import plotly
 import plotly.graph_objects as go
+from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from nbcloud.api import Cloud
-from nbcloud.backend.libvirt import xml as lx
 from nbcloud.inventory import Inventory
-from nbcloud.topology import Graph, Layout, Node, figure
-from nbcloud.topology_live import LiveTopology
-from timing import median_ms  # noqa: E402  (bench/timing.py)
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.ui.topology import LiveTopology
+from nbcloud.workflows.topology import Graph, Layout, Node, figure
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"

@@ -9,7 +9,7 @@ _magics = None
 def __getattr__(name: str):
     # `import nbcloud` stays cheap (no libvirt) until the API is used.
     if name == "Cloud":
-        from .api import Cloud
+        from nbcloud.api import Cloud
         return Cloud
     raise AttributeError(name)
 
@@ -17,7 +17,7 @@ def __getattr__(name: str):
 def load_ipython_extension(ipython) -> None:
     """`%load_ext nbcloud`."""
     global _magics
-    from .magics import CloudMagics
+    from nbcloud.ui.magics import CloudMagics
     _magics = CloudMagics(ipython)
     ipython.register_magics(_magics)
 
@@ -26,9 +26,9 @@ def unload_ipython_extension(ipython) -> None:
     """`%unload_ext nbcloud`: stop the monitor's sampler thread (Cloud.close does, through
     the magics' close below) and close connections."""
     global _magics
-    from . import topology_live
+    from nbcloud.ui import topology as topology_live
     topology_live.unload(ipython)  # no redraw after the connection below is closed
-    from . import console, widgets
+    from nbcloud.ui import console, widgets
     console.stop_all()  # live consoles read through the connection closed below
     widgets.stop_all()  # and so do the ls table's row actions
     if _magics is not None:

@@ -3,25 +3,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import accel, config
-from .backend.libvirt import LibvirtBackend
-from .cdrom import CdRoms
-from .dns import Dns
-from .errors import NotFound
-from .floating import FloatingAddresses
-from .images.store import IMAGE_POOL, Image, ImageStore
-from .instances import DEFAULT_NETWORK, INSTANCE_POOL, Instance, Instances  # noqa: F401
-from .inventory import Inventory
-from .ipools import InstancePools
-from .keys import Keys
-from .loadbalancers import LoadBalancers
-from .networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
-from .pools import Pools
-from .recovery import recover
-from .secgroups import SecurityGroups
-from .synced import Synced
-from .stacks import Stacks
-from .volumes import Volume, Volumes  # noqa: F401
+from nbcloud.core import config
+from nbcloud.core.errors import NotFound
+from nbcloud.inventory import Inventory
+from nbcloud.providers.libvirt import LibvirtBackend, accel
+from nbcloud.providers.libvirt.images import IMAGE_POOL, Image, ImageStore
+from nbcloud.services.cdroms import CdRoms
+from nbcloud.services.dns import Dns
+from nbcloud.services.floating import FloatingAddresses
+from nbcloud.services.folders import Synced
+from nbcloud.services.instances import (  # noqa: F401
+    DEFAULT_NETWORK,
+    INSTANCE_POOL,
+    Instance,
+    Instances,
+)
+from nbcloud.services.keys import Keys
+from nbcloud.services.loadbalancers import LoadBalancers
+from nbcloud.services.networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
+from nbcloud.services.secgroups import SecurityGroups
+from nbcloud.services.storage_pools import Pools
+from nbcloud.services.volumes import Volume, Volumes  # noqa: F401
+from nbcloud.workflows.instance_pools import InstancePools
+from nbcloud.workflows.rebuild import recover
+from nbcloud.workflows.stacks import Stacks
 
 DEFAULT_CIDR = "10.77.0.0/24"
 
@@ -79,14 +84,14 @@ class Cloud:
     def recover(self, op_id: int, how: str = "rollback") -> list[str]:
         """Settle interrupted operation `op_id`: "rollback" undoes what it half-made,
         "resume" finishes it (interrupted.py says per verb). Returns what was done."""
-        from .interrupted import settle
+        from nbcloud.workflows.settle import settle
         return settle(self, op_id, how)
 
     @property
     def monitor(self):
         """This cloud's `Monitor`: one sampling thread, one bulk stats call per tick."""
         if self._monitor is None:
-            from .monitor import Monitor
+            from nbcloud.services.monitor import Monitor
             self._monitor = Monitor(self)
         return self._monitor
 
@@ -95,7 +100,7 @@ class Cloud:
         """Bring libvirt object `name` (made outside nbcloud) into the inventory, in
         `stack`, so that plan, drift and destroy manage it (adopt.py). `ssh` pins an
         instance's SSH host key, to log in as `user` with login key `key`."""
-        from .adopt import adopt
+        from nbcloud.workflows.adopt import adopt
         return adopt(self, name, kind, stack, ssh=ssh, user=user, key=key)
 
     def close(self) -> None:
@@ -124,7 +129,7 @@ class Cloud:
 
     def build_tiny(self, progress=None) -> Image:
         """Build (or reuse) the tiny image and store it in the image pool."""
-        from .images.tiny import build_tiny
+        from nbcloud.images.tiny import build_tiny
         tiny = build_tiny(config.cache_dir(), progress=progress)
         return self.images.put_kernel_image("tiny", tiny.kernel, tiny.initrd, tiny.cmdline,
                                             tiny.digest)
@@ -143,7 +148,7 @@ class Cloud:
 
     def build_debian(self, name: str = "debian", progress=None) -> Image:
         """Build (or reuse) the Debian cloud-init image and store it in the image pool."""
-        from .images.debian import build_debian
+        from nbcloud.images.debian import build_debian
         built = build_debian(config.cache_dir(), progress=progress)
         return self.images.put_disk_image(name, built.disk, "qcow2", built.digest,
                                           kernel=built.kernel, initrd=built.initrd,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from nbcloud.core import config
 
 SCHEMA_VERSION = 3
 _MIGRATIONS = {

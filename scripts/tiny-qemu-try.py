@@ -34,7 +34,7 @@ from pathlib import Path
 import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nbcloud.cloudinit import StaticNet, build_seed, new_host_key  # noqa: E402
+from nbcloud.core.cloudinit import StaticNet, build_seed, new_host_key  # noqa: E402
 from nbcloud.images.tiny import build_tiny  # noqa: E402
 
 MAC = "52:54:00:12:34:56"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CloudError
+from nbcloud.core.errors import CloudError
 
 Progress = Callable[[str], None]
 

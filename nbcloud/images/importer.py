@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import CloudError
-from ..progress import ByteProgress
+from nbcloud.core.errors import CloudError
+from nbcloud.ui.progress import ByteProgress
 
 CHUNK = 256 * 1024          # libvirt's stream buffer size
 HEAD = 64 * 1024            # enough for an ISO 9660 descriptor at 32 KiB

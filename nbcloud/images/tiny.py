@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .cpio import Archive
+from nbcloud.images.cpio import Archive
 
 BUILDER_VERSION = 1
 KERNEL_META = "linux-image-cloud-amd64"

@@ -16,7 +16,7 @@ URI = os.environ.get("NBCLOUD_TEST_URI", "qemu:///system")
 def cloud(tmp_path_factory):
     """A Cloud on the real daemon, with an inventory of its own."""
     from nbcloud.api import DEFAULT_NETWORK, Cloud
-    from nbcloud.errors import CloudError
+    from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
     os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from nbcloud.backend.libvirt.xml import NS
-from nbcloud.errors import AlreadyExists, SSHError
-from nbcloud.ssh import fingerprint
+from nbcloud.core.errors import AlreadyExists, SSHError
+from nbcloud.providers.libvirt.xml import NS
+from nbcloud.services.ssh import fingerprint
 
 NAME = "ad-vm"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILzYZmzhAJBX71M71OnGmlrlsOkOBOPnJQMkWBVdOtph"

@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from nbcloud import keys
 from nbcloud.api import Cloud
-from nbcloud.errors import CloudError
-from nbcloud.instances import INSTANCE_POOL
+from nbcloud.core.errors import CloudError
 from nbcloud.inventory import Inventory
-from nbcloud.recovery import _reserved_macs
+from nbcloud.services import keys
+from nbcloud.services.instances import INSTANCE_POOL
+from nbcloud.workflows.rebuild import _reserved_macs
 
 NAME = "fk-vm"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,9 +10,9 @@ from functools import partial
 
 import pytest
 
-from nbcloud import commands
 from nbcloud.api import IMAGE_POOL, INSTANCE_POOL
-from nbcloud.errors import AlreadyExists, CloudError
+from nbcloud.core.errors import AlreadyExists, CloudError
+from nbcloud.ui import commands
 
 NAMES = ("im-url", "im-file", "im-bad")
 

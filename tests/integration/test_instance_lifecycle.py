@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from waiting import wait_for
 
-from nbcloud import keys, ssh
 from nbcloud.api import INSTANCE_POOL
-from nbcloud.errors import AlreadyExists, SSHError
+from nbcloud.core.errors import AlreadyExists, SSHError
+from nbcloud.services import keys, ssh
 
 
 def test_guest_answers_ssh_with_its_own_hostname_and_kernel(running_instance):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from waiting import wait_for
 
-from nbcloud.errors import NotFound, SSHError
+from nbcloud.core.errors import NotFound, SSHError
 
 
 def mem_total_kib(inst) -> int:
@@ -82,7 +82,7 @@ def _boot_id_if_up(inst) -> str:
 
 
 def test_create_with_a_volume_and_delete_with_its_volumes(cloud):
-    from nbcloud.errors import InvalidSpec
+    from nbcloud.core.errors import InvalidSpec
     for leftover in ("it-vol", "it-vol-data"):
         if cloud.backend.exists(leftover):
             cloud.instances.delete(leftover)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbcloud.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
 
 STACK = "ipst"
 POOL = "ipweb"

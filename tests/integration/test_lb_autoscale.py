@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from waiting import wait_for
 
-from nbcloud.errors import InvalidSpec
+from nbcloud.core.errors import InvalidSpec
 
 BURN = "(while :; do :; done) >/dev/null 2>&1 </dev/null & echo $! > /tmp/burn.pid"
 

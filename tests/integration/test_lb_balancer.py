@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from waiting import wait_for
 
-from nbcloud.errors import CloudError, InvalidSpec
+from nbcloud.core.errors import CloudError, InvalidSpec
 
 HTTPD = "httpd -p 80 -h /srv/www"
 USER_DATA = f"""#!/bin/sh

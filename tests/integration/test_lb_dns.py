@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from waiting import wait_for
 
-from nbcloud.errors import AlreadyExists, InvalidSpec
+from nbcloud.core.errors import AlreadyExists, InvalidSpec
 
 NET = "nbcloud"
 # A record addresses outside the network (TEST-NET-1, never contacted: only resolved). An

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nbcloud.monitor import THREAD_NAME
+from nbcloud.services.monitor import THREAD_NAME
 
 NAME = "mo-mon"
 # a network of its own: on a host shared by many tests the default one's reservation
@@ -90,7 +90,7 @@ def integrate(samples: list, field: str, since: float) -> float:
 
 
 def test_monitor_sees_cpu_disk_and_network_of_a_real_guest(cloud, guest):
-    from nbcloud.graphs import SERIES, LiveView
+    from nbcloud.ui.monitor import SERIES, LiveView
     mon = cloud.monitor
     mon.interval = 1.0
     mon.watch(NAME)

@@ -7,8 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from waiting import wait_for
 
-from nbcloud import keys, ssh
-from nbcloud.errors import AlreadyExists, CloudError, InvalidSpec, NotManaged, SSHError
+from nbcloud.core.errors import (
+    AlreadyExists,
+    CloudError,
+    InvalidSpec,
+    NotManaged,
+    SSHError,
+)
+from nbcloud.services import keys, ssh
 
 NET, CIDR = "nw-lab", "10.78.0.0/24"
 GUESTS = ("nw-a", "nw-b", "nw-two")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbcloud.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
+from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_create_list_and_a_volume_in_it(cloud, st_pool, pool_dir):
     (row,) = [p for p in cloud.pools.list() if p.name == "st-pool"]
     assert row.volumes == 1
     assert any(r.name == "st-pool" for r in cloud.inventory.resources(cloud.uri, "pool"))
-    from nbcloud import commands
+    from nbcloud.ui import commands
     table = str(commands.run(cloud, commands.parse(["pool", "list"])))
     assert "st-pool" in table and "capacity" in table and "available" in table
 

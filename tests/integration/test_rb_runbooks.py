@@ -35,7 +35,7 @@ FOREIGN = "rb-t-lk-foreign"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """NBCLOUD_HOME for this module and the runbooks' kernels (inherited by them)."""
-    from nbcloud import config
+    from nbcloud.core import config
     cached = config.home() / "accelerator.json"   # spares doctor a probe boot
     path = tmp_path_factory.mktemp("rb-home")
     if cached.exists():
@@ -91,7 +91,7 @@ def lab(rb_cloud, tmp_path_factory):
 
 
 def test_lab_up_gives_each_student_an_instance_and_a_key(rb_cloud, lab):
-    from nbcloud import keys, ssh
+    from nbcloud.services import keys, ssh
     members = [f"{LAB}-1", f"{LAB}-2"]
     assert lab["instances"] == members
     if SESSION:   # no bridges: each instance alone behind QEMU's NAT, SSH on a local port
@@ -192,7 +192,7 @@ def test_leaks_finds_and_removes_only_the_leaks(rb_cloud, lab, tmp_path):
 
 
 def test_lab_teardown_leaves_nothing(rb_cloud, lab, tmp_path):
-    from nbcloud import keys
+    from nbcloud.services import keys
     summary, _ = run("lab-up", tmp_path, students=2, prefix=LAB, lab_cidr=LAB_CIDR,
                      teardown=True)
     assert summary["uuids"] == lab["uuids"]   # the same instances: apply changed nothing

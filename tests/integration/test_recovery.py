@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from nbcloud.api import Cloud
-from nbcloud.errors import NotFound
+from nbcloud.core.errors import NotFound
 from nbcloud.inventory import Inventory
 
 STACK = "rc-stack"

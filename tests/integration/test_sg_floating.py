@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from nbcloud import commands, keys, ssh
-from nbcloud.errors import AlreadyExists, InvalidSpec
+from nbcloud.core.errors import AlreadyExists, InvalidSpec
+from nbcloud.services import keys, ssh
+from nbcloud.ui import commands
 
 NAME = "sg-fwd"
 NET, CIDR = "sg-fnet", "10.97.31.0/24"

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nbcloud import commands
-from nbcloud.commands import CommandError
-from nbcloud.errors import InvalidSpec
-from nbcloud.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.core.errors import InvalidSpec
+from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.ui import commands
+from nbcloud.ui.commands import CommandError
 
 NAMES = ("sg-a", "sg-b")
 GROUPS = ("sg-ssh", "sg-web")

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from nbcloud.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
 
 STACK = "sgstack"
 BODY = """

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 from waiting import wait_for
 
-from nbcloud import commands
-from nbcloud.commands import CommandError
-from nbcloud.errors import InvalidSpec
+from nbcloud.core.errors import InvalidSpec
+from nbcloud.ui import commands
+from nbcloud.ui.commands import CommandError
 
 NAME = "sg-sync"
 PROVISION = """#!/bin/sh

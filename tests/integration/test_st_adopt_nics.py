@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from waiting import wait_for
 
-from nbcloud.spec import InvalidSpec
+from nbcloud.core.spec import InvalidSpec
 
 NAME, STACK, NET2 = "st-plain", "st-adopt", "st-net2"
 MAC1, MAC2 = "52:54:00:5a:00:01", "52:54:00:5a:00:02"

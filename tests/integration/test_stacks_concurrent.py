@@ -9,10 +9,10 @@ import sys
 import textwrap
 import time
 
-from nbcloud import keys
 from nbcloud.api import Cloud
-from nbcloud.errors import NotFound
+from nbcloud.core.errors import NotFound
 from nbcloud.inventory import Inventory
+from nbcloud.services import keys
 
 STACKS = ("cc-a", "cc-b")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

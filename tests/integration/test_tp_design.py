@@ -9,7 +9,7 @@ import libvirt
 import pytest
 from waiting import wait_for
 
-from nbcloud.design_palette import DesignPalette
+from nbcloud.ui.design import DesignPalette
 
 STACK, VM, NET, CIDR, VOL = "tp-dstack", "tp-dweb", "tp-dnet", "10.213.51.0/24", "tp-ddata"
 

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from nbcloud.topology import STATE_COLOURS, STYLES
-from nbcloud.topology_live import LiveTopology
+from nbcloud.ui.topology import LiveTopology
+from nbcloud.workflows.topology import STATE_COLOURS, STYLES
 
 NET, CIDR, VOL, VM = "tp-topo-net", "10.213.50.0/24", "tp-topo-vol", "tp-topo-vm"
 

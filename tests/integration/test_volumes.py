@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from waiting import wait_for
 
-from nbcloud.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
+from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 
 VM = "st-vm"
 MiB = 1 << 20
@@ -166,7 +166,7 @@ def test_every_refusal_is_one_line_and_changes_nothing(cloud, vm, tmp_path):
 def test_refusals_through_the_magic_are_usage_errors(cloud, vm):
     from IPython.core.error import UsageError
 
-    from nbcloud.magics import CloudMagics
+    from nbcloud.ui.magics import CloudMagics
     magic = CloudMagics(shell=None)
     magic._cloud = cloud
     for line in ("volume create st-vbad --size 1X", "volume create st-vbad --size 1G "

@@ -9,9 +9,9 @@ import threading
 import libvirt
 import pytest
 
-from nbcloud import console
-from nbcloud.errors import CloudError, Interrupted
-from nbcloud.widgets.ls import LsWidget
+from nbcloud.core.errors import CloudError, Interrupted
+from nbcloud.ui import console
+from nbcloud.ui.widgets.ls import LsWidget
 
 NAME = "wg-con"
 

@@ -74,7 +74,7 @@ def cloud(tmp_path_factory, recorder):
     from rl_leaks import leftovers
 
     from nbcloud.api import DEFAULT_NETWORK, Cloud
-    from nbcloud.errors import CloudError
+    from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
     os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:

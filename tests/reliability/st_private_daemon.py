@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from nbcloud import nsexec
+from nbcloud.providers.libvirt import nsexec
 
 FOLDERS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
            "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}

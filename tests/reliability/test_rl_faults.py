@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from rl_leaks import leftovers
 
-from nbcloud import commands, keys, ssh
-from nbcloud.errors import CloudError, SSHError
-from nbcloud.images import store
-from nbcloud.instances import INSTANCE_POOL
+from nbcloud.core.errors import CloudError, SSHError
+from nbcloud.providers.libvirt import images as store
+from nbcloud.services import keys, ssh
+from nbcloud.services.instances import INSTANCE_POOL
+from nbcloud.ui import commands
 
 MiB = 1 << 20
 

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
-from nbcloud import commands, stack
-from nbcloud.errors import CloudError
-from nbcloud.spec import NAME_RE, USER_DATA_MAX, InvalidSpec
+from nbcloud.core import stackfile as stack
+from nbcloud.core.errors import CloudError
+from nbcloud.core.spec import NAME_RE, USER_DATA_MAX, InvalidSpec
+from nbcloud.ui import commands
 
 # Words in a libvirt method name that change something (setAutostart, networkDefineXML,
 # storageVolCreateXML, undefineFlags, update, upload, ...).
@@ -65,7 +66,7 @@ def spied(tmp_path_factory):
 
     from nbcloud.api import Cloud
     from nbcloud.inventory import Inventory
-    from nbcloud.magics import CloudMagics
+    from nbcloud.ui.magics import CloudMagics
     cloud = Cloud(os.environ.get("NBCLOUD_TEST_URI", "qemu:///system"), inventory=Inventory(tmp_path_factory.mktemp("rl-hostile") / "i.sqlite"))
     calls: list = []
     real = cloud.backend.conn

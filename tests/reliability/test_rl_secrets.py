@@ -24,8 +24,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbcloud import config
-from nbcloud.instances import INSTANCE_POOL
+from nbcloud.core import config
+from nbcloud.services.instances import INSTANCE_POOL
 
 VM = "rl-sec-vm"
 

@@ -18,11 +18,11 @@ import pytest
 from st_private_daemon import PrivateDaemon
 
 from nbcloud.api import Cloud
-from nbcloud.backend.libvirt import LibvirtBackend
-from nbcloud.errors import CloudError
-from nbcloud.images.store import IMAGE_POOL
-from nbcloud.instances import INSTANCE_POOL
+from nbcloud.core.errors import CloudError
 from nbcloud.inventory import Inventory
+from nbcloud.providers.libvirt import LibvirtBackend
+from nbcloud.providers.libvirt.images import IMAGE_POOL
+from nbcloud.services.instances import INSTANCE_POOL
 
 TINY = "/var/lib/nbcloud/images"
 TCG = {"accelerator": "tcg", "reason": "KVM does not work on this machine"}

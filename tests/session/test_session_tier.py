@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from nbcloud.errors import CloudError
-from nbcloud.spec import InvalidSpec
+from nbcloud.core.errors import CloudError
+from nbcloud.core.spec import InvalidSpec
 
 
 def test_runs_unprivileged_on_the_session_daemon(session_cloud):

@@ -30,7 +30,7 @@ runcmd:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     from nbcloud.api import Cloud
-    from nbcloud.errors import CloudError
+    from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
     os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:

@@ -11,10 +11,10 @@ import paramiko
 import pytest
 from IPython.core.error import UsageError
 
-from nbcloud import adopt_ssh
-from nbcloud.errors import AlreadyExists, CloudError, SSHError
-from nbcloud.spec import InvalidSpec
-from nbcloud.ssh import fingerprint
+from nbcloud.core.errors import AlreadyExists, CloudError, SSHError
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.services.ssh import fingerprint
+from nbcloud.workflows import hostkeys as adopt_ssh
 
 MAC = "52:54:00:ad:00:01"
 

@@ -15,7 +15,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 import nbcloud.images
-from nbcloud.cloudinit import (
+from nbcloud.core.cloudinit import (
     StaticNet,
     build_seed,
     cloud_config,

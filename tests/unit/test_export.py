@@ -7,10 +7,10 @@ import re
 import libvirt
 import pytest
 
-from nbcloud import keys
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.commands import parse, run
-from nbcloud.export import ansible, ansible_group, cells
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services import keys
+from nbcloud.ui.commands import parse, run
+from nbcloud.workflows.export import ansible, ansible_group, cells
 
 
 @pytest.fixture

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from nbcloud.errors import AlreadyExists, CloudError
+from nbcloud.core.errors import AlreadyExists, CloudError
 from nbcloud.images.importer import (
     ImageImportError,
     check_sha256,
     detect_format,
     stream_into,
 )
-from nbcloud.images.store import IMAGE_POOL, ImageStore
-from nbcloud.progress import TextProgress, describe
+from nbcloud.providers.libvirt.images import IMAGE_POOL, ImageStore
+from nbcloud.ui.progress import TextProgress, describe
 
 
 def qcow2_bytes(virtual_size: int = 1 << 30, backing: bool = False, total: int = 300_000
@@ -274,7 +274,7 @@ def test_store_leaves_nothing_behind_when_interrupted(store, tmp_path):
 
 
 def test_store_refuses_bad_names_and_deleting_an_image_in_use(store, tmp_path):
-    from nbcloud.spec import InvalidSpec
+    from nbcloud.core.spec import InvalidSpec
     with pytest.raises(InvalidSpec):
         store.import_disk("../etc", str(tmp_path / "x"))
     (tmp_path / "a.raw").write_bytes(mbr_disk())

@@ -12,8 +12,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from nbcloud.api import Cloud
-from nbcloud.backend.libvirt import xml as lx
 from nbcloud.inventory import Inventory
+from nbcloud.providers.libvirt import xml as lx
 
 
 def _define_marked(conn: libvirt.virConnect, name: str, stack: str, vols: str = "") -> None:
@@ -88,7 +88,7 @@ def test_recovered_network_is_claimed_by_the_stack_declaring_it(test_cloud, uniq
     net = unique("rcn")
     test_cloud.networks.create(net, "10.93.0.0/24", "isolated", stack="s1")
     test_cloud.inventory.remove(test_cloud.uri, "network", net)
-    from nbcloud.recovery import rebuild
+    from nbcloud.workflows.rebuild import rebuild
     rebuild(test_cloud)
     (row,) = [r for r in test_cloud.inventory.resources(test_cloud.uri, "network")
               if r.name == net]

@@ -7,12 +7,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from nbcloud.plan.compare import LiveState, compute
 
-from nbcloud.backend.libvirt import xml as lx
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
-from nbcloud.plan import LiveState, compute
-from nbcloud.spec import InvalidSpec
-from nbcloud.stack import parse
+from nbcloud.providers.libvirt import xml as lx
 
 BODY = """
 network:
@@ -199,8 +199,8 @@ def test_a_pool_of_another_stack_is_refused():
 def fake_boot(monkeypatch):
     """instances.create -> a marked, running test-driver domain and its inventory row, as
     the real one leaves them; the image store answers for any image."""
-    from nbcloud.images.store import ImageStore
-    from nbcloud.instances import Instances
+    from nbcloud.providers.libvirt.images import ImageStore
+    from nbcloud.services.instances import Instances
     hosts = itertools.count(10)
 
     def create(self, name, image="tiny", flavor="t.nano", network=None, *, stack="adhoc",
@@ -311,7 +311,7 @@ def test_bad_reference_makes_nothing(test_cloud, unique, fake_boot):
 
 
 def test_missing_image_is_refused_before_anything_is_made(test_cloud, unique):
-    from nbcloud.errors import NotFound
+    from nbcloud.core.errors import NotFound
     stack, net = unique("ipst"), unique("ipnet")
     body = _body(net, "ipy", 1).replace("image: tiny", "image: ipnone")
     with pytest.raises(NotFound, match="image 'ipnone' does not exist"):
@@ -320,8 +320,9 @@ def test_missing_image_is_refused_before_anything_is_made(test_cloud, unique):
 
 
 def test_cell_magic_apply_and_stack_destroy(ip, unique, fake_boot):
-    import nbcloud
     from IPython.core.error import UsageError
+
+    import nbcloud
     stack, net, pool = unique("ipst"), unique("ipnet"), unique("ipweb")
     ip.user_ns["poolsize"] = 2
     body = _body(net, pool, 2).replace("size: 2", "size: {poolsize}")

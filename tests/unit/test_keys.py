@@ -8,9 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from nbcloud import commands, keys
-from nbcloud.errors import AlreadyExists, NotFound, SSHError
-from nbcloud.spec import InvalidSpec
+from nbcloud.core.errors import AlreadyExists, NotFound, SSHError
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.services import keys
+from nbcloud.ui import commands
 
 pytestmark = pytest.mark.unit
 
@@ -145,7 +146,7 @@ def test_key_commands_list_and_delete(home, test_cloud):
 def test_default_key_made_once_when_many_threads_ask_at_once(tmp_path, monkeypatch):
     import threading
 
-    from nbcloud import keys as keymod
+    from nbcloud.services import keys as keymod
     monkeypatch.setenv("NBCLOUD_HOME", str(tmp_path / "race-home"))
     barrier, results, errors = threading.Barrier(8), [], []
 

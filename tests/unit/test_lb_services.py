@@ -6,14 +6,15 @@ import shlex
 import time
 
 import pytest
+from nbcloud.plan.compare import compute, read_live
 
-from nbcloud import commands, haproxy
-from nbcloud.autoscale import Autoscaler, Decision, Policy, Rule, decide, pool_series
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import AlreadyExists, CloudError
-from nbcloud.plan import compute, read_live
-from nbcloud.spec import InvalidSpec
-from nbcloud.stack import parse
+from nbcloud.core.errors import AlreadyExists, CloudError
+from nbcloud.core.scaling import Autoscaler, Decision, Policy, Rule, decide, pool_series
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.core.stackfile import parse
+from nbcloud.providers.libvirt import haproxy
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.ui import commands
 
 
 def _domain(cloud, name: str, network: str, ip: str) -> None:

@@ -49,14 +49,14 @@ def test_doctor_on_test_driver(ip):
 
 
 def test_html_escapes_user_strings():
-    from nbcloud.display import Table
+    from nbcloud.core.display import Table
     html = Table(["name"], [["<script>alert(1)</script>"]])._repr_html_()
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
 def test_foreign_domain_is_never_touched(ip):
     from nbcloud import _magics
-    from nbcloud.errors import NotManaged
+    from nbcloud.core.errors import NotManaged
     conn = _magics.api.backend.conn
     # test:///default ships one domain, 'test', made by someone else
     assert "test" in [d.name() for d in conn.listAllDomains()]

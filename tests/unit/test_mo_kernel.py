@@ -13,7 +13,7 @@ SETUP = """
 %config CloudMagics.inventory = {inventory!r}
 %cloud connect test:///default
 import libvirt
-from nbcloud.backend.libvirt import xml as lx
+from nbcloud.providers.libvirt import xml as lx
 conn = libvirt.open("test:///default")
 dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
     name="mo-kernel", vcpus=1, memory=128 << 20, domain_type="test",

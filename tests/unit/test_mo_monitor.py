@@ -11,8 +11,8 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.monitor import THREAD_NAME, Sample, counters, derive, memory_used
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services.monitor import THREAD_NAME, Sample, counters, derive, memory_used
 
 
 def record(cpu_s=0.0, rd=0, wr=0, rx=0, tx=0, vcpus=1, **extra):
@@ -175,7 +175,7 @@ def test_listeners_run_on_the_sampler_thread_and_a_broken_one_stops_nothing(
 
 
 def test_state_change_redraws_the_live_topology(test_cloud, domain):
-    from nbcloud.topology_live import LiveTopology
+    from nbcloud.ui.topology import LiveTopology
     test_cloud.inventory.put(test_cloud.uri, "instance", domain, state="running")
     topo = LiveTopology(test_cloud, widget=False)
     try:
@@ -193,7 +193,7 @@ def test_state_change_redraws_the_live_topology(test_cloud, domain):
 
 
 def test_live_view_figure_gets_the_ticks(test_cloud, domain, monkeypatch):
-    from nbcloud.graphs import SERIES, LiveView
+    from nbcloud.ui.monitor import SERIES, LiveView
     mon = test_cloud.monitor
     mon.watch(domain, start=False)
     feed(monkeypatch, test_cloud, domain,
@@ -274,7 +274,7 @@ EXIT_SCRIPT = """
 import sys, time
 from nbcloud.api import Cloud
 from nbcloud.inventory import Inventory
-from nbcloud.backend.libvirt import xml as lx
+from nbcloud.providers.libvirt import xml as lx
 cloud = Cloud("test:///default", inventory=Inventory(sys.argv[1]))
 cloud.backend.conn.defineXML(lx.domain_xml(lx.DomainDef(
     name="mo-exit", vcpus=1, memory=128 << 20, domain_type="test",

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import nbcloud.images
-from nbcloud.cloudinit import StaticNet, build_seed, network_config, new_host_key
+from nbcloud.core.cloudinit import StaticNet, build_seed, network_config, new_host_key
 
 pytestmark = pytest.mark.unit
 

@@ -9,10 +9,10 @@ import libvirt
 import pytest
 from IPython.core.error import UsageError
 
-from nbcloud import commands
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
-from nbcloud.networks import BRIDGE_MAX, bridge_name, is_managed, overlapping
+from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services.networks import BRIDGE_MAX, bridge_name, is_managed, overlapping
+from nbcloud.ui import commands
 
 # Each test takes its own /24 out of 10.90-10.119: the test driver's state is per process.
 _next_net = iter(range(90, 120))
@@ -201,7 +201,7 @@ def test_a_second_reservation_of_one_name_says_whose_it_is(test_cloud, unique, c
     address; the error names the holder (a leftover looked like 'it kept being taken')."""
     import libvirt
 
-    from nbcloud.errors import AlreadyExists
+    from nbcloud.core.errors import AlreadyExists
     name = unique("lab")
     net = test_cloud.networks.create(name, cidr, "nat")
     leftover = lx.dhcp_host_xml("52:54:00:00:00:01", net.gateway.rsplit(".", 1)[0] + ".9",

@@ -3,11 +3,17 @@ on test:///default): order, create/update/replace/delete, drift, refusals, rende
 from __future__ import annotations
 
 import pytest
+from nbcloud.plan.compare import (
+    LiveState,
+    compute,
+    drift,
+    read_live,
+    user_data_digest,
+)
 
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
-from nbcloud.plan import LiveState, compute, drift, read_live, user_data_digest
-from nbcloud.spec import InvalidSpec
-from nbcloud.stack import parse
 
 M = 1 << 20
 BODY = """

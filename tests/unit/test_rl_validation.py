@@ -8,8 +8,9 @@ import ipaddress
 import pytest
 from IPython.core.error import UsageError
 
-from nbcloud import cloudinit, stack
-from nbcloud.spec import USER_DATA_MAX, InstanceSpec, InvalidSpec
+from nbcloud.core import cloudinit
+from nbcloud.core import stackfile as stack
+from nbcloud.core.spec import USER_DATA_MAX, InstanceSpec, InvalidSpec
 
 
 def test_user_data_over_the_limit_is_refused_by_the_spec():
@@ -64,8 +65,8 @@ def test_user_data_file_over_the_limit_is_not_read(ip, tmp_path):
 def test_stale_leases_do_not_exhaust_the_reserved_addresses():
     """A deleted instance's DHCP lease lives on in dnsmasq for an hour; its address must
     not stay unusable that long (the soak's create/delete loop ran out of addresses)."""
-    from nbcloud.backend.libvirt import xml as lx
-    from nbcloud.backend.libvirt.backend import LibvirtBackend
+    from nbcloud.providers.libvirt import xml as lx
+    from nbcloud.providers.libvirt.provider import LibvirtBackend
     info = lx.parse_network(lx.network_xml("rlnet", "10.123.45.0/28", "isolated", "virbr-rl"))
     start = ipaddress.IPv4Address(info.dhcp_start)
     lower = [str(a) for a in info.network.hosts() if str(a) != info.gateway and a < start]

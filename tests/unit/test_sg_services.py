@@ -8,25 +8,24 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from nbcloud import commands
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.backend.libvirt.nwfilters import (
+from nbcloud.core.errors import CloudError, InvalidSpec, NotFound
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.nwfilters import (
     FilterDef,
     FilterRule,
     nwfilter_xml,
     parse_nwfilter,
     with_filterref,
 )
-from nbcloud.commands import CommandError
-from nbcloud.errors import CloudError, InvalidSpec, NotFound
-from nbcloud.floating import (
+from nbcloud.services.floating import (
     Forward,
     add_commands,
     check_port,
     rule_exprs,
     table_commands,
 )
-from nbcloud.secgroups import (
+from nbcloud.services.folders import parse_sync, parse_syncs, spec_shares, user_data
+from nbcloud.services.secgroups import (
     GROUP_PREFIX,
     INSTANCE_PREFIX,
     Rule,
@@ -35,7 +34,8 @@ from nbcloud.secgroups import (
     make_rule,
     parse_ports,
 )
-from nbcloud.synced import parse_sync, parse_syncs, spec_shares, user_data
+from nbcloud.ui import commands
+from nbcloud.ui.commands import CommandError
 
 
 # ----- security groups ------------------------------------------------------------------
@@ -256,8 +256,9 @@ instance:
 
 
 def test_stack_secgroup_section_parses_and_plans():
-    from nbcloud.plan import LiveState, compute, sg_members
-    from nbcloud.stack import parse as parse_stack
+    from nbcloud.plan.compare import LiveState, compute, sg_members
+
+    from nbcloud.core.stackfile import parse as parse_stack
     stack = parse_stack(SG_BODY, {}, "s")
     assert stack.secgroups["db"].rules == ("tcp 5432 from web", "out udp 53 to 10.77.0.1")
     assert stack.instances["pg"].secgroups == ("db", "web")
@@ -270,9 +271,10 @@ def test_stack_secgroup_section_parses_and_plans():
 
 
 def test_stack_secgroup_converged_and_changed():
+    from nbcloud.plan.compare import LiveState, compute
+
+    from nbcloud.core.stackfile import parse as parse_stack
     from nbcloud.inventory import Resource
-    from nbcloud.plan import LiveState, compute
-    from nbcloud.stack import parse as parse_stack
     body = "secgroup:\n  web: {rules: ['tcp 22']}\n"
     rec = [Resource("u", "secgroup", "web", "s", {}, None, "active")]
     have = {"rules": [make_rule(1, port="22").to_json()], "instances": ["other"]}
@@ -295,7 +297,7 @@ def test_stack_secgroup_converged_and_changed():
     ("instance:\n  a: {secgroup: [nope]}\n", "not in the secgroup: section"),
 ])
 def test_stack_secgroup_mistakes_are_one_line(body, match):
-    from nbcloud.stack import parse as parse_stack
+    from nbcloud.core.stackfile import parse as parse_stack
     with pytest.raises(InvalidSpec, match=re.escape(match)) as caught:
         parse_stack(body, {}, "s")
     assert "\n" not in str(caught.value)

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbcloud.errors import InvalidSpec
-from nbcloud.flavors import CATALOGUE, custom_flavor, get_flavor
-from nbcloud.spec import (
+from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.flavors import CATALOGUE, custom_flavor, get_flavor
+from nbcloud.core.spec import (
     NAME_RE,
     InstanceSpec,
     NetworkSpec,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
+from nbcloud.plan.compare import LiveState, compute, drift, nic_drift
 
-from nbcloud.adopt import flavor_for
-from nbcloud.errors import AlreadyExists, CloudError, NotFound
+from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
-from nbcloud.plan import LiveState, compute, drift, nic_drift
-from nbcloud.spec import InvalidSpec
-from nbcloud.stack import parse
+from nbcloud.workflows.adopt import flavor_for
 
 M = 1 << 20
 MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
@@ -131,7 +131,7 @@ def test_adopt_magic_and_stack_show(ip):
 
 
 def test_an_adopted_instance_shows_without_a_host_key_and_refuses_ssh(test_cloud, unique):
-    from nbcloud.errors import SSHError
+    from nbcloud.core.errors import SSHError
     name = unique("st-ad")
     _plain_domain(test_cloud.backend.conn, name)
     test_cloud.adopt(name)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import CloudError
-from nbcloud.networks import bridge_name
+from nbcloud.core.errors import CloudError
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services.networks import bridge_name
 
 
 def _interrupted(cloud, verb: str, kind: str, name: str, **args) -> int:
@@ -177,7 +177,7 @@ def test_recovered_objects_no_stack_declares_are_shown_in_adhoc(test_cloud, uniq
     """A rebuilt inventory puts networks and volumes in `adhoc` (libvirt keeps no stack
     on them); `stack show adhoc` lists them, marked recovered, and `stack list` counts
     them."""
-    from nbcloud.recovery import rebuild
+    from nbcloud.workflows.rebuild import rebuild
     net, vol = unique("st-rn"), unique("st-rv")
     test_cloud.networks.create(net, "10.94.0.0/24", "isolated", stack="gone")
     test_cloud.volumes.create(vol, "1G", stack="gone")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nbcloud.spec import InvalidSpec
-from nbcloud.stack import parse
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.core.stackfile import parse
 
 BODY = """
 network:

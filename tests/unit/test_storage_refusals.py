@@ -3,8 +3,8 @@ is one line that leaves libvirt and the inventory (resources and operations log)
 they were."""
 import pytest
 
-from nbcloud.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
-from nbcloud.spec import VolumeSpec
+from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
+from nbcloud.core.spec import VolumeSpec
 
 
 def snapshot(cloud):
@@ -89,7 +89,7 @@ def test_pool_list_shows_capacity_and_volume_count(test_cloud, unique):
 
 
 def test_magic_verbs_parse_and_refuse_in_one_line(test_cloud, unique):
-    from nbcloud import commands
+    from nbcloud.ui import commands
     name = unique("v")
     run = lambda line: commands.run(test_cloud, commands.parse(line.split()))  # noqa: E731
     run(f"volume create {name} --size 64M --tier hdd")

@@ -6,10 +6,10 @@ import libvirt
 import pycdlib
 import pytest
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.cdrom import build_iso
-from nbcloud.errors import CloudError
-from nbcloud.volumes import TIERS
+from nbcloud.core.errors import CloudError
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services.cdroms import build_iso
+from nbcloud.services.volumes import TIERS
 
 
 @pytest.fixture

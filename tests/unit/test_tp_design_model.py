@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nbcloud import stack as stack_model
-from nbcloud.design import Design
-from nbcloud.design_palette import DesignPalette
-from nbcloud.spec import InvalidSpec
+from nbcloud.core import stackfile as stack_model
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.ui.design import DesignPalette
+from nbcloud.workflows.design import Design
 
 
 def _web_design() -> Design:

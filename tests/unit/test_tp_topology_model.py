@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.topology import (
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.ui.topology import LiveTopology, hooked, live_topologies, refresh_all
+from nbcloud.workflows.topology import (
     HOP,
     STATE_COLOURS,
     STYLES,
@@ -17,7 +18,6 @@ from nbcloud.topology import (
     colour,
     figure,
 )
-from nbcloud.topology_live import LiveTopology, hooked, live_topologies, refresh_all
 
 
 def _domain(cloud, name: str, networks: str, volumes: str = "", ip: str = "10.213.9.5",
@@ -253,7 +253,7 @@ def test_magic_topology_follows_cells_and_unload_unhooks(ip, unique):
     assert ("volume", name) not in topo.graph.nodes
     ip.run_line_magic("unload_ext", "nbcloud")
     assert not hooked() and live_topologies() == []
-    assert not any(getattr(cb, "__module__", "") == "nbcloud.topology_live"
+    assert not any(getattr(cb, "__module__", "") == "nbcloud.ui.topology"
                    for cb in ip.events.callbacks["post_run_cell"])
     ip.run_line_magic("load_ext", "nbcloud")   # the fixture unloads it again
 

@@ -5,10 +5,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import CloudError
-from nbcloud.instances import USER_NETWORK, default_network
-from nbcloud.spec import InvalidSpec
+from nbcloud.core.errors import CloudError
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.services.instances import USER_NETWORK, default_network
 
 
 def test_user_nic_is_a_netdev_with_ssh_forwarded_from_loopback():

@@ -16,10 +16,10 @@ import zlib
 
 import pytest
 
-from nbcloud import commands
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import Interrupted
-from nbcloud.screen import Screenshot, png_rows, png_size, ppm_to_png
+from nbcloud.core.errors import Interrupted
+from nbcloud.core.screenshot import Screenshot, png_rows, png_size, ppm_to_png
+from nbcloud.providers.libvirt import xml as lx
+from nbcloud.ui import commands
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def lab(test_cloud, unique, banner_port):
 
 
 def ls_widget(cloud):
-    from nbcloud.widgets.ls import LsWidget
+    from nbcloud.ui.widgets.ls import LsWidget
     return LsWidget(cloud)
 
 
@@ -184,7 +184,7 @@ def test_ls_magic_without_a_widget_frontend_is_a_table(ip, unique):
 
 # ----- the create form ---------------------------------------------------------------------
 def test_form_shows_the_magic_line_live(test_cloud, unique):
-    from nbcloud.widgets.form import CreateForm
+    from nbcloud.ui.widgets.form import CreateForm
     form = CreateForm(test_cloud)
     assert form.magic == "%cloud instance create NAME"
     assert form.button.disabled and "give the instance a name" in form.line.value
@@ -204,7 +204,7 @@ def test_form_shows_the_magic_line_live(test_cloud, unique):
 
 
 def test_form_create_runs_exactly_its_line(test_cloud, monkeypatch):
-    from nbcloud.widgets.form import CreateForm
+    from nbcloud.ui.widgets.form import CreateForm
     calls = []
     monkeypatch.setattr(test_cloud.instances, "create",
                         lambda name, **kw: calls.append((name, kw)) or f"made {name}")
@@ -222,7 +222,7 @@ def test_form_create_runs_exactly_its_line(test_cloud, monkeypatch):
 
 
 def test_form_errors_are_one_line_and_make_nothing(test_cloud, unique):
-    from nbcloud.widgets.form import CreateForm
+    from nbcloud.ui.widgets.form import CreateForm
     form = CreateForm(test_cloud)
     name = unique("wg-nf")
     form.name.value = name
@@ -244,7 +244,7 @@ class _Interrupting:
         self.updates, self.finished = [], []
 
     def update(self, watch):
-        from nbcloud.progress import describe_launch
+        from nbcloud.ui.progress import describe_launch
         self.updates.append(describe_launch(watch))
         if time.monotonic() - watch.start > self.after:
             raise KeyboardInterrupt
@@ -257,8 +257,8 @@ def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypa
     """wg-1 gets as far as running (waiting for SSH), wg-2 never starts, wg-3 fails on its
     own: one is kept and recorded 'starting', the others leave nothing in libvirt or the
     inventory, and the message says which is which."""
-    from nbcloud.errors import AlreadyExists
-    from nbcloud.instances import Instance, Instances
+    from nbcloud.core.errors import AlreadyExists
+    from nbcloud.services.instances import Instance, Instances
     base = unique("wg-c")
     first = f"{base}-1"
 
@@ -304,7 +304,7 @@ def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypa
 def test_interrupted_magic_is_one_line(ip, monkeypatch):
     from IPython.core.error import UsageError
 
-    from nbcloud.instances import Instances
+    from nbcloud.services.instances import Instances
 
     def interrupted(self, *a, **kw):
         raise Interrupted("interrupted: wg-x was not created")
@@ -316,8 +316,8 @@ def test_interrupted_magic_is_one_line(ip, monkeypatch):
 def test_launch_text_progress_on_a_terminal(tmp_path):
     import io
 
-    from nbcloud.launch import Watch
-    from nbcloud.progress import LaunchText
+    from nbcloud.services.launch import Watch
+    from nbcloud.ui.progress import LaunchText
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -337,7 +337,7 @@ def test_launch_text_progress_on_a_terminal(tmp_path):
 
 # ----- console ------------------------------------------------------------------------------
 def test_console_follower_follows_until_ready(tmp_path):
-    from nbcloud.console import ConsoleFollower
+    from nbcloud.ui.console import ConsoleFollower
     log = tmp_path / "c.log"
     log.write_text("")
     got = []
@@ -358,7 +358,7 @@ def test_console_follower_follows_until_ready(tmp_path):
 
 
 def test_console_follower_restarts_with_a_new_boot_and_times_out(tmp_path):
-    from nbcloud.console import ConsoleFollower
+    from nbcloud.ui.console import ConsoleFollower
     log = tmp_path / "c.log"
     log.write_text("first boot, a long line\n")
     f = ConsoleFollower(log, lambda _t: None, ready=lambda: False, running=lambda: True,
@@ -371,7 +371,7 @@ def test_console_follower_restarts_with_a_new_boot_and_times_out(tmp_path):
 
 
 def test_unload_stops_live_consoles(ip, tmp_path):
-    from nbcloud import console
+    from nbcloud.ui import console
     log = tmp_path / "c.log"
     log.write_text("x\n")
     f = console.ConsoleFollower(log, lambda _t: None, ready=lambda: False,
@@ -384,7 +384,7 @@ def test_unload_stops_live_consoles(ip, tmp_path):
 
 
 def test_console_of_a_test_domain_is_the_static_log(lab):
-    from nbcloud import console
+    from nbcloud.ui import console
     cloud, a, _ = lab
     shown = console.show(cloud.instances.get(a), widget=True)
     assert isinstance(shown, console.ConsoleLog)
@@ -392,7 +392,7 @@ def test_console_of_a_test_domain_is_the_static_log(lab):
 
 
 def test_live_console_widget(tmp_path):
-    from nbcloud import console
+    from nbcloud.ui import console
     log = tmp_path / "c.log"
     log.write_text("SeaBIOS\n")
     ready = threading.Event()
@@ -452,7 +452,7 @@ def test_screenshot_of_a_test_domain(lab, tmp_path, monkeypatch):
 
 
 def test_screenshot_of_a_stopped_instance_says_why(lab):
-    from nbcloud.errors import CloudError
+    from nbcloud.core.errors import CloudError
     cloud, a, _ = lab
     cloud.backend.stop(a, timeout=0)
     with pytest.raises(CloudError, match="is not running: it has no screen"):
@@ -469,7 +469,7 @@ def test_video_device_only_with_screen():
 
 
 def test_console_on_a_terminal_prints_the_boot_as_it_comes(tmp_path, monkeypatch, capsys):
-    from nbcloud import console
+    from nbcloud.ui import console
     log = tmp_path / "c.log"
     log.write_text("Linux version 6.1\nnbcloud-ready ip=10.77.0.9\n")
     started = time.monotonic()

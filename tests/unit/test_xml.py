@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from nbcloud.backend.libvirt import xml as lx
+from nbcloud.providers.libvirt import xml as lx
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbcloud.backend.libvirt import xml as lx
-from nbcloud.errors import InvalidSpec
-from nbcloud.spec import check_name
+from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.spec import check_name
+from nbcloud.providers.libvirt import xml as lx
 
 any_text = st.text(max_size=60)
 names = st.one_of(any_text, st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))

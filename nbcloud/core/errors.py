@@ -1,0 +1,38 @@
+"""Exceptions a user sees: one sentence each, no traceback needed to understand them."""
+from nbcloud.core.spec import InvalidSpec  # noqa: F401  (validation errors live with the spec layer)
+
+
+class CloudError(Exception):
+    """A failed cloud operation, explained in one sentence."""
+
+
+class NotFound(CloudError, LookupError):
+    """The named resource does not exist."""
+
+
+class AlreadyExists(CloudError):
+    """A resource with that name exists already."""
+
+
+class NotManaged(CloudError):
+    """A libvirt object without nbcloud's metadata mark: nbcloud never touches it."""
+
+
+class HostError(CloudError):
+    """The host (daemon, namespace, packages) is not ready; the message says how to fix it."""
+
+
+class SSHError(CloudError):
+    """SSH to an instance failed (unreachable, host key mismatch, command failed)."""
+
+    def __init__(self, message: str, *, returncode: int | None = None,
+                 stdout: str = "", stderr: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class Interrupted(KeyboardInterrupt):
+    """A wait the user interrupted (Ctrl-C, a kernel interrupt); the message says what was
+    left running and what was not made. A KeyboardInterrupt, so scripts still stop."""

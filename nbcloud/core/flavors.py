@@ -1,0 +1,50 @@
+"""The flavor catalogue: instance types after the common public-cloud families.
+
+Sizes are scaled for a teaching host (a laptop or a 2-core CI box): a `nano` is what a
+tiny guest needs, an `xlarge` is what a real distribution is comfortable with.
+"""
+from __future__ import annotations
+
+from nbcloud.core.spec import Flavor, InvalidSpec, check_count, parse_size
+
+SIZES = ("nano", "micro", "small", "medium", "large", "xlarge")
+M = 1 << 20
+
+# family prefix -> (family, [(vcpus, memory MiB, cpu_share, local disk MiB) per size])
+_TABLE: dict[str, tuple[str, list[tuple[int, int, float, int]]]] = {
+    "t": ("shared", [(1, 128, 0.25, 0), (1, 256, 0.25, 0), (1, 512, 0.5, 0),
+                     (2, 1024, 0.5, 0), (2, 2048, 0.5, 0), (4, 4096, 0.5, 0)]),
+    "m": ("standard", [(1, 256, 1, 0), (1, 512, 1, 0), (1, 1024, 1, 0),
+                       (2, 2048, 1, 0), (2, 4096, 1, 0), (4, 8192, 1, 0)]),
+    "c": ("highcpu", [(1, 128, 1, 0), (2, 256, 1, 0), (2, 512, 1, 0),
+                      (4, 1024, 1, 0), (4, 2048, 1, 0), (8, 4096, 1, 0)]),
+    "r": ("highmem", [(1, 512, 1, 0), (1, 1024, 1, 0), (1, 2048, 1, 0),
+                      (2, 4096, 1, 0), (2, 8192, 1, 0), (4, 16384, 1, 0)]),
+    "d": ("storage", [(1, 256, 1, 1024), (1, 512, 1, 2048), (1, 1024, 1, 4096),
+                      (2, 2048, 1, 8192), (2, 4096, 1, 16384), (4, 8192, 1, 32768)]),
+}
+
+CATALOGUE: dict[str, Flavor] = {
+    f"{prefix}.{size}": Flavor(f"{prefix}.{size}", vcpus, mem * M, share, disk * M, family)
+    for prefix, (family, rows) in _TABLE.items()
+    for size, (vcpus, mem, share, disk) in zip(SIZES, rows)
+}
+
+
+def get_flavor(name: str) -> Flavor:
+    """The catalogue flavor `name`, or InvalidSpec listing the families."""
+    try:
+        return CATALOGUE[name]
+    except (KeyError, TypeError):
+        raise InvalidSpec(f"flavor {name!r} does not exist: use FAMILY.SIZE with family "
+                          f"t, m, c, r or d and size {', '.join(SIZES)} (like t.nano), "
+                          "or --vcpus/--memory") from None
+
+
+def custom_flavor(vcpus: object, memory: object) -> Flavor:
+    """A flavor of the user's own size (`--vcpus 2 --memory 1G`)."""
+    n = check_count(vcpus, "vcpus", maximum=64)
+    mem = parse_size(memory, "memory")
+    if mem < 64 * M:
+        raise InvalidSpec(f"memory {memory!r} is too small: use at least 64M")
+    return Flavor(f"custom-{n}c-{mem // M}m", n, mem, 1.0, 0, "custom")

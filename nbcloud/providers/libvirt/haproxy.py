@@ -1,0 +1,232 @@
+"""The load balancer engine: one supervised HAProxy process per balancer, in TCP mode.
+
+Why HAProxy rather than nftables `numgen`: nftables spreads packets but has no health
+checks, so a dead member would keep getting its share of connections until something
+else rewrote the rules; HAProxy (Debian's package) checks every member once a second
+(`check inter 1s fall 2 rise 1`: out after two failed checks, back after one good one)
+and offers round-robin and least-connections. The price is a user-space hop per
+connection, which does not matter at a teaching host's rates.
+
+The process runs in the caller's network namespace (nbcloud and the daemon share it in
+the tests and the lab), listens on the network's gateway address at the balancer's
+port, and is supervised by a pid file: `ensure` starts it again if it died, `reload`
+hands the listening socket over to a new process with the new configuration (`-sf`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbcloud.core.errors import CloudError, HostError
+
+HEALTH_CHECK = "check inter 1s fall 2 rise 1"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One member as HAProxy sees it."""
+    name: str
+    ip: str
+    port: int
+
+
+def config_text(name: str, listen_ip: str, port: int, algorithm: str,
+                backends: list[Backend], keep_client_address: bool = False,
+                stats_socket: Path | None = None) -> str:
+    """The HAProxy configuration of balancer `name` (every value validated upstream:
+    names match the name allow-list, addresses are parsed IPv4 addresses)."""
+    lines = [
+        f"# nbcloud load balancer {name}: generated from the inventory, do not edit",
+        "global",
+        "    maxconn 512",
+    ]
+    if stats_socket is not None:  # where `lb show` reads each member's health
+        lines.append(f"    stats socket {stats_socket} mode 600 level user")
+    lines += [
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        # a connection that finds its member dead is sent to another one
+        "    retries 2",
+        "    option redispatch",
+        f"frontend {name}",
+        f"    bind {listen_ip}:{port}",
+        f"    default_backend {name}-members",
+        f"backend {name}-members",
+        f"    balance {algorithm}",
+        f"    default-server {HEALTH_CHECK}",
+    ]
+    if keep_client_address:
+        # transparent proxying: connect to the member from the client's own address
+        # (needs TPROXY in the kernel and the reply path routed back; see tproxy_setup)
+        lines.append("    source 0.0.0.0 usesrc clientip")
+    lines += [f"    server {b.name} {b.ip}:{b.port}" for b in backends]
+    return "\n".join(lines) + "\n"
+
+
+def binary() -> str:
+    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if
+                                       os.path.exists("/usr/sbin/haproxy") else None)
+    if not path:
+        raise HostError("haproxy is not installed: `apt-get install haproxy` (scripts/"
+                        "setup.sh does it); load balancers need it")
+    return path
+
+
+def check(text: str, workdir: Path) -> None:
+    """Let HAProxy itself validate a configuration (`haproxy -c`); CloudError if not."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / ".check.cfg"
+    path.write_text(text)
+    try:
+        out = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
+                             text=True, timeout=30, check=False)
+    finally:
+        path.unlink(missing_ok=True)
+    if out.returncode != 0:
+        why = (out.stderr or out.stdout).strip().splitlines()
+        raise CloudError(f"haproxy refused the configuration: {why[-1] if why else '?'}")
+
+
+class Process:
+    """The HAProxy process of one balancer: its config and pid files live in `workdir`."""
+
+    def __init__(self, workdir: Path, name: str):
+        self.workdir = workdir
+        self.cfg = workdir / f"{name}.cfg"
+        self.pidfile = workdir / f"{name}.pid"
+        self.socket = workdir / f"{name}.sock"
+
+    def pid(self) -> int | None:
+        """The pid of the running process, or None (stale pid files are ignored)."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            return None
+        # the pid may have been reused by another program: it must be our haproxy
+        if not argv or not argv[0].endswith(b"haproxy") or str(self.cfg).encode() not in argv:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return None
+        except (OSError, IndexError):
+            return None
+        return pid
+
+    def alive(self) -> bool:
+        return self.pid() is not None
+
+    def write(self, text: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.cfg.with_suffix(".cfg.new")
+        tmp.write_text(text)
+        tmp.replace(self.cfg)
+
+    def start(self, text: str) -> int:
+        """Write `text` and (re)start: a running process hands over to the new one."""
+        self.write(text)
+        old = self.pid()
+        argv = [binary(), "-D", "-p", str(self.pidfile), "-f", str(self.cfg)]
+        if old:
+            argv += ["-sf", str(old)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL, check=False)
+        if out.returncode != 0:
+            why = (out.stderr or out.stdout).strip().splitlines()
+            raise CloudError(f"haproxy did not start: {why[-1] if why else 'no message'}")
+        for _ in range(50):
+            pid = self.pid()
+            if pid and pid != old:
+                return pid
+            time.sleep(0.05)
+        raise CloudError("haproxy did not start: it wrote no pid file")
+
+    def ensure(self, text: str) -> bool:
+        """Start the process if it is not running; True if it had to."""
+        if self.alive() and self.cfg.exists() and self.cfg.read_text() == text:
+            return False
+        self.start(text)
+        return True
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not self.alive():
+                    break
+                time.sleep(0.05)
+        for path in (self.cfg, self.pidfile, self.socket):
+            path.unlink(missing_ok=True)
+
+    def health(self) -> dict[str, str]:
+        """member name -> 'UP', 'DOWN', ... as the running process sees it ({} if none)."""
+        import socket
+        if not self.alive() or not self.socket.exists():
+            return {}
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(str(self.socket))
+                s.sendall(b"show stat\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return {}
+        out = {}
+        for line in data.decode(errors="replace").splitlines():
+            fields = line.split(",")
+            if len(fields) > 17 and not line.startswith("#") and \
+                    fields[1] not in ("FRONTEND", "BACKEND"):
+                out[fields[1]] = fields[17]
+        return out
+
+
+def tproxy_setup() -> str:
+    """Route replies addressed to a client's address back to HAProxy's transparent
+    sockets (`usesrc clientip`): mark packets of such sockets and deliver marked ones
+    locally. Idempotent; returns '' or why it could not be done."""
+    steps = [
+        ["nft", "add", "table", "ip", "nbcloud_lb"],
+        ["nft", "add", "chain", "ip", "nbcloud_lb", "divert",
+         "{ type filter hook prerouting priority mangle; }"],
+        ["nft", "flush", "chain", "ip", "nbcloud_lb", "divert"],
+        ["nft", "add", "rule", "ip", "nbcloud_lb", "divert", "meta", "l4proto", "tcp",
+         "socket", "transparent", "1", "meta", "mark", "set", "0x6e62", "accept"],
+    ]
+    for argv in steps:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            return f"{' '.join(argv[:3])}: {out.stderr.strip()}"
+    rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True,
+                           check=False).stdout
+    if "0x6e62" not in rules:
+        for argv in (["ip", "rule", "add", "fwmark", "0x6e62", "lookup", "2462"],
+                     ["ip", "route", "replace", "local", "0.0.0.0/0", "dev", "lo",
+                      "table", "2462"]):
+            out = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                return f"{' '.join(argv[:3])}: {out.stderr.strip()}"
+    return ""
+
+
+def tproxy_teardown() -> None:
+    """Undo `tproxy_setup` (when no balancer keeps client addresses any more)."""
+    for argv in (["nft", "delete", "table", "ip", "nbcloud_lb"],
+                 ["ip", "rule", "del", "fwmark", "0x6e62", "lookup", "2462"],
+                 ["ip", "route", "flush", "table", "2462"]):
+        subprocess.run(argv, capture_output=True, check=False)

@@ -1,0 +1,252 @@
+"""Host bring-up without systemd: `nbcloud host up [--netns NAME]` / `nbcloud host down`.
+
+`up` starts virtlogd and libvirtd when no daemon answers (inside a network namespace if
+asked, so bridges, dnsmasq and guests live there), then makes sure nbcloud's storage pools
+and NAT network exist. It records what it started in a state file, and `down` stops only
+that. Running `up` twice changes nothing.
+"""
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from nbcloud.core.errors import HostError
+from nbcloud.core.spec import check_name
+from nbcloud.providers.libvirt import nsexec
+
+SOCKET = Path("/var/run/libvirt/libvirt-sock")
+STATE = Path("/var/lib/nbcloud/host.json")
+NEEDED = {"libvirtd": "libvirt-daemon-system", "virtlogd": "libvirt-daemon-system",
+          "qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base",
+          "iptables": "iptables", "ip": "iproute2"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+def missing_programs() -> list[str]:
+    """Debian packages to install for programs that are not on PATH."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    return sorted({pkg for prog, pkg in NEEDED.items() if not shutil.which(prog, path=path)})
+
+
+def daemon_answers() -> bool:
+    """Whether a libvirtd is listening on the system socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(str(SOCKET))
+        return True
+    except OSError:
+        return False
+
+
+def _pid_of(pidfile: str) -> int | None:
+    try:
+        pid = int(Path(pidfile).read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _netns_of(pid: int) -> str | None:
+    """The name of the network namespace process `pid` runs in (None: the same as ours)."""
+    # Compared with ours and the named ones: /proc/1 may be out of reach in a sandbox.
+    try:
+        inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+        if inode == os.stat("/proc/self/ns/net").st_ino:
+            return None
+    except OSError:
+        return None
+    for entry in Path("/var/run/netns").glob("*"):
+        try:
+            if os.stat(entry).st_ino == inode:
+                return entry.name
+        except OSError:
+            continue
+    return "(an unnamed namespace)"
+
+
+def _load_state() -> dict:
+    try:
+        return json.loads(STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(state: dict) -> None:
+    STATE.parent.mkdir(parents=True, exist_ok=True)
+    STATE.write_text(json.dumps(state, indent=1))
+
+
+def _ensure_qemu_user() -> list[str]:
+    """libvirt runs QEMU as libvirt-qemu:kvm on Debian; create them if absent."""
+    done = []
+    try:
+        grp.getgrnam("kvm")
+    except KeyError:
+        _run("groupadd", "--system", "kvm")
+        done.append("created group kvm")
+    try:
+        pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        _run("useradd", "--system", "--gid", "kvm", "--home-dir", "/var/lib/libvirt",
+             "--shell", "/usr/sbin/nologin", "libvirt-qemu")
+        done.append("created user libvirt-qemu")
+    return done
+
+
+def _open_kvm_device() -> str | None:
+    """Give /dev/kvm the owner and mode udev gives it on Debian (root:kvm 0660)."""
+    dev = Path("/dev/kvm")
+    if not dev.exists():
+        return None
+    st = dev.stat()
+    kvm_gid = grp.getgrnam("kvm").gr_gid
+    if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
+        return None
+    os.chown(dev, -1, kvm_gid)
+    os.chmod(dev, (st.st_mode & 0o777) | 0o660)
+    return "opened /dev/kvm to the kvm group (as udev does)"
+
+
+def _wait_for_socket(timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon_answers():
+            return
+        time.sleep(0.1)
+    raise HostError(f"libvirtd did not answer on {SOCKET} within {timeout:.0f} s: "
+                    "see /var/log/libvirt/ and run `libvirtd` in the foreground to see why")
+
+
+def start_daemons(netns: str | None) -> list[str]:
+    """Start virtlogd and libvirtd unless a daemon answers; return what was done."""
+    done: list[str] = []
+    state = _load_state()
+    running = _pid_of("/var/run/libvirtd.pid")
+    if daemon_answers() and running:
+        where = _netns_of(running)
+        if where != netns:
+            raise HostError(
+                f"libvirtd already runs in {'netns ' + where if where else 'the host namespace'}"
+                f", not in {'netns ' + netns if netns else 'the host namespace'}: run "
+                "`nbcloud host down` first, or use that namespace")
+        return done
+    if os.geteuid() != 0:
+        raise HostError("starting the system libvirt daemon needs root: run `sudo nbcloud "
+                        "host up`, or use qemu:///session (no daemon set-up needed)")
+    missing = missing_programs()
+    if missing:
+        raise HostError("missing Debian packages: install them with `apt-get install "
+                        + " ".join(missing) + "` (or run `make setup`)")
+    for folder in ("/var/run/libvirt", "/var/log/libvirt", "/var/lib/libvirt"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    done += _ensure_qemu_user()
+    if (msg := _open_kvm_device()):
+        done.append(msg)
+    if netns:
+        check_name(netns, "network namespace name")
+        if not Path("/var/run/netns", netns).exists():
+            _run("ip", "netns", "add", netns)
+            state["created_netns"] = netns
+            done.append(f"created network namespace {netns}")
+        _run("ip", "-n", netns, "link", "set", "lo", "up")
+    if not _pid_of("/var/run/virtlogd.pid"):
+        _run("virtlogd", "-d")
+        state["virtlogd"] = _pid_of("/var/run/virtlogd.pid")
+        done.append("started virtlogd")
+    daemon = ["libvirtd", "-d"]
+    subprocess.run(nsexec.command(netns, daemon) if netns else daemon, check=True)
+    _wait_for_socket()
+    state["libvirtd"] = _pid_of("/var/run/libvirtd.pid")
+    state["netns"] = netns
+    _save_state(state)
+    done.append(f"started libvirtd{' in netns ' + netns if netns else ''}")
+    return done
+
+
+def up(netns: str | None = None) -> list[str]:
+    """Bring the host up; returns the list of changes (empty when all was in place)."""
+    from nbcloud.api import IMAGE_POOL, INSTANCE_POOL, Cloud, storage_paths
+    from nbcloud.providers.libvirt import LibvirtBackend
+    done = start_daemons(netns)
+    uri = "qemu:///system"
+    paths = storage_paths(uri)
+    # the pools first, on a bare connection: Cloud() would make them without saying so
+    backend = LibvirtBackend(uri)
+    try:
+        changed = [backend.ensure_pool(pool, str(paths[pool]))
+                   for pool in (INSTANCE_POOL, IMAGE_POOL)]
+    finally:
+        backend.close()
+    cloud = Cloud(uri)
+    try:
+        changed.append(cloud.ensure_default_network())
+    finally:
+        cloud.close()
+    if any(changed):
+        done.append("made sure the nbcloud pools and network exist and are active")
+    return done
+
+
+def _stop(pid: int | None, what: str, timeout: float = 15.0) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def down() -> list[str]:
+    """Stop what `up` started: its guests and networks, libvirtd, virtlogd, the netns."""
+    state = _load_state()
+    done: list[str] = []
+    libvirtd = state.get("libvirtd")
+    if libvirtd and _pid_of("/var/run/libvirtd.pid") == libvirtd:
+        done += _stop_guests_and_networks()
+        if _stop(libvirtd, "libvirtd"):
+            done.append("stopped libvirtd")
+    virtlogd = state.get("virtlogd")
+    if virtlogd and _pid_of("/var/run/virtlogd.pid") == virtlogd and _stop(virtlogd,
+                                                                             "virtlogd"):
+        done.append("stopped virtlogd")
+    netns = state.get("created_netns")
+    if netns and Path("/var/run/netns", netns).exists():
+        subprocess.run(["ip", "netns", "delete", netns], check=False)
+        done.append(f"deleted network namespace {netns}")
+    STATE.unlink(missing_ok=True)
+    if not done:
+        done.append("nothing to stop: nbcloud host up started nothing that still runs")
+    return done
+
+
+def _stop_guests_and_networks() -> list[str]:
+    """Guests and networks (dnsmasq) outlive libvirtd; stop them so nothing is left.
+    Their definitions stay, so `up` and `start` bring them back."""
+    from nbcloud.providers.libvirt import LibvirtBackend
+    backend = LibvirtBackend("qemu:///system")
+    try:
+        return backend.stop_everything()
+    finally:
+        backend.close()

@@ -1,0 +1,202 @@
+"""The image store: images live as volumes in the `nbcloud-images` pool.
+
+A kernel-boot image NAME is three volumes: NAME.vmlinuz, NAME.initrd and NAME.json (its
+boot command line and build digest); a disk image is NAME.qcow2 (or .raw) and NAME.json.
+A disk image may also carry NAME.vmlinuz and NAME.initrd (a root filesystem without a
+boot loader, booted by direct kernel boot, like the Debian cloud-init image).
+Keeping the description in the pool means a second machine, or a rebuilt inventory,
+finds the same images.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
+from nbcloud.core.spec import check_name
+
+IMAGE_POOL = "nbcloud-images"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    kind: str                      # 'kernel' (direct kernel boot) or 'disk'
+    digest: str
+    size: int                      # bytes on disk, all volumes
+    kernel: str | None = None      # volume paths on the host
+    initrd: str | None = None
+    cmdline: str | None = None
+    disk: str | None = None
+    disk_format: str | None = None
+    virtual_size: int | None = None   # bytes the guest sees (disk images)
+
+    @property
+    def boot(self) -> str:
+        """'kernel' (direct kernel boot) or 'disk' (the image's own boot loader)."""
+        return "kernel" if self.kernel else "disk"
+
+    def __str__(self) -> str:
+        return (f"image {self.name}: {self.kind} image, {self.boot} boot, "
+                f"{self.size / 2**20:.1f} MiB, digest {self.digest[:12]}")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        return (f"<b>image</b> {escape(self.name)} ({escape(self.kind)} image, "
+                f"{escape(self.boot)} boot, {self.size / 2**20:.1f} MiB)")
+
+
+class ImageStore:
+    """Images in one libvirt connection's image pool."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def _describe(self, name: str, volumes: dict[str, tuple[str, int]]) -> Image | None:
+        meta_vol = volumes.get(f"{name}.json")
+        if meta_vol is None:
+            return None
+        meta = json.loads(Path(meta_vol[0]).read_text())
+        size = sum(alloc for vol, (_, alloc) in volumes.items()
+                   if vol.startswith(f"{name}."))
+        if meta["kind"] == "kernel":
+            return Image(name, "kernel", meta["digest"], size,
+                         kernel=volumes[f"{name}.vmlinuz"][0],
+                         initrd=volumes[f"{name}.initrd"][0], cmdline=meta["cmdline"])
+        fmt = meta["format"]
+        kernel = volumes.get(f"{name}.vmlinuz") if meta.get("cmdline") else None
+        initrd = volumes.get(f"{name}.initrd") if meta.get("cmdline") else None
+        return Image(name, "disk", meta["digest"], size,
+                     kernel=kernel[0] if kernel else None,
+                     initrd=initrd[0] if initrd else None,
+                     cmdline=meta.get("cmdline"),
+                     disk=volumes[f"{name}.{fmt}"][0], disk_format=fmt,
+                     virtual_size=meta.get("virtual_size"))
+
+    def list(self) -> list[Image]:
+        volumes = self.backend.volumes(IMAGE_POOL)
+        names = sorted(v[:-5] for v in volumes if v.endswith(".json"))
+        return [img for n in names if (img := self._describe(n, volumes))]
+
+    def get(self, name: str) -> Image:
+        check_name(name, "image name")
+        image = self._describe(name, self.backend.volumes(IMAGE_POOL))
+        if image is None:
+            hint = "`%cloud image build tiny`" if name == "tiny" else "`%cloud image import`"
+            raise NotFound(f"image {name!r} does not exist: create it with {hint}")
+        return image
+
+    def put_kernel_image(self, name: str, kernel: Path, initrd: Path, cmdline: str,
+                         digest: str) -> Image:
+        """Store a kernel-boot image unless the same digest is there already."""
+        check_name(name, "image name")
+        try:
+            current = self.get(name)
+            if current.digest == digest:
+                return current
+        except NotFound:
+            pass
+        self.backend.upload_volume(IMAGE_POOL, f"{name}.vmlinuz", kernel)
+        self.backend.upload_volume(IMAGE_POOL, f"{name}.initrd", initrd)
+        # The description goes last: an interrupted upload leaves no half image listed.
+        self._put_meta(name, {"kind": "kernel", "cmdline": cmdline, "digest": digest})
+        return self.get(name)
+
+    def exists(self, name: str) -> bool:
+        """Whether NAME.json (what makes an image listed) is in the pool."""
+        return f"{name}.json" in self.backend.volumes(IMAGE_POOL)
+
+    def import_disk(self, name: str, source: str, *, sha256: str | None = None,
+                    progress=None, spool_dir: Path | None = None) -> Image:
+        """Import a qcow2 or raw disk image from a local path or an http(s) URL.
+
+        Streamed into the pool; on any failure (bad source, unknown format, checksum
+        mismatch, Ctrl-C) nothing is left behind."""
+        from nbcloud.images.importer import stream_into
+        check_name(name, "image name")
+        if self.exists(name):
+            raise AlreadyExists(f"image {name!r} exists already: pick another name or "
+                                f"delete it first (`%cloud image delete {name}`)")
+        stored: list[str] = []
+        paths: list[str] = []
+
+        def upload(fmt: str, size: int, read) -> None:
+            vol = f"{name}.{fmt}"
+            stored.append(vol)
+            paths.append(self.backend.upload_volume_stream(IMAGE_POOL, vol, size, read))
+
+        try:
+            got = stream_into(upload, source, sha256=sha256, progress=progress,
+                              spool_dir=spool_dir)
+            vsize = self._virtual_size(paths[0]) or got.virtual_size or got.size
+            self._put_meta(name, {"kind": "disk", "format": got.format,
+                                  "digest": got.sha256, "virtual_size": vsize,
+                                  "source": source})
+        except BaseException:
+            for vol in stored:
+                self.backend.delete_volume(IMAGE_POOL, vol)
+            raise
+        return self.get(name)
+
+    def put_disk_image(self, name: str, disk: Path, fmt: str, digest: str, *,
+                       kernel: Path | None = None, initrd: Path | None = None,
+                       cmdline: str | None = None) -> Image:
+        """Store a built disk image (with kernel and initrd for direct kernel boot)
+        unless the same digest is there already."""
+        check_name(name, "image name")
+        if self.exists(name):
+            current = self.get(name)
+            if current.digest == digest:
+                return current
+            self._in_use_check(name)
+        self.backend.delete_volume(IMAGE_POOL, f"{name}.json")
+        uploads = [(disk, f"{name}.{fmt}")]
+        if kernel and initrd:
+            uploads += [(kernel, f"{name}.vmlinuz"), (initrd, f"{name}.initrd")]
+        for path, vol in uploads:
+            self.backend.upload_volume(IMAGE_POOL, vol, path)
+        meta = {"kind": "disk", "format": fmt, "digest": digest,
+                "virtual_size": self._virtual_size(str(disk)) or disk.stat().st_size}
+        if kernel and initrd:
+            meta["cmdline"] = cmdline or ""
+        self._put_meta(name, meta)
+        return self.get(name)
+
+    @staticmethod
+    def _virtual_size(path: str) -> int | None:
+        """The guest-visible size by `qemu-img info` (None where the file is not here)."""
+        if not Path(path).exists():
+            return None
+        try:
+            out = subprocess.run(["qemu-img", "info", "-U", "--output", "json", path],
+                                 capture_output=True, text=True, check=True, timeout=60)
+            return int(json.loads(out.stdout)["virtual-size"])
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+            return None
+
+    def users(self, name: str) -> list[str]:
+        """Instances whose disks come from image `name`."""
+        return sorted(n for n, meta in self.backend.managed().items()
+                      if meta.get("image") == name)
+
+    def _in_use_check(self, name: str) -> None:
+        users = self.users(name)
+        if users:
+            raise CloudError(f"image {name!r} is in use by instance(s) "
+                             f"{', '.join(users)}: delete them first")
+
+    def _put_meta(self, name: str, meta: dict) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(meta, f)
+            f.flush()
+            self.backend.upload_volume(IMAGE_POOL, f"{name}.json", Path(f.name))
+
+    def delete(self, name: str) -> None:
+        self.get(name)  # NotFound with a hint if there is no such image
+        self._in_use_check(name)
+        self.backend.delete_volume(IMAGE_POOL, f"{name}.json")
+        for suffix in ("vmlinuz", "initrd", "qcow2", "raw"):
+            self.backend.delete_volume(IMAGE_POOL, f"{name}.{suffix}")

@@ -1,0 +1,122 @@
+"""CD-ROMs: an ISO made from a folder with pycdlib, stored as a volume, attached read-only.
+
+The tiny guest's kernel has no IDE, SATA or SCSI cdrom driver, so an ISO is attached as a
+read-only **virtio disk** (`device='disk'`, `<readonly/>`) by default: the guest sees
+/dev/vdX with an ISO9660 filesystem (`mount -t iso9660 /dev/vdX /mnt`). Full images
+prefer a real cdrom: `bus='sata'` attaches `device='cdrom'` on a SATA controller (which
+QEMU cannot hot-plug, so only to a stopped instance).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pycdlib
+
+from nbcloud.core.errors import CloudError
+from nbcloud.core.spec import check_name
+from nbcloud.services.volumes import Volume
+
+if TYPE_CHECKING:
+    from nbcloud.api import Cloud
+
+
+def build_iso(folder: Path, out: Path, label: str = "NBCLOUD") -> int:
+    """Write an ISO9660 image (Joliet + Rock Ridge) of `folder` to `out`; return the
+    number of files.
+
+    ISO9660 names are generated (D0000001, F0000001.;1): readers use the Rock Ridge and
+    Joliet names, which keep the originals."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CloudError(f"folder {str(folder)!r} is not a directory")
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09",
+            vol_ident="".join(c if c.isalnum() else "_" for c in label.upper())[:32])
+    count, seq = 0, 0
+    handles = []
+    try:
+        stack = [(folder, "", "")]  # (host dir, iso9660 path, joliet path)
+        while stack:
+            host, iso_dir, joliet_dir = stack.pop()
+            for entry in sorted(os.scandir(host), key=lambda e: e.name):
+                if len(entry.name) > 64:
+                    raise CloudError(f"file name {entry.name[:40]!r}... is longer than the "
+                                     "64 characters an ISO (Joliet) allows")
+                seq += 1
+                joliet = f"{joliet_dir}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    path = f"{iso_dir}/D{seq:07d}"
+                    iso.add_directory(path, rr_name=entry.name, joliet_path=joliet)
+                    stack.append((Path(entry.path), path, joliet))
+                elif entry.is_file(follow_symlinks=False):
+                    fh = open(entry.path, "rb")
+                    handles.append(fh)
+                    iso.add_fp(fh, os.fstat(fh.fileno()).st_size, f"{iso_dir}/F{seq:07d}.;1",
+                               rr_name=entry.name, joliet_path=joliet)
+                    count += 1
+                else:
+                    raise CloudError(f"{entry.path!r} is neither a file nor a folder (ISOs "
+                                     "here hold plain files and folders only)")
+        iso.write(str(out))
+    finally:
+        iso.close()
+        for fh in handles:
+            fh.close()
+    return count
+
+
+class CdRoms:
+    """`cloud.cdroms`: ISOs made from folders, stored as volumes `NAME.iso`."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+
+    def create(self, name: str, folder: str | Path, pool: str | None = None, *,
+               stack: str = "adhoc") -> Volume:
+        """Make an ISO of `folder` and store it as volume `name` (the ssd pool unless
+        `pool`)."""
+        check_name(name, "cdrom name")
+        volumes = self.cloud.volumes
+        if pool is not None:
+            volumes._check_pool(pool)
+        volumes._check_free_name(name)
+        if not Path(folder).is_dir():
+            raise CloudError(f"folder {str(folder)!r} is not a directory")
+        backend = self.cloud.backend
+
+        def steps(undo: list) -> Volume:
+            target_pool = pool or volumes.ensure_tier_pool("ssd")
+            with tempfile.TemporaryDirectory(prefix="nbcloud-iso-") as tmp:
+                iso = Path(tmp) / "image.iso"
+                files = build_iso(Path(folder), iso, name)
+                backend.upload_volume(target_pool, f"{name}.iso", iso, "raw")
+            undo.append(lambda: backend.delete_volume(target_pool, f"{name}.iso"))
+            volumes._record(name, "available", "cdrom", pool=target_pool, files=files,
+                            attached_to="", stack=stack)
+            return Volume(self.cloud, name)
+        return volumes._operation("create", name, "cdrom", steps, folder=str(folder))
+
+    def get(self, name: str) -> Volume:
+        vol = self.cloud.volumes.get(name)
+        if vol.kind != "cdrom":
+            raise CloudError(f"volume {name!r} is a data volume, not a cdrom")
+        return vol
+
+    def list(self) -> list[Volume]:
+        return self.cloud.volumes.list(kind="cdrom")
+
+    def attach(self, name: str, instance: str, bus: str = "virtio") -> Volume:
+        """Attach ISO `name` read-only; `bus='sata'` for a real cdrom (stopped instances)."""
+        self.get(name)
+        return self.cloud.volumes.attach(name, instance, bus=bus)
+
+    def detach(self, name: str, instance: str | None = None) -> Volume:
+        self.get(name)
+        return self.cloud.volumes.detach(name, instance)
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        self.cloud.volumes.delete(name)

@@ -1,0 +1,119 @@
+"""Launching instances: each create runs in a worker thread, watched from the caller's.
+
+The caller's thread only waits, ticks the progress (elapsed time) and takes Ctrl-C: a
+kernel interrupt raises KeyboardInterrupt in the main thread, never in a worker, so the
+workers are told to give up at their next safe point (before the domain starts, or in the
+SSH wait). Each then either rolls back what it made (not started: nothing is left) or
+leaves a running instance recorded as 'starting'. The caller gets `Interrupted` with one
+line saying which is which.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from nbcloud.core.errors import CloudError, Interrupted
+
+if TYPE_CHECKING:
+    from nbcloud.core.spec import InstanceSpec
+    from nbcloud.services.instances import Instance, Instances
+
+#: The stages of one create, in order (a progress bar's steps); "started" ends a create
+#: that does not wait for SSH, "failed" one that went wrong.
+STAGES = ("queued", "provisioning", "starting", "booting", "ready")
+
+
+class Watch:
+    """What the workers report to and what tells them to stop: stage per instance (with
+    the time it was reached), and a cancel flag. Thread-safe."""
+
+    def __init__(self, names: list[str], wait: bool, progress=None):
+        self.names = names
+        self.wait = wait
+        self.progress = progress
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stages = {n: ("queued", self.start) for n in names}
+        self._cancel = threading.Event()
+
+    def stage(self, name: str, stage: str) -> None:
+        with self._lock:
+            self._stages[name] = (stage, time.monotonic())
+
+    def stages(self) -> dict[str, tuple[str, float]]:
+        with self._lock:
+            return dict(self._stages)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self, name: str) -> None:
+        """A worker's safe point: give up here if the user interrupted."""
+        if self._cancel.is_set():
+            raise KeyboardInterrupt(f"the create of {name} was cancelled")
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self)
+
+
+def _fate(instances: Instances, name: str, future: concurrent.futures.Future,
+          wait: bool) -> str:
+    """One clause of the interrupted message: what became of instance `name`."""
+    if future.done() and not future.cancelled():
+        exc = future.exception()
+        if exc is None:
+            return f"{name} is SSH-ready" if wait else f"{name} is running"
+        if not isinstance(exc, KeyboardInterrupt):  # failed on its own, before Ctrl-C
+            return f"{name} failed ({exc})"
+    backend = instances.cloud.backend
+    if backend.exists(name):
+        try:
+            state = backend.state(name)
+        except CloudError:  # gone meanwhile
+            state = "gone"
+        if state == "running":
+            return f"{name} is running but not SSH-ready yet"
+        return f"{name} is {state}"
+    return f"{name} was not created"
+
+
+def launch(instances: Instances, specs: list[InstanceSpec], wait: bool, stack: str,
+           progress=None, keep: bool = False) -> list[Instance]:
+    """Create `specs` in parallel threads; returns the instances in order. Ctrl-C raises
+    `Interrupted` after every worker has settled."""
+    watch = Watch([s.name for s in specs], wait, progress)
+    pool = ThreadPoolExecutor(max_workers=min(len(specs), 8),
+                              thread_name_prefix="nbcloud-create")
+    futures = [pool.submit(instances._create_one, s, wait, stack, watch, keep)
+               for s in specs]
+    try:
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = concurrent.futures.wait(pending, timeout=0.25)
+                watch.tick()
+        except KeyboardInterrupt:
+            watch.cancel()
+            for f in futures:
+                f.cancel()
+            concurrent.futures.wait(futures)
+            fates = [_fate(instances, s.name, f, wait) for s, f in zip(specs, futures)]
+            message = "interrupted: " + "; ".join(fates)
+            if progress is not None:
+                progress.finish(watch, message)
+            raise Interrupted(message) from None
+    finally:
+        pool.shutdown(wait=True)
+    for s, f in zip(specs, futures):
+        if f.exception() is not None:
+            watch.stage(s.name, "failed")
+    if progress is not None:
+        progress.finish(watch, None)
+    return [f.result() for f in futures]  # the first failure, as the caller would see it

@@ -1,0 +1,137 @@
+"""`cloud.adopt(name, kind, stack)`: bring an object made outside nbcloud (with virsh,
+say) into the inventory, so that plan, drift and destroy manage it from then on.
+
+An instance gets nbcloud's metadata mark, written from what its XML shows (vCPUs and
+memory as a flavor, NICs as networks and MACs), with `adopted` set: its image is unknown,
+so a cell declaring it does not replace it over the image. Its disks stay its own: a
+destroy undefines the domain and leaves them. libvirt 9.0 keeps no metadata on networks,
+so an adopted network is marked in the inventory only (a rebuilt inventory forgets it).
+A volume can be adopted only if its file is named as nbcloud names them.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
+from nbcloud.core.flavors import CATALOGUE
+from nbcloud.core.spec import check_name
+from nbcloud.services.networks import is_managed
+from nbcloud.workflows import hostkeys as adopt_ssh
+
+if TYPE_CHECKING:
+    from nbcloud.api import Cloud
+
+KINDS = ("instance", "network", "volume")
+
+
+def flavor_for(vcpus: int, memory: int) -> str:
+    """The catalogue flavor of that size with a whole CPU (an adopted domain has no CPU
+    cap) and no local disk, else a custom one."""
+    for flavor in CATALOGUE.values():
+        if (flavor.vcpus, flavor.memory, flavor.cpu_share, flavor.local_disk) == \
+                (vcpus, memory, 1.0, 0):
+            return flavor.name
+    return f"custom-{vcpus}c-{memory >> 20}m"
+
+
+def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc", *,
+          ssh: bool = False, user: str | None = None, key: str | None = None) -> str:
+    """Adopt libvirt object `name` of `kind` into stack `stack`; returns what was done.
+    `ssh` also pins an instance's SSH host key (adopt_ssh.py), for login as `user`
+    (root) with login key `key` (default); for an instance adopted already, only that."""
+    if kind not in KINDS:
+        raise InvalidSpec(f"adopt: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if (user is not None or key is not None) and not ssh:
+        raise InvalidSpec("adopt: --user and --key go with --ssh")
+    if ssh and kind != "instance":
+        raise InvalidSpec(f"adopt: --ssh is for instances, not a {kind}")
+    check_name(name, f"{kind} name")
+    check_name(stack, "stack name")
+    login = None
+    if ssh:
+        login = (user or "root", key or "default")
+        adopt_ssh.check_login(*login)
+    recorded = {r.name: r for r in cloud.inventory.resources(cloud.uri, kind)}
+    if name in recorded and login and recorded[name].spec.get("adopted"):
+        with cloud.inventory.operation(cloud.uri, "adopt", kind, name,
+                                       stack=recorded[name].stack) as op:
+            op.detail = _pin_adopted(cloud, name, login)
+        return op.detail
+    if name in recorded:
+        made = " (nbcloud made it, so it pinned its host key then)" if login else ""
+        raise AlreadyExists(f"{kind} {name!r} is in the inventory already (stack "
+                            f"{recorded[name].stack!r}): nothing to adopt{made}")
+    with cloud.inventory.operation(cloud.uri, "adopt", kind, name, stack=stack) as op:
+        if kind == "instance":
+            op.detail = _instance(cloud, name, stack, login)
+        else:
+            op.detail = {"network": _network, "volume": _volume}[kind](cloud, name, stack)
+    return op.detail
+
+
+def _pin_adopted(cloud: Cloud, name: str, login: tuple[str, str]) -> str:
+    """Pin the host key of instance `name`, adopted earlier without --ssh (or again)."""
+    meta = cloud.backend.metadata(name)
+    values, shown = adopt_ssh.pin(cloud, name, cloud.backend.domain_facts(name), *login)
+    cloud.backend.set_metadata(name, {**meta, **values})
+    cloud.instances.close_session(name)   # a session from before the new pin must go
+    return shown
+
+
+def _instance(cloud: Cloud, name: str, stack: str,
+              login: tuple[str, str] | None = None) -> str:
+    backend = cloud.backend
+    facts = backend.domain_facts(name)   # NotFound
+    flavor = flavor_for(facts["vcpus"], facts["memory"])
+    nets = [n for n, _mac in facts["nics"]]
+    if facts["marked"]:
+        # nbcloud's already (made from another inventory): record it as its mark says
+        meta = backend.metadata(name)
+        done = f"recorded instance {name} (it carries nbcloud's mark already)"
+        if login and meta.get("adopted"):   # adopted by another inventory
+            done = f"{done}; {_pin_adopted(cloud, name, login)}"
+    else:
+        meta = {"kind": "instance", "stack": stack, "image": "", "flavor": flavor,
+                "networks": ",".join(nets), "mac": ",".join(m for _n, m in facts["nics"]),
+                "ip": "", "ips": "", "key": "", "volumes": "", "adopted": "1",
+                "created": str(int(time.time()))}
+        shown = ""
+        if login:   # the key is fetched before anything is written
+            values, shown = adopt_ssh.pin(cloud, name, facts, *login)
+            meta.update(values)
+        backend.mark_domain(name, meta)
+        done = (f"adopted instance {name} into stack {stack} as {flavor} on "
+                f"{','.join(nets) or 'no network'}" + (f"; {shown}" if shown else ""))
+    cloud.inventory.put(
+        cloud.uri, "instance", name, uuid=facts["uuid"], stack=meta.get("stack") or stack,
+        state="running" if facts["running"] else "stopped",
+        spec={"image": meta.get("image", ""), "flavor": meta.get("flavor", flavor),
+              "networks": nets, "volumes": [], "adopted": True})
+    return done
+
+
+def _network(cloud: Cloud, name: str, stack: str) -> str:
+    info = next((i for i in cloud.backend.network_infos() if i.name == name), None)
+    if info is None:
+        raise NotFound(f"network {name!r} does not exist, or has no IPv4 address (nbcloud "
+                       "manages IPv4 networks only)")
+    cloud.inventory.put(cloud.uri, "network", name, stack=stack,
+                        state="active" if cloud.backend.network_active(name) else "inactive",
+                        spec={"cidr": str(info.network), "mode": info.mode,
+                              "bridge": info.bridge, "adopted": not is_managed(info)})
+    return f"adopted network {name} ({info.network} {info.mode}) into stack {stack}"
+
+
+def _volume(cloud: Cloud, name: str, stack: str) -> str:
+    info = cloud.volumes._all().get(name)
+    if info is None or info.name.endswith(".iso"):
+        raise CloudError(f"volume {name!r}: nbcloud adopts volumes whose file is named "
+                         f"{name}.ssd.qcow2 or {name}.hdd.qcow2 in a pool (libvirt cannot "
+                         "rename a volume): copy the data into a `%cloud volume create`d one")
+    tier = info.name.split(".")[-2]
+    users = cloud.backend.disk_users(info.path)
+    cloud.volumes._record(name, "attached" if users else "available", tier=tier,
+                          pool=info.pool, size=info.capacity,
+                          attached_to=users[0][0] if users else "", stack=stack)
+    return f"adopted volume {name} ({info.name} in {info.pool}) into stack {stack}"

@@ -1,0 +1,120 @@
+"""`nbcloud doctor`: what works here, and one line on how to fix each problem."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from nbcloud.core.errors import CloudError, NotFound
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: str
+    ok: bool = True
+    fix: str = ""
+
+
+class Report:
+    def __init__(self, checks: list[Check]):
+        self.checks = checks
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def __getitem__(self, name: str) -> str:
+        return next(c.value for c in self.checks if c.name == name)
+
+    def __str__(self) -> str:
+        lines = []
+        for c in self.checks:
+            lines.append(f"{c.name}: {c.value}")
+            if not c.ok:
+                lines.append(f"  fix: {c.fix}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(c.name)}</th>"
+            f"<td style='text-align:left;color:{'inherit' if c.ok else '#c0392b'}'>"
+            f"{html.escape(c.value)}{'' if c.ok else ' — ' + html.escape(c.fix)}</td></tr>"
+            for c in self.checks)
+        return f"<b>nbcloud doctor</b><table>{rows}</table>"
+
+
+def diagnose(uri: str | None = None, cloud=None) -> Report:
+    """Check the daemon, accelerator, pools, networks and images of `uri`."""
+    from nbcloud.api import DEFAULT_NETWORK, INSTANCE_POOL, Cloud
+    from nbcloud.core import config
+    from nbcloud.providers.libvirt import host
+    from nbcloud.providers.libvirt.images import IMAGE_POOL
+    from nbcloud.services.instances import USER_NETWORK, default_network
+
+    checks: list[Check] = []
+    missing = host.missing_programs()
+    if missing:
+        checks.append(Check("packages", "missing " + ", ".join(missing), False,
+                            "apt-get install " + " ".join(missing) + " (or `make setup`)"))
+    uri = cloud.uri if cloud else (uri or config.default_uri())
+    checks.append(Check("uri", uri))
+    own = cloud is None
+    try:
+        cloud = cloud or Cloud(uri)
+    except CloudError as exc:
+        checks.append(Check("daemon", "not answering", False,
+                            "run `nbcloud host up` (as root) to start libvirtd" if
+                            uri.startswith("qemu:///system") else str(exc)))
+        return Report(checks)
+    try:
+        v = cloud.backend.versions()
+        checks.append(Check("libvirt", v["libvirt"]))
+        checks.append(Check("hypervisor", v["hypervisor"]))
+        acc = cloud.accelerator()
+        checks.append(Check("accelerator", acc["accelerator"]))
+        checks.append(Check("accelerator reason", acc["reason"]))
+        pools = cloud.backend.pool_names()
+        checks.append(Check("pools", ", ".join(pools) or "(none)",
+                            INSTANCE_POOL in pools and IMAGE_POOL in pools,
+                            "run `nbcloud host up`"))
+        nets = cloud.backend.network_names()
+        if default_network(cloud.uri) == USER_NETWORK:
+            # a session daemon cannot make bridges: instances default to user networking
+            checks.append(Check("networks", ", ".join(["user (user-mode; SSH through a "
+                                                       "loopback port)", *nets])))
+        else:
+            net_ok = DEFAULT_NETWORK in nets and \
+                cloud.backend.network_active(DEFAULT_NETWORK)
+            checks.append(Check("networks", ", ".join(nets) or "(none)", net_ok or
+                                cloud.backend.is_test_driver,
+                                f"run `nbcloud host up` to create and start the "
+                                f"{DEFAULT_NETWORK!r} NAT network"))
+        images = [i.name for i in cloud.images.list()]
+        try:
+            cloud.images.get("tiny")
+            tiny_ok = True
+        except NotFound:
+            tiny_ok = False
+        checks.append(Check("images", ", ".join(images) or "(none)", tiny_ok,
+                            "run `nbcloud image build tiny`"))
+        checks.append(Check("inventory", str(cloud.inventory.path)))
+        for note in getattr(cloud, "recovery", []):
+            checks.append(Check("recovery", note))
+        interrupted = [o for o in cloud.inventory.operations(500)
+                       if o["result"] == "interrupted"]
+        if interrupted:
+            checks.append(Check("interrupted operations", ", ".join(
+                f"{o['id']}: {o['verb']} {o['kind']} {o['name']}" for o in interrupted),
+                False, "`%cloud recover ID` undoes what each half-made, `%cloud recover "
+                "ID --resume` finishes it"))
+        pending = cloud.inventory.unfinished()
+        if pending:
+            # dead processes' operations were settled as 'interrupted' on open (recovery.py)
+            checks.append(Check("operations under way", ", ".join(
+                f"{p['verb']} {p['kind']} {p['name']} (pid {p['pid']})" for p in pending)))
+    finally:
+        if own:
+            cloud.close()
+    return Report(checks)

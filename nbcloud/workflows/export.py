@@ -1,0 +1,92 @@
+"""Exports of what the inventory knows: an Ansible inventory of the instances, and the
+stacks as the `%%cloud apply` cells they were last applied from.
+
+Neither ever contains key material: the Ansible inventory names the path of each
+instance's login key, never its contents.
+"""
+from __future__ import annotations
+
+import html
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nbcloud.core.errors import NotFound
+from nbcloud.core.spec import InvalidSpec
+from nbcloud.services import keys
+
+if TYPE_CHECKING:
+    from nbcloud.api import Cloud
+
+
+@dataclass(frozen=True)
+class Export:
+    """The text of an export; shown as is, or written to a file with `save`."""
+    kind: str
+    text: str
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        path.write_text(self.text)
+        return path
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<b>{html.escape(self.kind)}</b><pre>{html.escape(self.text)}</pre>"
+
+
+def ansible_group(stack: str) -> str:
+    """Ansible group names are identifiers: `my-lab` -> `my_lab`."""
+    return re.sub(r"\W", "_", stack)
+
+
+def _key_path(name: str) -> str | None:
+    try:
+        key = keys.get_key(name)
+    except (NotFound, InvalidSpec):
+        return None
+    return str(key.private_path) if key.has_private else None
+
+
+def ansible(cloud: Cloud) -> Export:
+    """An INI Ansible inventory: one group per stack, one host line per instance."""
+    live = cloud.backend.managed()
+    groups: dict[str, list[str]] = {}
+    notes = []
+    for r in cloud.inventory.resources(cloud.uri, "instance"):
+        meta = live.get(r.name)
+        if meta is None:
+            notes.append(f"# {r.name} (stack {r.stack}) is recorded but not in libvirt")
+            continue
+        if not meta.get("ip"):
+            notes.append(f"# {r.name} (stack {r.stack}) has no address")
+            continue
+        line = f"{r.name} ansible_host={meta['ip']} ansible_user=root"
+        key = _key_path(meta.get("key") or "default")
+        if key is None:
+            notes.append(f"# {r.name}: key {meta.get('key') or 'default'!r} has no private "
+                         "file here; pass --private-key yourself")
+        else:
+            line += f" ansible_ssh_private_key_file={key}"
+        groups.setdefault(ansible_group(r.stack), []).append(line)
+    lines = [f"# nbcloud instances on {cloud.uri}, {time.strftime('%Y-%m-%d %H:%M:%S')}"]
+    lines += notes
+    for group in sorted(groups):
+        lines += ["", f"[{group}]", *groups[group]]
+    return Export("ansible inventory", "\n".join(lines) + "\n")
+
+
+def cells(cloud: Cloud) -> Export:
+    """Every stack's cell text, as the `%%cloud apply --stack NAME` cell to re-run."""
+    parts = []
+    for st in cloud.inventory.stacks():
+        if st["source"] is None:
+            continue
+        parts.append(f"%%cloud apply --stack {st['name']}\n{st['source'].strip()}\n")
+    return Export("stacks as cells", "\n".join(parts) if parts else "# no stacks applied\n")

@@ -1,0 +1,291 @@
+"""Instance pools: `cloud.ipools` (create, scale, list, delete), N instances from one
+template, members NAME-1..NAME-N (the stack `count` convention).
+
+A pool is an inventory resource of kind "ipool", spec {"members": [names], "template":
+{image, flavor, network, user_data, secgroups}, "lb": balancer or None, "policy":
+autoscale policy or None, "resized": when its size last changed}. Members join the
+pool's load balancer when they are up and leave it before they are deleted. A pool with
+a policy is resized by the autoscaler (autoscale.py) on the monitor's ticks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from nbcloud.core.display import Table, card
+from nbcloud.core.errors import AlreadyExists, NotFound
+from nbcloud.core.flavors import get_flavor
+from nbcloud.core.scaling import Autoscaler, Policy
+from nbcloud.core.spec import InvalidSpec, check_count, check_name
+from nbcloud.services.instances import USER_NETWORK, default_network
+
+if TYPE_CHECKING:
+    from nbcloud.api import Cloud
+
+KIND = "ipool"
+MAX_SIZE = 32
+MAX_PARALLEL = 3
+
+
+class InstancePool:
+    """A handle on one pool; `members` and `size` read the inventory."""
+
+    def __init__(self, cloud: Cloud, name: str):
+        self.cloud = cloud
+        self.name = name
+
+    @property
+    def spec(self) -> dict:
+        return self.cloud.ipools._record(self.name).spec
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.spec["members"])
+
+    @property
+    def size(self) -> int:
+        return len(self.spec["members"])
+
+    @property
+    def policy(self) -> Policy | None:
+        return Policy.from_json(self.spec.get("policy"))
+
+    def scale(self, size: int) -> InstancePool:
+        return self.cloud.ipools.scale(self.name, size)
+
+    def _rows(self) -> dict[str, str]:
+        s = self.spec
+        t = s["template"]
+        policy = Policy.from_json(s.get("policy"))
+        return {"size": str(len(s["members"])), "members": ", ".join(s["members"]) or "-",
+                "template": f"{t['image']} {t['flavor']} on {t['network']}",
+                "security groups": ", ".join(t.get("secgroups", [])) or "-",
+                "load balancer": s.get("lb") or "-",
+                "autoscale": policy.describe() if policy else "by hand"}
+
+    def __repr__(self) -> str:
+        try:
+            rows = self._rows()
+        except NotFound:
+            return f"<InstancePool {self.name} (gone)>"
+        return f"<InstancePool {self.name} " + " ".join(
+            f"{k.replace(' ', '_')}={v}" for k, v in rows.items()) + ">"
+
+    def _repr_html_(self) -> str:
+        try:
+            rows = self._rows()
+        except NotFound:
+            return card("instance pool", self.name, None)
+        return card("instance pool", self.name, rows)
+
+
+class InstancePools:
+    """`cloud.ipools`: pools of like instances, scaled by hand or by a metric rule."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+        self._locks: dict[str, threading.Lock] = {}
+        self.autoscaler = Autoscaler(cloud)
+
+    # ----- reading --------------------------------------------------------------------
+    def records(self):
+        return self.cloud.inventory.resources(self.cloud.uri, KIND)
+
+    def _record(self, name: str):
+        check_name(name, "pool name")
+        for r in self.records():
+            if r.name == name:
+                return r
+        raise NotFound(f"instance pool {name!r} does not exist (see `%cloud ipool list`)")
+
+    def get(self, name: str) -> InstancePool:
+        self._record(name)
+        self._autoscale()
+        return InstancePool(self.cloud, name)
+
+    __getitem__ = get
+
+    def list(self) -> list[InstancePool]:
+        return [InstancePool(self.cloud, r.name) for r in self.records()]
+
+    def table(self) -> Table:
+        self._autoscale()
+        rows = []
+        for r in self.records():
+            t, policy = r.spec["template"], Policy.from_json(r.spec.get("policy"))
+            rows.append((r.name, len(r.spec["members"]), ", ".join(r.spec["members"]) or "-",
+                         f"{t['image']} {t['flavor']} on {t['network']}",
+                         r.spec.get("lb") or "-", policy.describe() if policy else "-"))
+        return Table(["pool", "size", "members", "template", "lb", "autoscale"], rows,
+                     "instance pools")
+
+    # ----- writes ---------------------------------------------------------------------
+    def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
+               network: str | None = None, size: int = 1, *, user_data: str | None = None,
+               secgroups: tuple[str, ...] | list[str] = (), lb: str | None = None,
+               scale_out: str | None = None, scale_in: str | None = None,
+               min_size: int | None = None, max_size: int | None = None,
+               stack: str = "adhoc") -> InstancePool:
+        """Create pool `name` of `size` instances NAME-1..NAME-N; refused, with nothing
+        changed, on any bad input (a bad rule, --min above --max, an unknown balancer)."""
+        check_name(name, "pool name")
+        n = check_count(size, "size", maximum=MAX_SIZE)
+        check_name(image, "image name")
+        get_flavor(flavor)
+        network = network or default_network(self.cloud.uri)
+        check_name(network, "network name")
+        policy = Policy.parse(scale_out, scale_in, min_size, max_size)
+        if policy is not None and not policy.min <= n <= policy.max:
+            raise InvalidSpec(f"size {n} is outside --min {policy.min} .. --max "
+                              f"{policy.max}: start the pool within its bounds")
+        if any(r.name == name for r in self.records()):
+            raise AlreadyExists(f"instance pool {name!r} exists already")
+        if network != USER_NETWORK:  # user-mode networking has no libvirt network
+            self.cloud.networks.get(network)
+        if lb is not None:
+            balancer = self.cloud.lbs._record(lb)
+            if balancer.spec["network"] != network:
+                raise InvalidSpec(f"load balancer {lb!r} is on network "
+                                  f"{balancer.spec['network']!r}, the pool on {network!r}: "
+                                  "put them on one network")
+        for g in secgroups:
+            self.cloud.secgroups.get(g)
+        self.cloud.images.get(image)
+        names = [f"{name}-{i}" for i in range(1, n + 1)]
+        for member in names:
+            if self.cloud.backend.exists(member):
+                raise AlreadyExists(f"instance {member!r} exists already: a pool's members "
+                                    f"are called {name}-1..{name}-N; pick another name")
+        spec = {"members": [], "lb": lb, "resized": 0.0,
+                "policy": policy.to_json() if policy else None,
+                "template": {"image": image, "flavor": flavor, "network": network,
+                             "user_data": user_data, "secgroups": list(secgroups)}}
+        cloud = self.cloud
+        with cloud.inventory.operation(cloud.uri, "create", KIND, name, size=n, image=image,
+                                       flavor=flavor, network=network, lb=lb,
+                                       policy=spec["policy"], stack=stack):
+            cloud.inventory.put(cloud.uri, KIND, name, state="creating", spec=spec,
+                                stack=stack)
+            try:
+                self._grow(name, names)
+            except BaseException:
+                self._delete_members(name, self._record(name).spec["members"])
+                cloud.inventory.remove(cloud.uri, KIND, name)
+                raise
+            cloud.inventory.set_state(cloud.uri, KIND, name, "active")
+        self._autoscale()
+        return InstancePool(cloud, name)
+
+    def _lock(self, name: str) -> threading.Lock:
+        return self._locks.setdefault(name, threading.Lock())
+
+    def _save(self, name: str, **changes) -> None:
+        r = self._record(name)
+        self.cloud.inventory.put(self.cloud.uri, KIND, name, state=r.state,
+                                 spec={**r.spec, **changes}, stack=r.stack)
+
+    def _grow(self, name: str, names: list[str]) -> None:
+        """Create members `names` from the template, record them, add them to the lb."""
+        cloud = self.cloud
+        r = self._record(name)
+        t = r.spec["template"]
+
+        def one(member: str) -> str:
+            cloud.instances.create(member, t["image"], t["flavor"], t["network"],
+                                   user_data=t.get("user_data"), stack=r.stack)
+            for group in t.get("secgroups", []):
+                cloud.secgroups.attach(group, member)
+            return member
+
+        made, failure = [], None
+        with ThreadPoolExecutor(max_workers=min(len(names), MAX_PARALLEL) or 1) as pool:
+            for future in [pool.submit(one, m) for m in names]:
+                try:
+                    made.append(future.result())
+                except BaseException as exc:  # keep the ones that came up; report
+                    failure = failure or exc
+        members = r.spec["members"] + [m for m in names if m in made]
+        self._save(name, members=members, resized=time.time())
+        if made and r.spec.get("lb"):
+            cloud.lbs.add_members(r.spec["lb"], made)
+        if failure is not None:
+            raise failure
+
+    def _delete_members(self, name: str, names: list[str]) -> None:
+        """Take `names` out of the balancer, then delete them."""
+        cloud = self.cloud
+        r = self._record(name)
+        lb = r.spec.get("lb")
+        if lb and any(b.name == lb for b in cloud.lbs.list()):
+            keep = [m for m in cloud.lbs._record(lb).spec["members"] if m not in names]
+            cloud.lbs.set_members(lb, keep, "member remove")
+        monitor = getattr(cloud, "_monitor", None)
+        if monitor is not None:   # no more samples of members that are going
+            monitor.unwatch(*names)
+        for member in names:
+            if cloud.backend.exists(member):
+                cloud.instances.delete(member)
+        self._save(name, members=[m for m in r.spec["members"] if m not in names],
+                   resized=time.time())
+
+    def scale(self, name: str, size: int, *, reason: str = "by hand") -> InstancePool:
+        """Grow to or shrink to `size` members: new ones take the lowest free NAME-i,
+        the highest-numbered go first. An autoscaled pool stays within --min/--max."""
+        n = check_count(size, "size", maximum=MAX_SIZE)
+        r = self._record(name)
+        policy = Policy.from_json(r.spec.get("policy"))
+        if policy is not None and not policy.min <= n <= policy.max:
+            raise InvalidSpec(f"size {n} is outside the pool's --min {policy.min} .. --max "
+                              f"{policy.max}")
+        cloud = self.cloud
+        with self._lock(name):
+            members = self._record(name).spec["members"]
+            before = len(members)
+            with cloud.inventory.operation(cloud.uri, "scale", KIND, name, size_from=before,
+                                           size_to=n, reason=reason) as op:
+                if n > before:
+                    taken = set(members)
+                    free = (f"{name}-{i}" for i in range(1, MAX_SIZE * 2)
+                            if f"{name}-{i}" not in taken)
+                    self._grow(name, [next(free) for _ in range(n - before)])
+                elif n < before:
+                    order = sorted(members, key=lambda m: int(m.rsplit("-", 1)[1]))
+                    self._delete_members(name, order[n:])
+                op.detail = f"{before} -> {n} ({reason})"
+        self._autoscale()
+        return InstancePool(cloud, name)
+
+    def delete(self, name: str) -> None:
+        """Delete the pool's members (leaving its balancer, emptied of them) and the pool."""
+        r = self._record(name)
+        cloud = self.cloud
+        with self._lock(name):
+            with cloud.inventory.operation(cloud.uri, "delete", KIND, name,
+                                           members=r.spec["members"]):
+                self._delete_members(name, r.spec["members"])
+                cloud.inventory.remove(cloud.uri, KIND, name)
+        self._autoscale()
+
+    def set_policy(self, name: str, policy: dict | None, *, stack: str | None = None) -> None:
+        """Give pool `name` autoscale rule `policy` (Policy.to_json()), or none: sized by
+        hand from then on."""
+        r = self._record(name)
+        cloud = self.cloud
+        with self._lock(name):
+            with cloud.inventory.operation(cloud.uri, "update", KIND, name, policy=policy,
+                                           stack=stack or r.stack):
+                self._save(name, policy=policy)
+        self._autoscale()
+
+    # ----- autoscaling ----------------------------------------------------------------
+    def _autoscale(self) -> None:
+        """Hook the autoscaler to the monitor while a pool has a policy, unhook it when
+        none has (real hosts only: the test driver has no guests to sample)."""
+        if self.cloud.uri.startswith("test:"):
+            return
+        if any(r.spec.get("policy") for r in self.records()):
+            self.autoscaler.attach(self.cloud.monitor)
+        else:
+            self.autoscaler.detach()
