@@ -60,7 +60,7 @@ def prepare_floor(cloud: Cloud, name: str, flavor: str) -> tuple[str, dict]:
     """An nbcloud instance's XML (with its seed and reservation), its domain undefined."""
     inst = cloud.instances.create(name, flavor=flavor)
     meta = inst.meta
-    xml = cloud.backend.conn.lookupByName(name).XMLDesc(0x2)   # inactive XML
+    xml = cloud.provider.conn.lookupByName(name).XMLDesc(0x2)   # inactive XML
     root = ET.fromstring(xml)
     log = root.find("devices/serial/log")
     if log is not None:                     # keep the console log away from nbcloud's
@@ -69,7 +69,7 @@ def prepare_floor(cloud: Cloud, name: str, flavor: str) -> tuple[str, dict]:
     with os.fdopen(fd, "w") as f:
         f.write(ET.tostring(root, encoding="unicode"))
     inst.stop(timeout=5)
-    cloud.backend.conn.lookupByName(name).undefine()
+    cloud.provider.conn.lookupByName(name).undefine()
     return path, meta
 
 
@@ -86,7 +86,7 @@ def main() -> int:
     accel = cloud.accelerator()["accelerator"]
     floor_name = "bench-floor"
     for leftover in ("bench-nb", floor_name):
-        if cloud.backend.exists(leftover):
+        if cloud.provider.exists(leftover):
             cloud.instances.delete(leftover)
     xml_path, floor_meta = prepare_floor(cloud, floor_name, args.flavor)
     nb_times, floor_times = [], []
@@ -106,7 +106,7 @@ def main() -> int:
         # seed volume and address reservation
         subprocess.run(["virsh", "-q", "-c", "qemu:///system", "define", xml_path],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if cloud.backend.exists(floor_name):
+        if cloud.provider.exists(floor_name):
             cloud.instances.delete(floor_name)
         os.unlink(xml_path)
     nb, fl = summary(nb_times), summary(floor_times)

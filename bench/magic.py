@@ -43,7 +43,7 @@ def median_ms(fn, runs: int) -> tuple[float, list[float]]:
 
 
 def record(cloud, n: int) -> None:
-    conn = cloud.backend.conn
+    conn = cloud.provider.conn
     for i in range(n):
         name = f"bn-l{i}"
         meta = {"kind": "instance", "stack": "adhoc", "image": "tiny", "flavor": "t.nano",
@@ -95,9 +95,9 @@ def main() -> int:
     ours = sum(1 for row in shown if row["name"].startswith("bn-l"))
     assert ours == args.instances, f"list showed {ours} of {args.instances}"
     magic_ms, magic_runs = median_ms(magic, args.runs)
-    raw_ms, raw_runs = median_ms(lambda: raw_list(cloud.backend.conn), args.runs)
+    raw_ms, raw_runs = median_ms(lambda: raw_list(cloud.provider.conn), args.runs)
     for i in range(args.instances):
-        dom = cloud.backend.conn.lookupByName(f"bn-l{i}")
+        dom = cloud.provider.conn.lookupByName(f"bn-l{i}")
         if dom.isActive():
             dom.destroy()
         dom.undefine()

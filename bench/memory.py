@@ -97,7 +97,7 @@ def main() -> int:
     cloud = Cloud(URI)
     cloud.build_tiny()
     name = "bn-mem"
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
     base_xml, meta = boot.prepare_floor(cloud, name, args.flavor)
     base = Path(base_xml).read_text()
@@ -122,7 +122,7 @@ def main() -> int:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(["virsh", "-q", "-c", URI, "define", base_xml],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
         for path in [base_xml, *paths.values()]:
             os.unlink(path)

@@ -43,7 +43,7 @@ def test_domains(cloud: Cloud, count: int) -> list[str]:
     names = []
     for i in range(count):
         name = f"{PREFIX}-t{i}"
-        dom = cloud.backend.conn.defineXML(lx.domain_xml(lx.DomainDef(
+        dom = cloud.provider.conn.defineXML(lx.domain_xml(lx.DomainDef(
             name=name, vcpus=1, memory=128 << 20, domain_type="test",
             boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
             metadata={"kind": "instance", "stack": "bench", "image": "tiny",
@@ -64,7 +64,7 @@ def cpu_per_tick(run_ticks, ticks: int, interval: float) -> tuple[float, float]:
 def raw_calls(clouds: list[Cloud]):
     """The baseline: the bulk call alone (virDomainListGetAllDomainStats of the same
     domains, as the sampler asks), on each connection, at the same pace."""
-    calls = [(c.backend.conn, [c.backend.conn.lookupByName(n) for n in c.monitor.watched])
+    calls = [(c.provider.conn, [c.provider.conn.lookupByName(n) for n in c.monitor.watched])
              for c in clouds]
 
     def run(ticks: int, interval: float) -> None:
@@ -119,7 +119,7 @@ def main() -> int:
             real = Cloud(REAL_URI, inventory=Inventory(tmp / "real.sqlite"))
             for i in range(args.real):
                 name = f"{PREFIX}-{i + 1}"
-                if real.backend.exists(name):
+                if real.provider.exists(name):
                     real.instances.delete(name)
                 real.instances.create(name, image="tiny", flavor="c.nano",
                                       network="nbcloud")
@@ -147,7 +147,7 @@ def main() -> int:
             for n in real_names:
                 c.instances.delete(n)
         for n in names:
-            dom = test.backend.conn.lookupByName(n)
+            dom = test.provider.conn.lookupByName(n)
             dom.destroy()
             dom.undefine()
         for c in clouds:

@@ -108,7 +108,7 @@ class TinyVirtInstall:
         xml_path, self.meta = boot.prepare_floor(cloud, name, flavor)
         self.xml_path = xml_path
         image = cloud.images.get("tiny")
-        pool = cloud.backend.conn.storagePoolLookupByName("nbcloud")
+        pool = cloud.provider.conn.storagePoolLookupByName("nbcloud")
         root = pool.storageVolLookupByName(f"{name}.root.qcow2").path()
         seed = pool.storageVolLookupByName(f"{name}.seed.iso").path()
         memory = cloud_flavor_mib(flavor)
@@ -136,7 +136,7 @@ class TinyVirtInstall:
         virsh("destroy", self.name)
         virsh("undefine", self.name)
         virsh("define", self.xml_path)        # back to nbcloud, which deletes it whole
-        if cloud.backend.exists(self.name):
+        if cloud.provider.exists(self.name):
             cloud.instances.delete(self.name)
         os.unlink(self.xml_path)
 
@@ -150,7 +150,7 @@ def bench_tiny(cloud: Cloud, rounds: int, flavor: str) -> dict:
     nb_name, floor_name, vi_name = "bn-nb", "bn-floor", "bn-vi"
     for leftover in (nb_name, floor_name, vi_name):
         virsh("destroy", leftover)
-        if cloud.backend.exists(leftover):
+        if cloud.provider.exists(leftover):
             try:
                 cloud.instances.delete(leftover)
             except Exception:
@@ -173,7 +173,7 @@ def bench_tiny(cloud: Cloud, rounds: int, flavor: str) -> dict:
     finally:
         virsh("destroy", floor_name)
         virsh("define", floor_xml)
-        if cloud.backend.exists(floor_name):
+        if cloud.provider.exists(floor_name):
             cloud.instances.delete(floor_name)
         os.unlink(floor_xml)
         vi.close(cloud)
@@ -188,16 +188,16 @@ class Reserved:
     instances), so a peer's guest gets a known address by DHCP."""
 
     def __init__(self, cloud: Cloud, name: str):
-        self.backend = cloud.backend
-        for r, _live in self.backend.host_reservations(NETWORK, name):
-            self.backend.release_address(NETWORK, r.mac)   # a killed run's leftover
-        self.mac = self.backend.random_mac()
-        self.r = self.backend.reserve_address(NETWORK, self.mac, name)
-        self.backend.publish(self.r).result()
+        self.provider = cloud.provider
+        for r, _live in self.provider.host_reservations(NETWORK, name):
+            self.provider.release_address(NETWORK, r.mac)   # a killed run's leftover
+        self.mac = self.provider.random_mac()
+        self.r = self.provider.reserve_address(NETWORK, self.mac, name)
+        self.provider.publish(self.r).result()
         self.ip = self.r.ip
 
     def release(self) -> None:
-        self.backend.release_address(NETWORK, self.mac)
+        self.provider.release_address(NETWORK, self.mac)
 
 
 class DebianVirtInstall:
@@ -289,7 +289,7 @@ class DebianKcli:
         # kcli always puts its cloud-init ISO on SATA (AHCI), and Debian's cloud kernel
         # has no AHCI driver (only ata_piix): the guest would never see it. The same
         # ISO (kcli makes it as POOL/NAME.ISO) is added once more on virtio.
-        pool = cloud.backend.conn.storagePoolLookupByName("nbcloud")
+        pool = cloud.provider.conn.storagePoolLookupByName("nbcloud")
         iso = Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path")) / f"{name}.ISO"
         self.params = {
             "image": Path(image.disk).name, "pool": "nbcloud", "memory": memory_mib,

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt  # noqa: E402
-from nbcloud.plan.compare import user_data_digest  # noqa: E402
 from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from nbcloud.api import Cloud  # noqa: E402
 from nbcloud.inventory import Inventory  # noqa: E402
+from nbcloud.plan.compare import user_data_digest  # noqa: E402
 from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +43,7 @@ def converged_stack(cloud: Cloud) -> None:
     """The network, and 199 marked domains recorded in the inventory, as `apply` leaves
     them."""
     cloud.networks.create(NET, "10.99.0.0/16", "isolated", stack=STACK)
-    conn = cloud.backend.conn
+    conn = cloud.provider.conn
     for i in range(1, INSTANCES + 1):
         name = f"b{i}"
         meta = {"kind": "instance", "stack": STACK, "image": "tiny", "flavor": "t.nano",
@@ -82,7 +82,7 @@ def main() -> int:
     plan = cloud.stacks.plan(STACK, BODY)
     assert plan.actions == [], str(plan)   # unchanged: the plan must be empty
     plan_ms = median_ms(lambda: cloud.stacks.plan(STACK, BODY), args.runs)
-    raw_plan_ms = median_ms(lambda: raw_live(cloud.backend.conn), args.runs)
+    raw_plan_ms = median_ms(lambda: raw_live(cloud.provider.conn), args.runs)
     cloud.close()
 
     inv = Inventory(tmp / "ls.sqlite")

@@ -56,16 +56,16 @@ def with_video(xml: str, video: bool) -> str:
 
 def one_round(cloud: Cloud, xml: str, video: bool) -> tuple[float, float]:
     """(wall seconds, QEMU CPU seconds) from start to a command run over SSH."""
-    cloud.backend.conn.defineXML(with_video(xml, video))
+    cloud.provider.conn.defineXML(with_video(xml, video))
     inst = cloud.instances.get(NAME)
     start = time.perf_counter()
-    cloud.backend.start(NAME)
+    cloud.provider.start(NAME)
     inst.wait_ready()
     inst.ssh("true")
     elapsed = time.perf_counter() - start
     cpu = qemu_cpu_seconds(NAME)
     inst.close()
-    cloud.backend.conn.lookupByName(NAME).destroy()
+    cloud.provider.conn.lookupByName(NAME).destroy()
     return elapsed, cpu
 
 
@@ -77,11 +77,11 @@ def main() -> int:
     cloud = Cloud("qemu:///system")
     cloud.build_tiny()
     accel = cloud.accelerator()["accelerator"]
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     cloud.instances.create(NAME, flavor=args.flavor, wait=False)
-    cloud.backend.conn.lookupByName(NAME).destroy()
-    xml = cloud.backend.conn.lookupByName(NAME).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    cloud.provider.conn.lookupByName(NAME).destroy()
+    xml = cloud.provider.conn.lookupByName(NAME).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     times: dict[bool, list[float]] = {False: [], True: []}
     cpus: dict[bool, list[float]] = {False: [], True: []}
     try:

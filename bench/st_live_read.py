@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt
 from timing import median_ms  # noqa: E402  (bench/timing.py)
 
-from nbcloud.providers.libvirt import LibvirtBackend
+from nbcloud.providers.libvirt.provider import LibvirtProvider
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("STATE", "INTERFACE", "BALLOON", "VCPU", "BLOCK")
@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--uri", default="qemu:///system")
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    backend = LibvirtBackend(args.uri)
+    backend = LibvirtProvider(args.uri)
     conn = backend.conn
     n = len(conn.listAllDomains(0))
     active = len(conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))

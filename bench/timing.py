@@ -26,12 +26,12 @@ def create_to_ssh(cloud, name: str, **create_args) -> float:
     """Seconds from `instances.create(name, **create_args)` to `true` run over SSH with the
     pinned key. A leftover of that name goes first; the instance goes after, whatever
     happened."""
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
     start = time.perf_counter()
     try:
         cloud.instances.create(name, **create_args).ssh("true")
         return time.perf_counter() - start
     finally:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)

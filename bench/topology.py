@@ -38,8 +38,8 @@ from timing import median_ms  # noqa: E402  (bench/timing.py)
 from nbcloud.api import Cloud
 from nbcloud.inventory import Inventory
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.ui.topology import LiveTopology
-from nbcloud.workflows.topology import Graph, Layout, Node, figure
+from nbcloud.ui.topology import LiveTopology, figure
+from nbcloud.workflows.topology import Graph, Layout, Node
 
 RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"
@@ -91,7 +91,7 @@ def coordinates(g: Graph) -> tuple[list, list]:
 def populate(cloud: Cloud, n: int) -> None:
     """Grow test:///default to n nodes of ours: 1 network per 50, the rest marked domains
     recorded in the inventory (as `instance create` leaves them; nothing boots)."""
-    conn = cloud.backend.conn
+    conn = cloud.provider.conn
     nets = max(1, n // 50)
     have = {r.name for r in cloud.inventory.resources(cloud.uri, "network")}
     for i in range(nets):
@@ -145,7 +145,7 @@ def bench_live(cloud: Cloud, n: int, runs: int) -> list[dict]:
     topo = LiveTopology(cloud, widget=True, live=False)
     assert len(topo.graph.nodes) == n, (len(topo.graph.nodes), n)
     points, edges = coordinates(topo.graph)
-    conn = cloud.backend.conn
+    conn = cloud.provider.conn
     raw_widget = plain_figure(points, edges, widget=True)
 
     def raw_refresh():
@@ -162,7 +162,7 @@ def bench_live(cloud: Cloud, n: int, runs: int) -> list[dict]:
 
 
 def cleanup(cloud: Cloud) -> None:
-    conn = cloud.backend.conn
+    conn = cloud.provider.conn
     for dom in conn.listAllDomains(0):
         if dom.name().startswith("bi"):
             if dom.isActive():

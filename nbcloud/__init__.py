@@ -1,9 +1,13 @@
-"""nbcloud: a Jupyter notebook as the console of a small IaaS cloud on libvirt/QEMU."""
+"""nbcloud: a Jupyter notebook as the console of a small IaaS cloud.
+
+The package is layered (README, How the code is laid out): `core` and `plan` are pure,
+`providers` talk to an engine, `services` hold one resource kind each, `workflows` compose
+them, `api.Cloud` builds them all, and `ui` (magics, widgets, figures) is the only part
+that imports IPython, ipywidgets or Plotly.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-_magics = None
 
 
 def __getattr__(name: str):
@@ -11,26 +15,19 @@ def __getattr__(name: str):
     if name == "Cloud":
         from nbcloud.api import Cloud
         return Cloud
+    if name == "_magics":   # the loaded CloudMagics (tests and runbooks reach the API)
+        from nbcloud.ui import extension
+        return extension.magics()
     raise AttributeError(name)
 
 
 def load_ipython_extension(ipython) -> None:
     """`%load_ext nbcloud`."""
-    global _magics
-    from nbcloud.ui.magics import CloudMagics
-    _magics = CloudMagics(ipython)
-    ipython.register_magics(_magics)
+    from nbcloud.ui import extension
+    extension.load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
-    """`%unload_ext nbcloud`: stop the monitor's sampler thread (Cloud.close does, through
-    the magics' close below) and close connections."""
-    global _magics
-    from nbcloud.ui import topology as topology_live
-    topology_live.unload(ipython)  # no redraw after the connection below is closed
-    from nbcloud.ui import console, widgets
-    console.stop_all()  # live consoles read through the connection closed below
-    widgets.stop_all()  # and so do the ls table's row actions
-    if _magics is not None:
-        _magics.close()
-        _magics = None
+    """`%unload_ext nbcloud`: stop every thread the magics started, close connections."""
+    from nbcloud.ui import extension
+    extension.unload(ipython)

@@ -1,50 +1,26 @@
-"""The Python API: `nbcloud.Cloud`. The magics and the command line are thin skins on it."""
+"""The Python API: `nbcloud.Cloud`. The magics and the command line are thin skins on it.
+
+`Cloud` builds everything once: the provider for its URI, the context the services share,
+the services (services/catalog.py), and the workflows that compose them (stacks, instance
+pools and their autoscaler, adoption, recovery). Nothing below it knows it exists.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-
+from nbcloud.context import Context
 from nbcloud.core import config
-from nbcloud.core.errors import NotFound
-from nbcloud.inventory import Inventory
-from nbcloud.providers.libvirt import LibvirtBackend, accel
-from nbcloud.providers.libvirt.images import IMAGE_POOL, Image, ImageStore
-from nbcloud.services.cdroms import CdRoms
-from nbcloud.services.dns import Dns
-from nbcloud.services.floating import FloatingAddresses
-from nbcloud.services.folders import Synced
-from nbcloud.services.instances import (  # noqa: F401
-    DEFAULT_NETWORK,
-    INSTANCE_POOL,
-    Instance,
-    Instances,
-)
-from nbcloud.services.keys import Keys
-from nbcloud.services.loadbalancers import LoadBalancers
-from nbcloud.services.networks import DEFAULT_BRIDGE, Network, Networks  # noqa: F401
-from nbcloud.services.secgroups import SecurityGroups
-from nbcloud.services.storage_pools import Pools
-from nbcloud.services.volumes import Volume, Volumes  # noqa: F401
+from nbcloud.core.events import POOLS_CHANGED
+from nbcloud.inventory import Inventory, Records
+from nbcloud.providers import open_provider
+from nbcloud.providers.types import Image
+from nbcloud.services.catalog import Services
+from nbcloud.workflows.autoscaler import Autoscaler
 from nbcloud.workflows.instance_pools import InstancePools
 from nbcloud.workflows.rebuild import recover
 from nbcloud.workflows.stacks import Stacks
 
-DEFAULT_CIDR = "10.77.0.0/24"
-
-
-def storage_paths(uri: str) -> dict[str, Path]:
-    """Where the instance and image pools and console logs live for `uri`."""
-    if uri.startswith("qemu:///system"):
-        root, logs = Path("/var/lib/nbcloud"), Path("/var/log/libvirt/qemu")
-    elif uri.startswith("test:"):
-        root = logs = Path("/nbcloud-test")
-    else:
-        root = config.home() / "pools"
-        logs = config.home() / "console"
-    return {INSTANCE_POOL: root / "instances", IMAGE_POOL: root / "images", "logs": logs}
-
 
 class Cloud:
-    """One libvirt host seen as a small IaaS cloud.
+    """One cloud (a libvirt host today) seen as a small IaaS cloud.
 
     >>> cloud = Cloud("qemu:///system")
     >>> web = cloud.instances.create("web")
@@ -54,78 +30,71 @@ class Cloud:
     def __init__(self, uri: str | None = None, *, inventory: Inventory | None = None,
                  ssh_timeout: float = 120.0):
         self.uri = uri or config.default_uri()
-        self.backend = LibvirtBackend(self.uri)
+        self.provider = open_provider(self.uri)
+        self.provider.prepare()
         self.inventory = inventory or Inventory()
-        self.ssh_timeout = ssh_timeout
-        self.paths = storage_paths(self.uri)
-        for pool in (INSTANCE_POOL, IMAGE_POOL):
-            self.backend.ensure_pool(pool, str(self.paths[pool]))
-        if self.uri.startswith("qemu:///session"):  # QEMU, run as this user, writes there
-            self.paths["logs"].mkdir(parents=True, exist_ok=True)
-        self.images = ImageStore(self.backend)
-        self.instances = Instances(self)
-        self.volumes = Volumes(self)
-        self.pools = Pools(self)
-        self.cdroms = CdRoms(self)
-        self.networks = Networks(self)
-        self.keys = Keys(self)
-        self.stacks = Stacks(self)
-        self.secgroups = SecurityGroups(self)
-        self.floating = FloatingAddresses(self)
-        self.sync = Synced(self)
-        self.lbs = LoadBalancers(self)
-        self.dns = Dns(self)
-        self.ipools = InstancePools(self)
-        self._accel: dict | None = None
-        self._monitor = None   # the sampler thread, made on first use (monitor.py)
-        # a corrupt or empty inventory is rebuilt from libvirt; dead operations settled
-        self.recovery: list[str] = recover(self)
+        self.ctx = Context(self.uri, self.provider, Records(self.inventory, self.uri),
+                           self.provider.paths, ssh_timeout=ssh_timeout)
+        self.services = s = Services(self.ctx)
+        self.instances, self.volumes, self.cdroms = s.instances, s.volumes, s.cdroms
+        self.pools, self.networks, self.keys = s.pools, s.networks, s.keys
+        self.secgroups, self.floating, self.sync = s.secgroups, s.floating, s.sync
+        self.lbs, self.dns = s.lbs, s.dns
+        self.ipools = InstancePools(s)
+        self.autoscaler = Autoscaler(self.ipools, lambda: s.monitor)
+        self.ctx.events.on(POOLS_CHANGED, self.autoscaler.follow)
+        self.stacks = Stacks(s, self.ipools)
+        # a corrupt or empty inventory is rebuilt from the provider; dead operations settled
+        self.recovery: list[str] = recover(s)
 
-    def recover(self, op_id: int, how: str = "rollback") -> list[str]:
-        """Settle interrupted operation `op_id`: "rollback" undoes what it half-made,
-        "resume" finishes it (interrupted.py says per verb). Returns what was done."""
-        from nbcloud.workflows.settle import settle
-        return settle(self, op_id, how)
+    @property
+    def images(self):
+        """The image store (list, get, import, delete)."""
+        return self.provider.images
+
+    @property
+    def paths(self):
+        return self.ctx.paths
+
+    @property
+    def ssh_timeout(self) -> float:
+        return self.ctx.ssh_timeout
+
+    @ssh_timeout.setter
+    def ssh_timeout(self, seconds: float) -> None:
+        self.ctx.ssh_timeout = seconds
 
     @property
     def monitor(self):
         """This cloud's `Monitor`: one sampling thread, one bulk stats call per tick."""
-        if self._monitor is None:
-            from nbcloud.services.monitor import Monitor
-            self._monitor = Monitor(self)
-        return self._monitor
+        return self.services.monitor
+
+    def recover(self, op_id: int, how: str = "rollback") -> list[str]:
+        """Settle interrupted operation `op_id`: "rollback" undoes what it half-made,
+        "resume" finishes it (workflows/settle.py says per verb). Returns what was done."""
+        from nbcloud.workflows.settle import settle
+        return settle(self.services, op_id, how)
 
     def adopt(self, name: str, kind: str = "instance", stack: str = "adhoc", *,
               ssh: bool = False, user: str | None = None, key: str | None = None) -> str:
-        """Bring libvirt object `name` (made outside nbcloud) into the inventory, in
-        `stack`, so that plan, drift and destroy manage it (adopt.py). `ssh` pins an
+        """Bring an object `name` made outside nbcloud into the inventory, in `stack`, so
+        that plan, drift and destroy manage it (workflows/adopt.py). `ssh` pins an
         instance's SSH host key, to log in as `user` with login key `key`."""
         from nbcloud.workflows.adopt import adopt
-        return adopt(self, name, kind, stack, ssh=ssh, user=user, key=key)
+        return adopt(self.services, name, kind, stack, ssh=ssh, user=user, key=key)
 
     def close(self) -> None:
-        if self._monitor is not None:   # stop sampling before the connection goes
-            self._monitor.close()
-            self._monitor = None
-        self.dns.stop_checker()
-        self.instances.close()
-        self.backend.close()
+        self.autoscaler.detach()
+        self.services.close()
+        self.provider.close()
 
     def __repr__(self) -> str:
         return f"Cloud({self.uri!r})"
 
-    # ----- accelerator ------------------------------------------------------------------
+    # ----- accelerator and images ---------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:
         """{'accelerator': 'kvm'|'tcg'|'test', 'reason': ...}; probed once, then cached."""
-        if self._accel is None:
-            self._accel = accel.cached(self.backend)
-        if self._accel is None or (probe and "not probed" in self._accel["reason"]):
-            try:
-                tiny: Image | None = self.images.get("tiny")
-            except NotFound:
-                tiny = None
-            self._accel = accel.probe(self.backend, tiny, self.paths["logs"])
-        return self._accel
+        return self.provider.accelerator(probe)
 
     def build_tiny(self, progress=None) -> Image:
         """Build (or reuse) the tiny image and store it in the image pool."""
@@ -142,9 +111,8 @@ class Cloud:
                                        spool_dir=config.cache_dir())
 
     def ensure_default_network(self) -> bool:
-        """The `nbcloud` NAT network, defined, started and autostarted; True if changed."""
-        return self.backend.ensure_network(DEFAULT_NETWORK, DEFAULT_CIDR, "nat",
-                                           DEFAULT_BRIDGE)
+        """The default NAT network, defined, started and autostarted; True if changed."""
+        return self.provider.ensure_default_network()
 
     def build_debian(self, name: str = "debian", progress=None) -> Image:
         """Build (or reuse) the Debian cloud-init image and store it in the image pool."""

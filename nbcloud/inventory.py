@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,11 @@ class Resource:
     spec: dict
     uuid: str | None
     state: str
+
+
+def _resource(row: sqlite3.Row) -> Resource:
+    return Resource(row["uri"], row["kind"], row["name"], row["stack"],
+                    json.loads(row["spec"]), row["uuid"], row["state"])
 
 
 @dataclass
@@ -231,6 +236,34 @@ class Inventory:
             db.execute("DELETE FROM resources WHERE uri=? AND kind=? AND name=?",
                        (uri, kind, name))
 
+    def update(self, uri: str, kind: str, name: str,
+               change: Callable[[Resource | None], dict | None], *,
+               state: str | None = None, stack: str | None = None) -> Resource | None:
+        """Read-modify-write one record in one `BEGIN IMMEDIATE` transaction, so that no
+        other thread or process writes it in between: `change(current)` returns the new
+        spec (None: leave the record as it is; it may raise to change nothing). `state`,
+        when given, becomes the record's state; `stack` is the stack of a record made here
+        (an existing one keeps its own). Returns the record as written."""
+        with self._write() as db:
+            row = db.execute("SELECT * FROM resources WHERE uri=? AND kind=? AND name=?",
+                             (uri, kind, name)).fetchone()
+            current = _resource(row) if row else None
+            spec = change(current)
+            if spec is None:
+                return current
+            now = time.time()
+            new_state = state or (current.state if current else "active")
+            new_stack = current.stack if current else (stack or "adhoc")
+            db.execute(
+                "INSERT INTO resources (uri, kind, name, stack, spec, uuid, state, created,"
+                " updated) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)"
+                " ON CONFLICT (uri, kind, name) DO UPDATE SET stack=excluded.stack,"
+                " spec=excluded.spec, state=excluded.state, updated=excluded.updated",
+                (uri, kind, name, new_stack, json.dumps(spec, sort_keys=True), new_state,
+                 now, now))
+            return Resource(uri, kind, name, new_stack, spec,
+                            current.uuid if current else None, new_state)
+
     def resources(self, uri: str | None = None, kind: str | None = None) -> list[Resource]:
         query, args = "SELECT * FROM resources WHERE 1=1", []
         if uri:
@@ -239,8 +272,7 @@ class Inventory:
             query, args = query + " AND kind=?", args + [kind]
         with self._lock:
             rows = self._db.execute(query + " ORDER BY kind, name", args).fetchall()
-        return [Resource(r["uri"], r["kind"], r["name"], r["stack"], json.loads(r["spec"]),
-                         r["uuid"], r["state"]) for r in rows]
+        return [_resource(r) for r in rows]
 
     # ----- stacks ---------------------------------------------------------------------------
     def put_stack(self, name: str, source: str) -> None:
@@ -283,3 +315,88 @@ class Inventory:
         """Drop samples older than `before`; returns how many."""
         with self._write() as db:
             return db.execute("DELETE FROM samples WHERE t<?", (before,)).rowcount
+
+
+class Records:
+    """The inventory as one cloud sees it: every row and operation carries the cloud's
+    key (its URI), given once here instead of at every call."""
+
+    def __init__(self, inventory: Inventory, key: str):
+        self.inventory = inventory
+        self.key = key
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.inventory.rebuilt
+
+    @property
+    def path(self) -> Path:
+        return self.inventory.path
+
+    # operations log (ids are unique across clouds)
+    def begin(self, verb: str, kind: str, name: str, **args) -> int:
+        return self.inventory.begin(self.key, verb, kind, name, **args)
+
+    def operation(self, verb: str, kind: str, name: str, **args):
+        return self.inventory.operation(self.key, verb, kind, name, **args)
+
+    def finish(self, op_id: int, result: str = "ok", detail: str = "") -> None:
+        self.inventory.finish(op_id, result, detail)
+
+    def resolve(self, op_id: int, result: str, detail: str = "",
+                was: tuple[str, ...] = ("started",)) -> bool:
+        return self.inventory.resolve(op_id, result, detail, was)
+
+    def operation_by_id(self, op_id: int) -> dict | None:
+        return self.inventory.operation_by_id(op_id)
+
+    def operations(self, limit: int = 50) -> list[dict]:
+        return self.inventory.operations(limit)
+
+    def unfinished(self) -> list[dict]:
+        return self.inventory.unfinished()
+
+    def stale(self) -> list[dict]:
+        return self.inventory.stale()
+
+    # stacks (the cell each was last applied from)
+    def stacks(self) -> list[dict]:
+        return self.inventory.stacks()
+
+    def put_stack(self, name: str, source: str) -> None:
+        self.inventory.put_stack(name, source)
+
+    def remove_stack(self, name: str) -> None:
+        self.inventory.remove_stack(name)
+
+    # resources
+    def put(self, kind: str, name: str, *, state: str, spec: dict | None = None,
+            uuid: str | None = None, stack: str = "adhoc") -> None:
+        self.inventory.put(self.key, kind, name, state=state, spec=spec, uuid=uuid,
+                           stack=stack)
+
+    def set_state(self, kind: str, name: str, state: str) -> None:
+        self.inventory.set_state(self.key, kind, name, state)
+
+    def remove(self, kind: str, name: str) -> None:
+        self.inventory.remove(self.key, kind, name)
+
+    def update(self, kind: str, name: str, change, **kwargs) -> Resource | None:
+        return self.inventory.update(self.key, kind, name, change, **kwargs)
+
+    def all(self, kind: str | None = None) -> list[Resource]:
+        return self.inventory.resources(self.key, kind)
+
+    def get(self, kind: str, name: str) -> Resource | None:
+        return next((r for r in self.all(kind) if r.name == name), None)
+
+    # monitoring samples
+    def add_samples(self, rows: list[tuple]) -> None:
+        self.inventory.add_samples(self.key, rows)
+
+    def samples(self, name: str, since: float = 0.0) -> list[dict]:
+        return self.inventory.samples(self.key, name, since)
+
+    def prune_samples(self, before: float) -> int:
+        """Drop every cloud's samples older than `before` (they are kept for a day)."""
+        return self.inventory.prune_samples(before)

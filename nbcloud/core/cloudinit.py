@@ -13,11 +13,12 @@ import ipaddress
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import pycdlib
 import yaml

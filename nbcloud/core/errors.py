@@ -1,9 +1,16 @@
 """Exceptions a user sees: one sentence each, no traceback needed to understand them."""
-from nbcloud.core.spec import InvalidSpec  # noqa: F401  (validation errors live with the spec layer)
+
+
+class InvalidSpec(ValueError):
+    """A name, size, CIDR or count the user gave is not allowed (one sentence)."""
 
 
 class CloudError(Exception):
     """A failed cloud operation, explained in one sentence."""
+
+
+class Unsupported(CloudError):
+    """The provider lacks a capability; the message names the provider and what it lacks."""
 
 
 class NotFound(CloudError, LookupError):

@@ -1,5 +1,5 @@
-"""Autoscaling of instance pools: rules like "cpu>70% for 1m", evaluated over the monitor's
-samples.
+"""Autoscaling rules of instance pools: "cpu>70% for 1m", and the decision they make over
+a pool's samples (pure: the autoscaler that acts on them is workflows/autoscaler.py).
 
 A rule holds when the pool's value of the metric (the mean over its members at each tick),
 averaged over the last WINDOW seconds, meets the comparison, and the samples cover that
@@ -12,16 +12,9 @@ Each decision that changes something, and each change of mind, goes to the opera
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nbcloud.core.spec import InvalidSpec, check_count
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
 
 # metric word -> samples column; cpu is % of the flavor's vCPUs, the rest bytes(/s)
 METRICS = {"cpu": "cpu", "mem": "mem_used", "disk_rd": "disk_rd", "disk_wr": "disk_wr",
@@ -173,132 +166,3 @@ def decide(policy: Policy, size: int, series: list[tuple[float, float]],
         return Decision("hold", size, f"{policy.scale_in.text}{last}, but at --min "
                                       f"{policy.min}")
     return Decision("hold", size, f"no rule holds{last}")
-
-
-class Autoscaler:
-    """Evaluates every pool's policy at each monitor tick and resizes pools."""
-
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        self._recent: dict[str, deque] = {}        # member -> rows from recent ticks
-        self._busy: set[str] = set()               # pools being resized
-        self._last_logged: dict[str, str] = {}     # pool -> last decision logged
-        self._lock = threading.Lock()
-        self._monitor = None
-        self.decisions: list[tuple[float, str, Decision]] = []   # (t, pool, decision)
-
-    # ----- wiring to the monitor ------------------------------------------------------
-    def attach(self, monitor) -> None:
-        """Listen to `monitor`'s ticks (once) and have it watch every pool member."""
-        if self._monitor is not monitor:
-            monitor.add_listener(self.on_tick)
-            self._monitor = monitor
-        self.watch()
-
-    def detach(self) -> None:
-        if self._monitor is not None:
-            self._monitor.remove_listener(self.on_tick)
-            self._monitor = None
-
-    def watch(self) -> None:
-        """Have the monitor sample every member of a pool with a policy."""
-        if self._monitor is None:
-            return
-        names = [m for pool in self.cloud.ipools.records() if pool.spec.get("policy")
-                 for m in pool.spec["members"] if self.cloud.backend.exists(m)]
-        if names:
-            self._monitor.watch(*names)
-
-    def on_tick(self, tick: dict) -> None:
-        now = time.time()
-        with self._lock:
-            for name, sample in tick.items():
-                if getattr(sample, "state", "running") == "running":
-                    q = self._recent.setdefault(name, deque(maxlen=4000))
-                    q.append({"t": sample.t, **{c: getattr(sample, c, None)
-                                                for c in METRICS.values()}})
-        self.step(now)
-
-    # ----- evaluation -----------------------------------------------------------------
-    def _rows(self, member: str, since: float) -> list[dict]:
-        """The member's samples since `since`: the inventory's, then the ticks seen here
-        that the monitor has not written yet."""
-        rows = self.cloud.inventory.samples(self.cloud.uri, member, since)
-        newest = rows[-1]["t"] if rows else since - 1
-        with self._lock:
-            rows += [r for r in self._recent.get(member, ()) if r["t"] > newest]
-        return rows
-
-    def evaluate(self, pool: str, now: float | None = None) -> Decision | None:
-        """The decision for pool `pool` now (None if it has no policy)."""
-        record = self.cloud.ipools._record(pool)
-        policy = Policy.from_json(record.spec.get("policy"))
-        if policy is None:
-            return None
-        now = time.time() if now is None else now
-        windows = [r.window for r in (policy.scale_out, policy.scale_in) if r]
-        since = max(now - max(windows, default=0) - 1, record.spec.get("resized", 0.0))
-        members = record.spec["members"]
-        rows = {m: self._rows(m, since) for m in members}
-        decisions = []
-        for rule in (policy.scale_out, policy.scale_in):
-            if rule is not None:
-                decisions.append(pool_series(rows, rule.metric, since))
-        # both rules usually watch one metric; decide() needs one series per rule
-        if policy.scale_out and policy.scale_in and \
-                policy.scale_out.metric != policy.scale_in.metric:
-            out = decide(Policy(policy.scale_out, None, policy.min, policy.max),
-                         len(members), decisions[0], now)
-            if out.action != "hold":
-                return out
-            return decide(Policy(None, policy.scale_in, policy.min, policy.max),
-                          len(members), decisions[1], now)
-        return decide(policy, len(members), decisions[0] if decisions else [], now)
-
-    def step(self, now: float | None = None) -> list[tuple[str, Decision]]:
-        """Evaluate every pool with a policy; start the resizes decided. Returns them."""
-        done = []
-        for record in self.cloud.ipools.records():
-            if not record.spec.get("policy") or record.name in self._busy:
-                continue
-            decision = self.evaluate(record.name, now)
-            if decision is None:
-                continue
-            self.decisions.append((time.time(), record.name, decision))
-            del self.decisions[:-200]
-            if decision.action == "hold":
-                self._log_hold(record.name, decision)
-                continue
-            self._busy.add(record.name)
-            self._last_logged.pop(record.name, None)
-            threading.Thread(target=self._resize, args=(record.name, decision),
-                             name=f"nbcloud-autoscale-{record.name}", daemon=True).start()
-            done.append((record.name, decision))
-        return done
-
-    def _log_hold(self, pool: str, decision: Decision) -> None:
-        # a hold is logged when it differs from the last one logged, not at every tick
-        kind = decision.reason.split(" (mean")[0]
-        if self._last_logged.get(pool) == kind:
-            return
-        self._last_logged[pool] = kind
-        op = self.cloud.inventory.begin(self.cloud.uri, "autoscale", "ipool", pool,
-                                        action="hold", size=decision.size)
-        self.cloud.inventory.finish(op, "ok", f"hold at {decision.size}: {decision.reason}")
-
-    def _resize(self, pool: str, decision: Decision) -> None:
-        try:
-            self.cloud.ipools.scale(pool, decision.size,
-                                    reason=f"autoscale {decision.action}: {decision.reason}")
-            self.watch()
-        except Exception:  # noqa: BLE001  (the operations log has the failure)
-            try:   # wait a whole window before trying again, not one tick
-                self.cloud.ipools._save(pool, resized=time.time())
-            except Exception:  # noqa: BLE001  (the pool may be gone meanwhile)
-                pass
-        finally:
-            self._busy.discard(pool)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._busy)

@@ -1,22 +1,23 @@
 """Desired resources as dataclasses, validated at the edge.
 
 Every check raises `InvalidSpec` with one sentence naming the field and what is allowed.
-This module imports nothing else of nbcloud's, so it stays the shared vocabulary of all layers.
+It imports only the errors, so it stays the shared vocabulary of all layers.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from nbcloud.core.errors import InvalidSpec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 USER_DATA_MAX = 16 * 1024  # bytes of a user's user-data: what EC2 and most clouds accept
-
-
-class InvalidSpec(ValueError):
-    """A name, size, CIDR or count the user gave is not allowed (one sentence)."""
+USER_NETWORK = "user"      # QEMU's user-mode networking: no bridge, SSH by a loopback port
+POOL_MAX_SIZE = 32         # members of one instance pool
 
 
 def check_name(value: object, what: str = "name") -> str:
@@ -27,6 +28,20 @@ def check_name(value: object, what: str = "name") -> str:
             f"{what} {shown} is not allowed: use 1-63 characters, lower-case letters, "
             "digits and '-', starting with a letter")
     return value
+
+
+def check_path(value: str | PurePath, what: str = "path") -> str:
+    """`value` if it has no `..` component (the one rule for every path a user names:
+    image sources, pool folders, synced folders, key files); else InvalidSpec."""
+    if ".." in PurePath(value).parts:
+        raise InvalidSpec(f"{what} {str(value)!r}: give the path without '..' (an absolute "
+                          "path works)")
+    return str(value)
+
+
+def sync_tag(index: int) -> str:
+    """The virtiofs tag of an instance's `index`-th synced folder (device and mount)."""
+    return f"nbsync{index}"
 
 
 def parse_size(value: object, what: str = "size") -> int:
@@ -57,6 +72,17 @@ def parse_cidr(value: object, what: str = "cidr") -> ipaddress.IPv4Network:
         raise InvalidSpec(f"{what} {value!r} has prefix /{net.prefixlen}: use a prefix "
                           "between /8 and /29")
     return net
+
+
+def check_port(value: object, what: str = "port") -> int:
+    """A TCP/UDP port number 1-65535, given as an int or its decimal text."""
+    try:
+        port = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        port = 0
+    if isinstance(value, bool) or not 1 <= port <= 65535 or str(port) != str(value).strip():
+        raise InvalidSpec(f"{what} {value!r} is not allowed: use a whole number from 1 to 65535")
+    return port
 
 
 def check_count(value: object, what: str = "count", maximum: int = 64) -> int:
@@ -154,7 +180,8 @@ class PoolSpec:
 
     def __post_init__(self) -> None:
         check_name(self.name, "pool name")
-        if not self.path.startswith("/") or ".." in self.path.split("/"):
+        check_path(self.path, "path")
+        if not self.path.startswith("/"):
             raise InvalidSpec(f"path {self.path!r} is not allowed: use an absolute path "
                               "without '..'")
 

@@ -16,6 +16,7 @@ import yaml
 from nbcloud.core.scaling import Policy
 from nbcloud.core.secrules import parse_rule_text
 from nbcloud.core.spec import (
+    POOL_MAX_SIZE,
     InstanceSpec,
     InvalidSpec,
     NetworkSpec,
@@ -347,9 +348,8 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
 def _pool(n: str, f: dict, doc: dict[str, dict], default_network: str) -> PoolDecl:
     """An `ipool:` entry, checked as `ipools.create` checks its arguments."""
     from nbcloud.core.flavors import get_flavor
-    from nbcloud.workflows.instance_pools import MAX_SIZE
     where = f"ipool.{n}"
-    size = check_count(f.get("size", 1), f"{where}.size", maximum=MAX_SIZE)
+    size = check_count(f.get("size", 1), f"{where}.size", maximum=POOL_MAX_SIZE)
     check_name(f.get("image", "tiny"), f"{where}.image")
     try:
         get_flavor(f.get("flavor", "t.nano"))

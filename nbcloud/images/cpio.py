@@ -95,8 +95,7 @@ def _write_member(out: BinaryIO, entry: Entry, ino: int, mtime: int) -> int:
               0, 0, entry.rdev[0], entry.rdev[1], len(name), 0)
     header = b"070701" + b"".join(b"%08X" % f for f in fields)
     chunks = (header, name, _pad(len(header) + len(name)), entry.data, _pad(len(entry.data)))
-    for chunk in chunks:
-        out.write(chunk)
+    out.writelines(chunks)
     return sum(map(len, chunks))
 
 

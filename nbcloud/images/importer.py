@@ -19,10 +19,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
-from nbcloud.core.errors import CloudError
-from nbcloud.ui.progress import ByteProgress
+from nbcloud.core.errors import CloudError, InvalidSpec
+from nbcloud.core.spec import check_path
 
 CHUNK = 256 * 1024          # libvirt's stream buffer size
 HEAD = 64 * 1024            # enough for an ISO 9660 descriptor at 32 KiB
@@ -98,8 +99,7 @@ def check_sha256(value: str | None) -> str | None:
     if value is None:
         return None
     v = value.strip().lower()
-    if v.startswith("sha256:"):
-        v = v[7:]
+    v = v.removeprefix("sha256:")
     if not _SHA256.match(v):
         raise ImageImportError(f"--sha256 {value!r} is not a SHA-256 (64 hex digits)")
     return v
@@ -130,7 +130,7 @@ def open_source(source: str, timeout: float = 30.0) -> Source:
             raise ImageImportError(f"cannot import from {source!r}: give a local file or "
                                    "an http(s):// URL")
         try:
-            resp = urllib.request.urlopen(source, timeout=timeout)  # noqa: S310 (http/s only)
+            resp = urllib.request.urlopen(source, timeout=timeout)
         except urllib.error.HTTPError as exc:
             raise ImageImportError(f"{source}: the server answered {exc.code} "
                                    f"{exc.reason}") from None
@@ -141,9 +141,10 @@ def open_source(source: str, timeout: float = 30.0) -> Source:
         size = int(length) if length and length.isdigit() else None
         return Source(source, resp, size)
     path = Path(source).expanduser()
-    if ".." in path.parts:
-        raise ImageImportError(f"{source!r}: give the path without '..' (an absolute "
-                               "path works)")
+    try:
+        check_path(path, "image source")
+    except InvalidSpec as exc:
+        raise ImageImportError(str(exc)) from None
     if not path.is_file():
         raise ImageImportError(f"{source!r}: no such file (give a local path or an "
                                "http(s) URL)")
@@ -158,7 +159,7 @@ class Reader:
     reports every byte."""
 
     def __init__(self, src: Source, head: bytes, total: int | None,
-                 progress: ByteProgress | None):
+                 progress: Callable[[int, int | None], object] | None):
         self.src = src
         self.pending = head
         self.total = total
@@ -192,7 +193,7 @@ class Imported:
 
 
 def stream_into(upload, source: str, *, sha256: str | None = None,
-                progress: ByteProgress | None = None, spool_dir: Path | None = None
+                progress: Callable[[int, int | None], object] | None = None, spool_dir: Path | None = None
                 ) -> Imported:
     """Read `source` once and hand it to `upload(fmt, size, read)`, which must store the
     bytes and return a handle with `.delete()`-on-failure semantics of its own.

@@ -18,9 +18,9 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from nbcloud.images.cpio import Archive
 
@@ -126,7 +126,7 @@ def _apt_versions(_apt_lists_stamp: int) -> tuple[tuple[str, str], ...]:
     shown = _run(["apt-cache", "show", "--no-all-versions", KERNEL_META, *PACKAGES])
     stanzas = {}
     for stanza in shown.split("\n\n"):
-        fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.M))
+        fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.MULTILINE))
         if "Package" in fields:
             stanzas[fields["Package"]] = fields
     kernel = re.search(r"(linux-image-\S+-cloud-amd64) \(= (\S+)\)",

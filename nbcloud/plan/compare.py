@@ -1,125 +1,23 @@
-"""Plans: the desired state of a stack vs what the inventory recorded vs what libvirt has
--> ordered actions (create / update in place / replace / delete), and drift.
+"""The comparison: the desired state of a stack vs what the inventory recorded vs what the
+provider has -> ordered actions (create / update in place / replace / delete), and drift.
 
-The live state is read in one pass per kind of object (`read_live`); `compute` is pure, so
+The live state is read in one pass per kind of object (workflows/stacks.py `read_live`); `compute` is pure, so
 a plan of a large stack costs one read of libvirt and one of the inventory.
 """
 from __future__ import annotations
 
-import hashlib
-import html
 import re
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from nbcloud.core.flavors import get_flavor
-from nbcloud.core.spec import InvalidSpec, format_size
+from nbcloud.core.spec import USER_NETWORK, InvalidSpec, format_size
 from nbcloud.core.stackfile import Stack
 from nbcloud.plan.ipool import check_pool, compare_pool, pool_members
-from nbcloud.providers.libvirt.xml import USER_NETWORK
+from nbcloud.plan.model import KINDS, Action, LiveState, Plan, user_data_digest  # noqa: F401
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
     from nbcloud.inventory import Resource
-
-KINDS = ("network", "volume", "secgroup", "instance", "loadbalancer",  # creation order
-         "ipool")
-SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
-COLOURS = {"create": "#2a7d2a", "update": "#a06800", "replace": "#8a2be2",
-           "delete": "#b22222"}
-
-
-def user_data_digest(text: str | None) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else ""
-
-
-@dataclass
-class LiveState:
-    """What libvirt has, read in bulk: domains (nbcloud's, with sizes; others by name),
-    networks and data volumes."""
-    domains: dict[str, dict] = field(default_factory=dict)
-    foreign_domains: list[str] = field(default_factory=list)
-    networks: dict[str, dict] = field(default_factory=dict)    # name -> cidr, mode, managed
-    volumes: dict[str, dict] = field(default_factory=dict)     # name -> tier, size, pool
-    # balancers are host processes, not libvirt objects: their record is their state
-    loadbalancers: dict[str, dict] = field(default_factory=dict)   # name -> spec
-    # security groups: their record is their state (libvirt's filters are derived)
-    secgroups: dict[str, dict] = field(default_factory=dict)       # name -> spec
-    # instance pools likewise (their members are domains, listed with the others)
-    ipools: dict[str, dict] = field(default_factory=dict)          # name -> spec
-
-
-def read_live(cloud: Cloud) -> LiveState:
-    """Every domain, network and volume of the host, one bulk listing per kind."""
-    from nbcloud.services.networks import is_managed
-    from nbcloud.services.volumes import _FILE_RE
-    domains, foreign = cloud.backend.domains_live()
-    networks = {i.name: {"cidr": str(i.network), "mode": i.mode, "managed": is_managed(i)}
-                for i in cloud.backend.network_infos()}
-    volumes = {}
-    for name, info in cloud.volumes._all().items():
-        m = _FILE_RE.fullmatch(info.name)
-        if m and m.group(2):
-            volumes[name] = {"tier": m.group(2), "size": info.capacity, "pool": info.pool}
-    lbs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "loadbalancer")}
-    sgs = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "secgroup")}
-    pools = {r.name: r.spec for r in cloud.inventory.resources(cloud.uri, "ipool")}
-    return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs,
-                     ipools=pools)
-
-
-@dataclass(frozen=True)
-class Action:
-    op: str                          # create, update, replace, delete
-    kind: str                        # network, volume, instance
-    name: str
-    changes: tuple[str, ...] = ()    # what differs, one phrase each
-    desired: object = None           # the spec to create/converge to (None for delete)
-    live: bool = True                # for delete: whether there is anything left to delete
-
-    def line(self) -> str:
-        detail = f"  ({'; '.join(self.changes)})" if self.changes else ""
-        return f"{SYMBOLS[self.op]:>3} {self.op:<8} {self.kind} {self.name}{detail}"
-
-
-@dataclass
-class Plan:
-    """The ordered actions that bring stack `stack` to its desired state."""
-    stack: str
-    actions: list[Action] = field(default_factory=list)
-    drift: list[str] = field(default_factory=list)
-    applied: bool = False
-
-    def __bool__(self) -> bool:
-        return bool(self.actions)
-
-    def counts(self) -> dict[str, int]:
-        return {op: sum(a.op == op for a in self.actions) for op in SYMBOLS}
-
-    def summary(self) -> str:
-        if not self.actions:
-            return f"stack {self.stack}: no changes (the cell, the inventory and libvirt agree)"
-        c = self.counts()
-        verb = "applied" if self.applied else "plan"
-        return (f"{verb} for stack {self.stack}: {c['create']} to create, {c['update']} to "
-                f"update in place, {c['replace']} to replace, {c['delete']} to delete")
-
-    def __str__(self) -> str:
-        lines = [self.summary()] + [a.line() for a in self.actions]
-        lines += [f"drift: {d}" for d in self.drift]
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<div style='color:{COLOURS[a.op]}'>{html.escape(a.line())}</div>"
-            for a in self.actions)
-        rows += "".join(f"<div style='color:#a06800'>drift: {html.escape(d)}</div>"
-                        for d in self.drift)
-        return (f"<pre><b>{html.escape(self.summary())}</b>\n{rows}</pre>")
-
 
 # ----- the comparison -----------------------------------------------------------------------
 def _refuse_foreign(kind: str, name: str, stack: str, recorded: dict, live: LiveState) -> None:

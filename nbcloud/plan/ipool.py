@@ -1,16 +1,15 @@
-"""The `ipool:` part of a plan (plan.py): a declared pool vs its inventory record, the
+"""The `ipool:` part of a plan (compare.py): a declared pool vs its inventory record, the
 references it makes (network, security groups, balancer) and the member names it takes."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from nbcloud.core.scaling import Policy
-from nbcloud.core.spec import InvalidSpec
-from nbcloud.providers.libvirt.xml import USER_NETWORK
+from nbcloud.core.spec import USER_NETWORK, InvalidSpec
 
 if TYPE_CHECKING:
     from nbcloud.core.stackfile import Stack
-    from nbcloud.plan.compare import LiveState
+    from nbcloud.plan.model import LiveState
 
 
 def pool_new_names(name: str, members: list[str], size: int) -> list[str]:

@@ -1,1 +1,18 @@
-"""The only layer that talks to libvirt (see DESIGN.md, Layers)."""
+"""Providers: the only code that talks to a cloud engine (DESIGN.md, Layers).
+
+`open_provider(uri)` picks the engine from the URI and imports it only then, so nothing
+above this layer imports an engine's library.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nbcloud.providers.base import Provider
+
+
+def open_provider(uri: str) -> Provider:
+    """A connected provider for `uri` (qemu:///system, qemu:///session, qemu+ssh://...,
+    test:///default)."""
+    from nbcloud.providers.libvirt.provider import LibvirtProvider
+    return LibvirtProvider(uri)

@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pycdlib
 
+from nbcloud.context import Context
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import check_name
-from nbcloud.services.volumes import Volume
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+from nbcloud.core.undo import Undo
+from nbcloud.services.volumes import Volume, Volumes
 
 
 def build_iso(folder: Path, out: Path, label: str = "NBCLOUD") -> int:
@@ -69,54 +67,55 @@ def build_iso(folder: Path, out: Path, label: str = "NBCLOUD") -> int:
 
 
 class CdRoms:
-    """`cloud.cdroms`: ISOs made from folders, stored as volumes `NAME.iso`."""
+    """`cloud.cdroms`: ISOs made from folders, stored as cdrom volumes beside the data
+    volumes (one name space), attached read-only."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context, volumes: Volumes):
+        self.ctx = ctx
+        self.volumes = volumes
 
     def create(self, name: str, folder: str | Path, pool: str | None = None, *,
                stack: str = "adhoc") -> Volume:
         """Make an ISO of `folder` and store it as volume `name` (the ssd pool unless
         `pool`)."""
         check_name(name, "cdrom name")
-        volumes = self.cloud.volumes
+        provider = self.ctx.provider
+        provider.require("cdroms")
         if pool is not None:
-            volumes._check_pool(pool)
-        volumes._check_free_name(name)
+            provider.check_volume_pool(pool)
+        self.volumes.check_free_name(name)
         if not Path(folder).is_dir():
             raise CloudError(f"folder {str(folder)!r} is not a directory")
-        backend = self.cloud.backend
 
-        def steps(undo: list) -> Volume:
-            target_pool = pool or volumes.ensure_tier_pool("ssd")
+        def steps(undo: Undo, op) -> Volume:
             with tempfile.TemporaryDirectory(prefix="nbcloud-iso-") as tmp:
                 iso = Path(tmp) / "image.iso"
                 files = build_iso(Path(folder), iso, name)
-                backend.upload_volume(target_pool, f"{name}.iso", iso, "raw")
-            undo.append(lambda: backend.delete_volume(target_pool, f"{name}.iso"))
-            volumes._record(name, "available", "cdrom", pool=target_pool, files=files,
-                            attached_to="", stack=stack)
-            return Volume(self.cloud, name)
-        return volumes._operation("create", name, "cdrom", steps, folder=str(folder))
+                vol = provider.store_iso(name, iso, pool)
+            undo.add(lambda: provider.delete_data_volume(vol))
+            self.volumes.record(name, "available", "cdrom", pool=vol.pool, files=files,
+                                attached_to="", stack=stack)
+            return Volume(self.volumes, name)
+        return self.volumes.operation("create", name, "cdrom", steps, folder=str(folder))
 
     def get(self, name: str) -> Volume:
-        vol = self.cloud.volumes.get(name)
+        vol = self.volumes.get(name)
         if vol.kind != "cdrom":
             raise CloudError(f"volume {name!r} is a data volume, not a cdrom")
         return vol
 
     def list(self) -> list[Volume]:
-        return self.cloud.volumes.list(kind="cdrom")
+        return self.volumes.list(kind="cdrom")
 
     def attach(self, name: str, instance: str, bus: str = "virtio") -> Volume:
         """Attach ISO `name` read-only; `bus='sata'` for a real cdrom (stopped instances)."""
         self.get(name)
-        return self.cloud.volumes.attach(name, instance, bus=bus)
+        return self.volumes.attach(name, instance, bus=bus)
 
     def detach(self, name: str, instance: str | None = None) -> Volume:
         self.get(name)
-        return self.cloud.volumes.detach(name, instance)
+        return self.volumes.detach(name, instance)
 
     def delete(self, name: str) -> None:
         self.get(name)
-        self.cloud.volumes.delete(name)
+        self.volumes.delete(name)

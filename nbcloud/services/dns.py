@@ -23,14 +23,11 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from nbcloud.context import Context
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, NotFound
-from nbcloud.core.spec import InvalidSpec, check_name
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+from nbcloud.core.spec import InvalidSpec, check_name, check_port
 
 KIND = "dns"
 
@@ -71,8 +68,9 @@ def _ipv4(value: object) -> str:
 class Dns:
     """`cloud.dns`: the records each network's dnsmasq serves."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.provider = ctx.provider
         self._checker: threading.Thread | None = None
         self._stop = threading.Event()
         self.interval = 1.0
@@ -81,7 +79,7 @@ class Dns:
     def records(self, network: str | None = None) -> list[Record]:
         """The records added with `add` (on `network`, or on all networks)."""
         out = []
-        for r in self.cloud.inventory.resources(self.cloud.uri, KIND):
+        for r in self.ctx.inventory.all(KIND):
             s = r.spec
             if network is None or s["network"] == network:
                 out.append(Record(s["network"], s["name"], s["type"], s["value"],
@@ -90,7 +88,7 @@ class Dns:
 
     def _hosts(self, network: str) -> dict[str, str]:
         """name -> address of every name the network's DNS answers."""
-        info = self.cloud.networks.get(network).info
+        info = self.provider.network(network)
         return {name: ip for ip, names in info.dns_hosts for name in names}
 
     def resolve(self, network: str, name: str) -> str:
@@ -142,11 +140,11 @@ class Dns:
             record = self._failover_record(network, name, failover, port)
         else:
             record = Record(network, name, "A", _ipv4(ip))
-        cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, "add", KIND, record.key,
+        ctx = self.ctx
+        with ctx.inventory.operation("add", KIND, record.key,
                                        type=record.type, value=record.value) as op:
             self._publish(record, self._hosts(network))
-            cloud.inventory.put(cloud.uri, KIND, record.key, state="active", stack=stack,
+            ctx.inventory.put(KIND, record.key, state="active", stack=stack,
                                 spec={"network": network, "name": name,
                                       "type": record.type, "value": record.value,
                                       "port": record.port, "current": record.current})
@@ -161,10 +159,10 @@ class Dns:
         if record is None:
             raise NotFound(f"{name!r} is not a record added on network {network!r} "
                            "(instance records go with their instance)")
-        cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, "delete", KIND, record.key):
+        ctx = self.ctx
+        with ctx.inventory.operation("delete", KIND, record.key):
             self._unpublish(network, name)
-            cloud.inventory.remove(cloud.uri, KIND, record.key)
+            ctx.inventory.remove(KIND, record.key)
 
     def refresh(self, network: str) -> list[str]:
         """Put back records a re-created instance's record dropped, and move aliases to
@@ -181,7 +179,7 @@ class Dns:
 
     # ----- the network's host entries -------------------------------------------------
     def _names_at(self, network: str, ip: str) -> tuple[str, ...]:
-        info = self.cloud.networks.get(network).info
+        info = self.provider.network(network)
         return tuple(n for h_ip, names in info.dns_hosts if h_ip == ip for n in names)
 
     @staticmethod
@@ -197,24 +195,23 @@ class Dns:
         if not ip:
             return   # a failover record with no healthy address: no answer at all
         names = self._names_at(record.network, ip)
-        self.cloud.backend.set_dns_names(record.network, ip, names + (record.name,))
+        self.provider.set_dns_names(record.network, ip, names + (record.name,))
 
     def _unpublish(self, network: str, name: str) -> None:
-        info = self.cloud.networks.get(network).info
+        info = self.provider.network(network)
         for ip, names in info.dns_hosts:
             if name in names:
-                self.cloud.backend.set_dns_names(network, ip,
+                self.provider.set_dns_names(network, ip,
                                                  tuple(n for n in names if n != name))
 
     # ----- failover records -------------------------------------------------------------
     def _failover_record(self, network: str, name: str, addresses, port: object) -> Record:
-        from nbcloud.services.loadbalancers import check_port
         words = addresses.split(",") if isinstance(addresses, str) else list(addresses)
         ips = [_ipv4(w.strip()) for w in words if str(w).strip()]
         if len(ips) < 2:
             raise InvalidSpec("--failover needs at least two addresses, like "
                               "10.77.0.10,10.77.0.11")
-        cidr = self.cloud.networks.get(network).info.network
+        cidr = self.provider.network(network).network
         for ip in ips:
             if ipaddress.IPv4Address(ip) not in cidr:
                 raise InvalidSpec(f"failover address {ip} is not on network {network!r} "
@@ -244,17 +241,15 @@ class Dns:
             healthy = self._healthy(record)
             if healthy == record.current:
                 continue
-            cloud = self.cloud
-            with cloud.inventory.operation(cloud.uri, "failover", KIND, record.key,
+            ctx = self.ctx
+            with ctx.inventory.operation("failover", KIND, record.key,
                                            was=record.current, now=healthy) as op:
                 self._unpublish(record.network, record.name)
                 moved = Record(record.network, record.name, record.type, record.value,
                                record.port, healthy)
                 self._publish(moved, {})
-                r = next(x for x in cloud.inventory.resources(cloud.uri, KIND)
-                         if x.name == record.key)
-                cloud.inventory.put(cloud.uri, KIND, record.key, state=r.state,
-                                    spec={**r.spec, "current": healthy}, stack=r.stack)
+                ctx.inventory.update(KIND, record.key,
+                                     lambda r: {**r.spec, "current": healthy} if r else None)
                 op.detail = f"{record.name} -> {healthy or 'none healthy'}"
             changed.append(op.detail)
         return changed
@@ -262,7 +257,7 @@ class Dns:
     def start_checker(self) -> None:
         """Probe failover records every `interval` s on a thread (while there are any;
         real hosts only: the test driver's addresses lead nowhere)."""
-        if self.cloud.uri.startswith("test:") or \
+        if self.ctx.uri.startswith("test:") or \
                 (self._checker is not None and self._checker.is_alive()):
             return
         self._stop.clear()

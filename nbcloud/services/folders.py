@@ -20,17 +20,12 @@ import os
 import re
 import shlex
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
+from nbcloud.context import Context
 from nbcloud.core.errors import CloudError, HostError, InvalidSpec
-from nbcloud.providers.libvirt.xml import SharedDir
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
-    from nbcloud.services.instances import Instance
+from nbcloud.core.spec import check_name, check_path, sync_tag
 
 LOG = "/var/log/nbcloud-provision.log"
 SCRIPT = "/var/lib/nbcloud/provision"
@@ -66,8 +61,8 @@ def parse_sync(value: str | tuple[str, str], index: int = 0) -> SyncedFolder:
                               "./site:/srv/site")
     else:
         host, guest = value
-    if ".." in Path(host).parts or ".." in PurePosixPath(guest).parts:
-        raise InvalidSpec(f"sync {host}:{guest}: '..' is not allowed in either path")
+    check_path(host, "sync host folder")
+    check_path(PurePosixPath(guest), "sync guest folder")
     if not _GUEST_DIR.fullmatch(guest) or "//" in guest:
         raise InvalidSpec(f"guest folder {guest!r:.60} is not allowed: use an absolute path "
                           "of letters, digits, '.', '_', '-' and '/'")
@@ -79,7 +74,7 @@ def parse_sync(value: str | tuple[str, str], index: int = 0) -> SyncedFolder:
     if not host_path.is_dir():
         raise InvalidSpec(f"host folder {host} does not exist (or is not a folder): "
                           "create it first")
-    return SyncedFolder(str(host_path), guest, f"nbsync{index}")
+    return SyncedFolder(str(host_path), guest, sync_tag(index))
 
 
 def parse_syncs(values) -> tuple[SyncedFolder, ...]:
@@ -88,23 +83,6 @@ def parse_syncs(values) -> tuple[SyncedFolder, ...]:
     if len(set(guests)) != len(guests):
         raise InvalidSpec("two synced folders have the same guest folder")
     return folders
-
-
-def check_host(folders: tuple[SyncedFolder, ...], uri: str) -> None:
-    """virtiofs needs virtiofsd on the host (libvirt starts it), and a local daemon."""
-    if not folders or uri.startswith("test:"):
-        return
-    if not uri.startswith("qemu:///system"):
-        raise HostError("synced folders need qemu:///system on this machine (virtiofsd "
-                        "runs as root beside the daemon)")
-    if not any(os.path.exists(p) for p in VIRTIOFSD):
-        raise HostError("synced folders need virtiofsd: `apt-get install virtiofsd` "
-                        "(Debian 12's qemu-system-common ships /usr/lib/qemu/virtiofsd)")
-
-
-def spec_shares(pairs: tuple[tuple[str, str], ...]) -> tuple[SharedDir, ...]:
-    """InstanceSpec.sync (host, guest) pairs -> the domain's virtiofs devices."""
-    return tuple(SharedDir(host, f"nbsync{i}") for i, (host, _) in enumerate(pairs))
 
 
 def _embedded(script: str, path: str) -> str:
@@ -166,45 +144,51 @@ class ProvisionResult:
                 f"{self.returncode}<pre>{html.escape(self.output)}</pre>")
 
 
-class Synced:
-    """`cloud.sync`: synced folders of instances, and the provisioner run on demand."""
+class Folders:
+    """`cloud.sync`: synced folders of instances, and the provisioner run on demand.
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    The methods that run something in the guest take the instance's handle (anything with
+    `name` and `ssh_result`), so this service needs no other."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def check_host(self, folders: tuple[SyncedFolder, ...]) -> None:
+        """virtiofs needs virtiofsd on the host (libvirt starts it), and a local daemon."""
+        uri = self.ctx.uri
+        if not folders or uri.startswith("test:"):
+            return
+        if not uri.startswith("qemu:///system"):
+            raise HostError("synced folders need qemu:///system on this machine (virtiofsd "
+                            "runs as root beside the daemon)")
+        if not any(os.path.exists(p) for p in VIRTIOFSD):
+            raise HostError("synced folders need virtiofsd: `apt-get install virtiofsd` "
+                            "(Debian 12's qemu-system-common ships /usr/lib/qemu/virtiofsd)")
+
+    user_data = staticmethod(user_data)
 
     def folders(self, instance: str) -> list[SyncedFolder]:
-        """The virtiofs folders of `instance`, as libvirt has them, with the guest folder
-        its first-boot script mounts them on."""
-        from nbcloud.core.spec import check_name
-        check_name(instance, "instance name")  # before libvirt hears it
-        root = ET.fromstring(self.cloud.backend.domain_xml_desc(instance))
+        """The virtiofs folders of `instance`, as the provider has them, with the guest
+        folder its first-boot script mounts them on."""
+        check_name(instance, "instance name")  # before the provider hears it
         guest = self._guest_dirs(instance)
-        out = []
-        for fs in root.findall("devices/filesystem"):
-            drv, src, tgt = fs.find("driver"), fs.find("source"), fs.find("target")
-            if drv is None or drv.get("type") != "virtiofs" or src is None or tgt is None:
-                continue
-            out.append(SyncedFolder(src.get("dir", ""), guest.get(tgt.get("dir", ""), "?"),
-                                    tgt.get("dir", "")))
-        return out
+        return [SyncedFolder(host, guest.get(tag, "?"), tag)
+                for host, tag in self.ctx.provider.shared_folders(instance)]
 
     def _guest_dirs(self, instance: str) -> dict[str, str]:
-        for res in self.cloud.inventory.resources(self.cloud.uri, "instance"):
-            if res.name == instance:
-                return {t: g for t, g in res.spec.get("sync", {}).items()}
-        return {}
+        res = self.ctx.inventory.get("instance", instance)
+        return dict(res.spec.get("sync", {})) if res is not None else {}
 
     def record(self, instance: str, folders: tuple[SyncedFolder, ...]) -> None:
         """Keep tag -> guest folder in the instance's inventory spec."""
         if not folders:
             return
-        for res in self.cloud.inventory.resources(self.cloud.uri, "instance"):
-            if res.name == instance:
-                spec = {**res.spec, "sync": {f.tag: f.guest_dir for f in folders}}
-                self.cloud.inventory.put(self.cloud.uri, "instance", instance,
-                                         state=res.state, spec=spec, stack=res.stack)
+        self.ctx.inventory.update(
+            "instance", instance,
+            lambda res: None if res is None else
+            {**res.spec, "sync": {f.tag: f.guest_dir for f in folders}})
 
-    def wait_mounted(self, inst: Instance, folders: tuple[SyncedFolder, ...],
+    def wait_mounted(self, inst, folders: tuple[SyncedFolder, ...],
                      timeout: float = 60.0) -> None:
         """Until every folder is mounted in the guest (its script runs after SSH is up)."""
         if not folders:
@@ -220,26 +204,22 @@ class Synced:
                                  f"{timeout:.0f} s (see its console for 'nbcloud: mounting')")
             time.sleep(0.3)
 
-    def provision(self, instance: str, script: str, timeout: float = 600.0
-                  ) -> ProvisionResult:
-        """Run `script` in `instance` now, over SSH; its output is returned and recorded
-        in the operations log."""
+    def provision(self, inst, script: str, timeout: float = 600.0) -> ProvisionResult:
+        """Run `script` in instance `inst` now, over SSH; its output is returned and
+        recorded in the operations log."""
         if not script.strip():
             raise InvalidSpec("the provisioner script is empty")
-        inst = self.cloud.instances.get(instance)
         path = "/var/lib/nbcloud/provision-now"
         command = _embedded(script, path) + \
             (path if script.startswith("#!") else f"sh {path}") + " 2>&1"
-        with self.cloud.inventory.operation(self.cloud.uri, "provision", "instance",
-                                            instance) as op:
+        with self.ctx.inventory.operation("provision", "instance", inst.name) as op:
             r = inst.ssh_result(command, check=False, timeout=timeout)
             op.detail = f"rc={r.returncode}\n{r.stdout[-4000:]}"
-        return ProvisionResult(instance, r.returncode, r.stdout)
+        return ProvisionResult(inst.name, r.returncode, r.stdout)
 
-    def provision_log(self, instance: str, wait: float = 0.0) -> ProvisionResult:
-        """The first-boot provisioner's output (waiting up to `wait` s for it to finish),
-        recorded in the operations log."""
-        inst = self.cloud.instances.get(instance)
+    def provision_log(self, inst, wait: float = 0.0) -> ProvisionResult:
+        """The first-boot provisioner's output of instance `inst` (waiting up to `wait` s
+        for it to finish), recorded in the operations log."""
         deadline = time.monotonic() + wait
         while True:
             text = inst.ssh_result(f"cat {LOG}", check=False, timeout=30).stdout
@@ -247,11 +227,10 @@ class Synced:
                 break
             time.sleep(0.5)
         if DONE not in text:
-            raise CloudError(f"instance {instance!r}: the provisioner has not finished "
+            raise CloudError(f"instance {inst.name!r}: the provisioner has not finished "
                              f"(or there is none): {LOG} has no '{DONE}' line")
         body, _, rest = text.rpartition(DONE)
         rc = int(rest.split()[0]) if rest.split() else -1
-        with self.cloud.inventory.operation(self.cloud.uri, "provision log", "instance",
-                                            instance) as op:
+        with self.ctx.inventory.operation("provision log", "instance", inst.name) as op:
             op.detail = f"rc={rc}\n{body[-4000:]}"
-        return ProvisionResult(instance, rc, body)
+        return ProvisionResult(inst.name, rc, body)

@@ -20,18 +20,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from nbcloud.context import Context
 from nbcloud.core import config
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound, SSHError
-from nbcloud.core.spec import InvalidSpec, check_name
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+from nbcloud.core.spec import InvalidSpec, check_name, check_path
 
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521")
@@ -232,11 +229,11 @@ class Keys:
     """`cloud.keys`: create, import, list and delete login keys; every change is logged
     (name and fingerprint, never key material) in the operations log."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
 
     def _run(self, verb: str, name: str, fn, *args):
-        with self.cloud.inventory.operation(self.cloud.uri, verb, "key", name) as op:
+        with self.ctx.inventory.operation(verb, "key", name) as op:
             result = fn(*args)
             op.detail = result.fingerprint if isinstance(result, KeyPair) else ""
         return result
@@ -254,9 +251,7 @@ class Keys:
         text = public_key
         if "\n" not in public_key and not public_key.startswith(KEY_TYPES):
             path = Path(public_key).expanduser()
-            if ".." in path.parts:  # the same rule as image import sources and pool paths
-                raise InvalidSpec(f"{public_key!r}: give the path without '..' (an absolute "
-                                  "path works)")
+            check_path(path, "public key file")
             if not path.is_file():
                 raise InvalidSpec(f"{public_key!r} is neither a file nor a public key: "
                                   f"{_PUBLIC_HELP}")
@@ -280,7 +275,7 @@ class Keys:
     def delete(self, name: str) -> None:
         """Delete key `name`; refused while an instance on this host logs in with it."""
         get_key(name)
-        users = sorted(n for n, meta in self.cloud.backend.managed().items()
+        users = sorted(n for n, meta in self.ctx.provider.managed().items()
                        if meta.get("kind") == "instance"
                        and meta.get("key", "default") == name)
         if users:

@@ -13,13 +13,9 @@ import concurrent.futures
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from nbcloud.core.errors import CloudError, Interrupted
-
-if TYPE_CHECKING:
-    from nbcloud.core.spec import InstanceSpec
-    from nbcloud.services.instances import Instance, Instances
+from nbcloud.core.spec import InstanceSpec
 
 #: The stages of one create, in order (a progress bar's steps); "started" ends a create
 #: that does not wait for SSH, "failed" one that went wrong.
@@ -63,7 +59,7 @@ class Watch:
             self.progress.update(self)
 
 
-def _fate(instances: Instances, name: str, future: concurrent.futures.Future,
+def _fate(instances, name: str, future: concurrent.futures.Future,
           wait: bool) -> str:
     """One clause of the interrupted message: what became of instance `name`."""
     if future.done() and not future.cancelled():
@@ -72,7 +68,7 @@ def _fate(instances: Instances, name: str, future: concurrent.futures.Future,
             return f"{name} is SSH-ready" if wait else f"{name} is running"
         if not isinstance(exc, KeyboardInterrupt):  # failed on its own, before Ctrl-C
             return f"{name} failed ({exc})"
-    backend = instances.cloud.backend
+    backend = instances.provider
     if backend.exists(name):
         try:
             state = backend.state(name)
@@ -84,14 +80,15 @@ def _fate(instances: Instances, name: str, future: concurrent.futures.Future,
     return f"{name} was not created"
 
 
-def launch(instances: Instances, specs: list[InstanceSpec], wait: bool, stack: str,
-           progress=None, keep: bool = False) -> list[Instance]:
+def launch(instances, specs: list[InstanceSpec], wait: bool, stack: str,
+           progress=None, keep: bool = False) -> list:
     """Create `specs` in parallel threads; returns the instances in order. Ctrl-C raises
-    `Interrupted` after every worker has settled."""
+    `Interrupted` after every worker has settled. `instances` is the instance service
+    (its `create_one` makes one instance, its provider says what became of one)."""
     watch = Watch([s.name for s in specs], wait, progress)
     pool = ThreadPoolExecutor(max_workers=min(len(specs), 8),
                               thread_name_prefix="nbcloud-create")
-    futures = [pool.submit(instances._create_one, s, wait, stack, watch, keep)
+    futures = [pool.submit(instances.create_one, s, wait, stack, watch, keep)
                for s in specs]
     try:
         try:

@@ -2,40 +2,26 @@
 
 A balancer is an inventory resource of kind "loadbalancer", spec {"network", "port",
 "members": [instance names], "algorithm", "keep_client_address", "address"}; the engine
-is a supervised HAProxy (haproxy.py) listening on the network's gateway address at the
-balancer's port, whose configuration is generated from that record. Members must have a
+is the provider's (on libvirt, a supervised HAProxy listening on the network's gateway
+address at the balancer's port, configured from that record: providers/libvirt/haproxy.py).
+Members must have a
 NIC on the balancer's network; `--members 'web-*'` is expanded once, at create or add.
 """
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from nbcloud.core import config
-from nbcloud.core.display import Table, card
+from nbcloud.context import Context
+from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
-from nbcloud.core.spec import InvalidSpec, check_name
-from nbcloud.providers.libvirt import haproxy
-from nbcloud.providers.libvirt.provider import is_local
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+from nbcloud.core.handle import Handle
+from nbcloud.core.spec import InvalidSpec, check_name, check_port
 
 KIND = "loadbalancer"
 ALGORITHMS = ("roundrobin", "leastconn")
 
 
-def check_port(value: object, what: str = "port") -> int:
-    try:
-        port = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        port = 0
-    if isinstance(value, bool) or not 1 <= port <= 65535 or str(port) != str(value).strip():
-        raise InvalidSpec(f"{what} {value!r} is not allowed: use a whole number from 1 "
-                          "to 65535")
-    return port
 
 
 @dataclass(frozen=True)
@@ -68,27 +54,14 @@ class LbSpec:
                 "member_port": self.member_port, "address": address}
 
 
-def _addresses(cloud: Cloud, network: str) -> dict[str, str]:
-    """instance name -> its address on `network`, for every nbcloud instance there."""
-    out = {}
-    for name, meta in cloud.backend.managed().items():
-        for pair in filter(None, meta.get("ips", "").split(",")):
-            net, _, ip = pair.partition("=")
-            if net == network and ip:
-                out[name] = ip
-    return out
-
-
-class LoadBalancer:
+class LoadBalancer(Handle):
     """A handle on one balancer; `members`, `address` and `health` read live state."""
 
-    def __init__(self, cloud: Cloud, name: str):
-        self.cloud = cloud
-        self.name = name
+    noun = "load balancer"
 
     @property
     def spec(self) -> dict:
-        return self.cloud.lbs._record(self.name).spec
+        return self.service.record(self.name).spec
 
     @property
     def address(self) -> str:
@@ -100,76 +73,72 @@ class LoadBalancer:
         return list(self.spec["members"])
 
     def health(self) -> dict[str, str]:
-        """member -> 'UP' / 'DOWN' / ... from HAProxy's own health checks."""
-        return self.cloud.lbs._process(self.name).health()
+        """member -> 'UP' / 'DOWN' / ... from the balancer's own health checks."""
+        return self.service.provider.balancer_health(self.name)
 
-    def __repr__(self) -> str:
-        try:
-            s = self.spec
-        except NotFound:
-            return f"<LoadBalancer {self.name} (gone)>"
-        return (f"<LoadBalancer {self.name} {s['algorithm']} on {s['network']} "
-                f"{s['address']}:{s['port']} members={','.join(s['members']) or '-'}>")
-
-    def _repr_html_(self) -> str:
-        try:
-            s, health = self.spec, self.health()
-        except NotFound:
-            return card("load balancer", self.name, None)
-        rows = {"network": s["network"], "listens on": f"{s['address']}:{s['port']}",
+    def rows(self) -> dict[str, object]:
+        s, health = self.spec, self.health()
+        return {"network": s["network"], "listens on": f"{s['address']}:{s['port']}",
                 "algorithm": s["algorithm"],
                 "client address": "kept" if s["keep_client_address"] else "the balancer's",
                 "members": ", ".join(f"{m} ({health.get(m, '?')})" for m in s["members"])
                 or "-"}
-        return card("load balancer", self.name, rows)
+
+    def summary(self, rows: dict[str, object]) -> str:
+        s = self.spec
+        return (f"{s['algorithm']} on {s['network']} {s['address']}:{s['port']} "
+                f"members={','.join(s['members']) or '-'}")
 
 
 class LoadBalancers:
     """`cloud.lbs`: the host-side L4 balancers."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
-        # test:///default has no bridge to listen on: configurations are generated and
-        # checked by `haproxy -c`, but no process is started
-        self.runs_processes = cloud.uri.startswith("qemu") and is_local(cloud.uri)
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.provider = ctx.provider
 
     # ----- reading --------------------------------------------------------------------
-    def _record(self, name: str):
+    def record(self, name: str):
+        """Balancer `name`'s inventory record; NotFound in one line."""
         check_name(name, "load balancer name")
-        for r in self.cloud.inventory.resources(self.cloud.uri, KIND):
+        for r in self.ctx.inventory.all(KIND):
             if r.name == name:
                 return r
         raise NotFound(f"load balancer {name!r} does not exist (see `%cloud lb list`)")
 
-    def _workdir(self) -> Path:
-        return config.home() / "lb"
-
-    def _process(self, name: str) -> haproxy.Process:
-        return haproxy.Process(self._workdir(), name)
+    def addresses(self, network: str) -> dict[str, str]:
+        """instance name -> its address on `network`, for every nbcloud instance there."""
+        out = {}
+        for name, meta in self.provider.managed().items():
+            for pair in filter(None, meta.get("ips", "").split(",")):
+                net, _, ip = pair.partition("=")
+                if net == network and ip:
+                    out[name] = ip
+        return out
 
     def get(self, name: str) -> LoadBalancer:
         """The balancer `name`; its HAProxy is started again if it died."""
-        self._record(name)
+        self.record(name)
         self.ensure(name)
-        return LoadBalancer(self.cloud, name)
+        return LoadBalancer(self, name)
 
     __getitem__ = get
 
     def list(self) -> list[LoadBalancer]:
-        return [LoadBalancer(self.cloud, r.name)
-                for r in self.cloud.inventory.resources(self.cloud.uri, KIND)]
+        return [LoadBalancer(self, r.name)
+                for r in self.ctx.inventory.all(KIND)]
 
     def table(self) -> Table:
         rows = []
-        for r in self.cloud.inventory.resources(self.cloud.uri, KIND):
+        for r in self.ctx.inventory.all(KIND):
             s = r.spec
             try:
                 self.ensure(r.name)       # listing touches them: a dead one starts again
             except CloudError:
                 pass                      # shown as stopped below
-            health = self._process(r.name).health()
+            health = self.provider.balancer_health(r.name)
             up = sum(health.get(m) == "UP" for m in s["members"])
-            running = self._process(r.name).alive() if self.runs_processes else None
+            running = self.provider.balancer_running(r.name)
             rows.append((r.name, s["network"], f"{s['address']}:{s['port']}",
                          s["algorithm"], ", ".join(s["members"]) or "-",
                          f"{up}/{len(s['members'])}",
@@ -178,19 +147,10 @@ class LoadBalancers:
                       "haproxy"], rows, "load balancers")
 
     # ----- configuration --------------------------------------------------------------
-    def _config(self, name: str, spec: dict) -> str:
-        addresses = _addresses(self.cloud, spec["network"])
-        port = spec.get("member_port") or spec["port"]
-        backends = [haproxy.Backend(m, addresses[m], port)
-                    for m in spec["members"] if m in addresses]  # deleted ones drop out
-        sock = self._process(name).socket if self.runs_processes else None
-        return haproxy.config_text(name, spec["address"], spec["port"], spec["algorithm"],
-                                   backends, spec["keep_client_address"], sock)
-
     def _resolve(self, network: str, patterns: tuple[str, ...] | list[str]) -> list[str]:
         """Instance names on `network` matching `patterns` (names or globs like web-*);
         InvalidSpec, naming the culprit, if one matches no instance there."""
-        on_net = _addresses(self.cloud, network)
+        on_net = self.addresses(network)
         managed = None
         out: list[str] = []
         for pattern in patterns:
@@ -199,7 +159,7 @@ class LoadBalancers:
             found = sorted(n for n in on_net if fnmatch.fnmatchcase(n, pattern))
             if not found:
                 if managed is None:
-                    managed = self.cloud.backend.managed()
+                    managed = self.provider.managed()
                 if pattern in managed:
                     raise InvalidSpec(f"instance {pattern!r} is not on network {network!r}: "
                                       "a member must have a NIC on the balancer's network")
@@ -210,21 +170,13 @@ class LoadBalancers:
 
     def ensure(self, name: str) -> bool:
         """Start `name`'s HAProxy again if it is not running (or runs an old config)."""
-        if not self.runs_processes:
+        if not self.provider.runs_balancers:
             return False
-        spec = self._record(name).spec
-        return self._process(name).ensure(self._config(name, spec))
+        spec = self.record(name).spec
+        return self.provider.ensure_balancer(name, spec, self.addresses(spec["network"]))
 
     def _apply(self, name: str, spec: dict) -> None:
-        text = self._config(name, spec)
-        haproxy.check(text, self._workdir())
-        if self.runs_processes:
-            if spec["keep_client_address"]:
-                why = haproxy.tproxy_setup()
-                if why:
-                    raise CloudError(f"cannot keep the client address here ({why}): "
-                                     "create the balancer without --keep-client-address")
-            self._process(name).start(text)
+        self.provider.apply_balancer(name, spec, self.addresses(spec["network"]))
 
     # ----- writes ---------------------------------------------------------------------
     def create(self, name: str, network: str, port: int = 80, members=(),
@@ -236,47 +188,48 @@ class LoadBalancers:
         members = (members,) if isinstance(members, str) else tuple(members)
         LbSpec(name, network, port, (), algorithm, keep_client_address,
                member_port)  # validate early
-        if not self.runs_processes and not self.cloud.uri.startswith("test:"):
-            raise CloudError(f"load balancers run beside the daemon, and {self.cloud.uri} "
+        self.provider.require("loadbalancers")
+        if not self.provider.balancers_possible:
+            raise CloudError(f"load balancers run beside the daemon, and {self.ctx.uri} "
                              "is another machine's (or a session daemon's): use "
                              "qemu:///system on the host itself")
-        if any(r.name == name for r in self.cloud.inventory.resources(self.cloud.uri, KIND)):
+        if any(r.name == name for r in self.ctx.inventory.all(KIND)):
             raise AlreadyExists(f"load balancer {name!r} exists already: pick another name "
                                 "or delete it first")
-        gateway = self.cloud.networks.get(network).gateway
+        gateway = self.provider.network(network).gateway
         port = check_port(port)
-        for r in self.cloud.inventory.resources(self.cloud.uri, KIND):
+        for r in self.ctx.inventory.all(KIND):
             if r.spec["network"] == network and r.spec["port"] == port:
                 raise CloudError(f"port {port} on network {network!r} is taken by load "
                                  f"balancer {r.name!r}: pick another port")
         spec = LbSpec(name, network, port, tuple(self._resolve(network, members)),
                       algorithm, keep_client_address, member_port)
         record = spec.record(gateway)
-        cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, "create", KIND, name, network=network,
+        ctx = self.ctx
+        with ctx.inventory.operation("create", KIND, name, network=network,
                                        port=port, members=list(spec.members),
                                        algorithm=algorithm, stack=stack) as op:
             try:
                 self._apply(name, record)
             except BaseException:
-                self._process(name).stop()
+                self.provider.stop_balancer(name)
                 raise
-            cloud.inventory.put(cloud.uri, KIND, name, state="active", spec=record,
+            ctx.inventory.put(KIND, name, state="active", spec=record,
                                 stack=stack)
             op.detail = f"{gateway}:{port}"
-        return LoadBalancer(cloud, name)
+        return LoadBalancer(self, name)
 
     def _change(self, name: str, verb: str, **changes) -> None:
         """Change fields of the record (values already resolved), then reload HAProxy."""
-        r = self._record(name)
+        r = self.record(name)
         spec = {**r.spec, **changes}
         spec["members"] = list(dict.fromkeys(spec["members"]))
         LbSpec(name, spec["network"], spec["port"], tuple(spec["members"]),
                spec["algorithm"], spec["keep_client_address"], spec.get("member_port"))
-        cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, verb, KIND, name, **changes):
+        ctx = self.ctx
+        with ctx.inventory.operation(verb, KIND, name, **changes):
             self._apply(name, spec)
-            cloud.inventory.put(cloud.uri, KIND, name, state=r.state, spec=spec,
+            ctx.inventory.put(KIND, name, state=r.state, spec=spec,
                                 stack=r.stack)
 
     def set_members(self, name: str, members: list[str], verb: str = "update") -> None:
@@ -287,7 +240,7 @@ class LoadBalancers:
                member_port: int | None = None) -> LoadBalancer:
         """Converge balancer `name` to these members (names or globs), algorithm and
         member port (what a stack's `loadbalancer:` entry declares)."""
-        spec = self._record(name).spec
+        spec = self.record(name).spec
         changes: dict = {}
         if members is not None:
             members = (members,) if isinstance(members, str) else tuple(members)
@@ -297,35 +250,33 @@ class LoadBalancers:
         if member_port is not None:
             changes["member_port"] = check_port(member_port, "member port")
         self._change(name, "update", **changes)
-        return LoadBalancer(self.cloud, name)
+        return LoadBalancer(self, name)
 
     def add_members(self, name: str, members) -> LoadBalancer:
         """Add instances (names or globs) on the balancer's network."""
         members = (members,) if isinstance(members, str) else tuple(members)
-        spec = self._record(name).spec
+        spec = self.record(name).spec
         found = self._resolve(spec["network"], members)
         self.set_members(name, spec["members"] + found, "member add")
-        return LoadBalancer(self.cloud, name)
+        return LoadBalancer(self, name)
 
     def remove_members(self, name: str, members) -> LoadBalancer:
         members = (members,) if isinstance(members, str) else tuple(members)
-        spec = self._record(name).spec
+        spec = self.record(name).spec
         for m in members:
             if m not in spec["members"]:
                 raise InvalidSpec(f"{m!r} is not a member of load balancer {name!r} "
                                   f"(members: {', '.join(spec['members']) or 'none'})")
         self.set_members(name, [m for m in spec["members"] if m not in members],
                          "member remove")
-        return LoadBalancer(self.cloud, name)
+        return LoadBalancer(self, name)
 
     def delete(self, name: str) -> None:
         """Stop the balancer's HAProxy and forget it."""
-        self._record(name)
-        cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, "delete", KIND, name):
-            self._process(name).stop()
-            cloud.inventory.remove(cloud.uri, KIND, name)
-        if self.runs_processes and not any(
-                r.spec.get("keep_client_address")
-                for r in cloud.inventory.resources(cloud.uri, KIND)):
-            haproxy.tproxy_teardown()
+        self.record(name)
+        ctx = self.ctx
+        keeping = any(r.spec.get("keep_client_address") for r in ctx.inventory.all(KIND)
+                      if r.name != name)
+        with ctx.inventory.operation("delete", KIND, name):
+            self.provider.stop_balancer(name, last_keeping_client=not keeping)
+            ctx.inventory.remove(KIND, name)

@@ -1,6 +1,6 @@
 """Monitoring: one sampling thread per Cloud (so per kernel), one bulk stats call per tick.
 
-Each tick asks the backend for every domain's counters in ONE call, turns the counters of
+Each tick asks the provider for every domain's counters in ONE call, turns the counters of
 the watched instances into rates (CPU % of the flavor's vCPUs, memory used, disk and
 network bytes/s), hands the tick to the listeners (live graphs, the autoscaler) on the
 sampler thread, and buffers rows for the inventory, written in batches.
@@ -19,13 +19,11 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from nbcloud.context import Context
 from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.events import INSTANCE_STATE
 from nbcloud.core.spec import check_name
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
 
 THREAD_NAME = "nbcloud-monitor"
 RATES = ("cpu", "mem_used", "disk_rd", "disk_wr", "net_rx", "net_tx")
@@ -150,32 +148,19 @@ def check_interval(value: object) -> float:
     return seconds
 
 
-def _refresh_topologies(cloud: Cloud) -> None:
-    """Redraw the live topologies of `cloud` (topology_live.py, when it is there)."""
-    try:
-        from nbcloud.ui import topology as topology_live  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    for topo in getattr(topology_live, "live_topologies", list)():
-        if getattr(topo, "cloud", None) is cloud and callable(getattr(topo, "refresh", None)):
-            try:
-                topo.refresh()
-            except Exception:  # noqa: BLE001  (a drawing problem is not the sampler's)
-                pass
-
-
 Listener = Callable[[dict[str, Sample]], object]
 
 
 class Monitor:
-    """The sampler of one Cloud: watched instances, one thread, listeners, batched writes.
+    """The sampler of one cloud: watched instances, one thread, listeners, batched writes.
 
     Listeners and error handlers run on the sampler thread: keep them short (a widget's
     `batch_update`), and never call `stop()` from one."""
 
-    def __init__(self, cloud: Cloud, interval: float = 1.0, flush_every: float = 10.0,
+    def __init__(self, ctx: Context, interval: float = 1.0, flush_every: float = 10.0,
                  keep: float = 86400.0):
-        self.cloud = cloud
+        self.ctx = ctx
+        self.provider = ctx.provider
         self._interval = check_interval(interval)
         self.flush_every = flush_every
         self.keep = keep                       # seconds of samples kept in the inventory
@@ -215,7 +200,7 @@ class Monitor:
         found = {}
         for name in names:
             check_name(name, "instance name")
-            meta = self.cloud.backend.metadata(name)   # NotFound / NotManaged, one line
+            meta = self.provider.metadata(name)   # NotFound / NotManaged, one line
             found[name] = _flavor_vcpus(meta.get("flavor", ""))
         with self._lock:
             self._watched.update(found)
@@ -298,11 +283,10 @@ class Monitor:
         with self._lock:
             watched = dict(self._watched)
         if self._known is None:   # the inventory's instances, re-read at each flush
-            self._known = {r.name for r in self.cloud.inventory.resources(
-                self.cloud.uri, "instance")}
+            self._known = {r.name for r in self.ctx.inventory.all("instance")}
         ours = sorted(self._known | set(watched))
         start = time.monotonic()
-        records = self.cloud.backend.domain_stats(ours)   # the one bulk call of the tick
+        records = self.provider.domain_stats(ours)   # the one bulk call of the tick
         # the counters were read somewhere inside the call: its middle is the best guess
         # (on a busy host the call itself can take a good part of a tick)
         end = time.monotonic()
@@ -331,7 +315,10 @@ class Monitor:
                     errors(exc)
         if changed:
             self.state_changes += 1
-            _refresh_topologies(self.cloud)
+            try:   # the live topology redraws (a drawing problem is not the sampler's)
+                self.ctx.events.emit(INSTANCE_STATE, names=changed)
+            except Exception:  # noqa: BLE001
+                pass
         if time.monotonic() - self._flushed >= self.flush_every:
             self.flush()
         return tick
@@ -362,10 +349,10 @@ class Monitor:
             rows, self._buffer = self._buffer, []
             self._flushed = time.monotonic()
             self._known = None
-        self.cloud.inventory.add_samples(self.cloud.uri, rows)
+        self.ctx.inventory.add_samples(rows)
         if rows and time.time() - self._pruned > 3600:
             self._pruned = time.time()
-            self.cloud.inventory.prune_samples(self._pruned - self.keep)
+            self.ctx.inventory.prune_samples(self._pruned - self.keep)
         return len(rows)
 
     def history(self, name: str, since: float) -> list[Sample]:
@@ -373,7 +360,7 @@ class Monitor:
         after writing what is buffered)."""
         check_name(name, "instance name")
         self.flush()
-        rows = self.cloud.inventory.samples(self.cloud.uri, name, time.time() - since)
+        rows = self.ctx.inventory.samples(name, time.time() - since)
         return [Sample.from_row(r) for r in rows]
 
     def close(self) -> None:

@@ -1,31 +1,24 @@
-"""Security groups: named ingress/egress rules, enforced by the host as libvirt nwfilters.
+"""Security groups: named ingress/egress rules, enforced by the provider (on libvirt, as
+nwfilters: providers/libvirt/firewall.py).
 
-Each group G compiles to one filter `nbcloud-sg-G`; each instance that is a member of any
-group gets a filter `nbcloud-inst-NAME` that references its groups' filters between a
-fixed head (established traffic, DHCP and DNS replies) and a fixed tail (drop every other
-ingress; egress is open unless one of its groups has egress rules), and every interface
-of the instance carries `<filterref filter='nbcloud-inst-NAME'/>`. ARP is not IP, so it
-passes untouched.
-
-A rule may name another group as its source: it compiles to one rule per address of that
-group's current members, and every group whose rules name G is recompiled when G's
-membership changes (libvirt re-applies a redefined filter to all its interfaces at once).
+A rule may name another group as its source: it allows that group's members' current
+addresses, and every group whose rules name G is recompiled when G's membership changes.
 
 The inventory holds each group as kind "secgroup", spec {"rules": [...], "instances":
-[member names], "next_id": n}; libvirt's filters are derived from it and rebuilt by
+[member names], "next_id": n}; the provider's filters are derived from it and rebuilt by
 `sync`.
 """
 from __future__ import annotations
 
 import functools
 import html
-import ipaddress
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from nbcloud.context import Context
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
+from nbcloud.core.events import INSTANCE_DELETED
 from nbcloud.core.secrules import (  # noqa: F401  (the rule model is re-exported)
     PROTOCOLS,
     Rule,
@@ -35,68 +28,8 @@ from nbcloud.core.secrules import (  # noqa: F401  (the rule model is re-exporte
     rule_text,
 )
 from nbcloud.core.spec import check_name
-from nbcloud.providers.libvirt.nwfilters import FilterDef, FilterRule
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
 
 KIND = "secgroup"
-GROUP_PREFIX = "nbcloud-sg-"
-INSTANCE_PREFIX = "nbcloud-inst-"
-
-
-def _remote_matches(rule: Rule, members: dict[str, list[str]]) -> list[dict[str, str]]:
-    """The address match attributes of `rule`: one dict per remote network."""
-    side = "src" if rule.direction == "ingress" else "dst"
-    if rule.group:
-        addrs = sorted({ip for ips in members.get(rule.group, {}).values() for ip in ips})
-        return [{f"{side}ipaddr": ip, f"{side}ipmask": "32"} for ip in addrs]
-    if rule.cidr:
-        net = ipaddress.IPv4Network(rule.cidr)
-        return [{f"{side}ipaddr": str(net.network_address),
-                 f"{side}ipmask": str(net.prefixlen)}]
-    return [{}]
-
-
-def compile_group(name: str, rules: list[Rule],
-                  members: dict[str, dict[str, list[str]]]) -> FilterDef:
-    """The filter of group `name`. `members` is group -> {instance: [addresses]}."""
-    out = []
-    for rule in rules:
-        base: dict[str, str] = {}
-        if rule.ports:
-            base["dstportstart"] = str(rule.ports[0])
-            base["dstportend"] = str(rule.ports[1])
-        for remote in _remote_matches(rule, members):  # type: ignore[arg-type]
-            out.append(FilterRule("accept", "in" if rule.direction == "ingress" else "out",
-                                  rule.proto, {**base, **remote}, priority=500))
-    return FilterDef(GROUP_PREFIX + name, tuple(out))
-
-
-def compile_instance(name: str, groups: list[str], egress_limited: bool) -> FilterDef:
-    """The filter on every interface of instance `name`, a member of `groups`."""
-    established = {"state": "ESTABLISHED,RELATED"}
-    head = [
-        # replies to what either side started (the conntrack state)
-        FilterRule("accept", "in", "all", established, priority=100),
-        FilterRule("accept", "out", "all", established, priority=100),
-        # what an instance needs to work: its DHCP lease (a reply may be broadcast, which
-        # conntrack does not tie to the request) and DNS queries, whose replies are
-        # ESTABLISHED (a rule for "source port 53" would let anyone in who picks it)
-        FilterRule("accept", "in", "udp", {"srcportstart": "67", "dstportstart": "68"},
-                   priority=110),
-        FilterRule("accept", "out", "udp", {"srcportstart": "68", "dstportstart": "67"},
-                   priority=110),
-        FilterRule("accept", "out", "udp", {"dstportstart": "53"}, priority=110),
-        FilterRule("accept", "out", "tcp", {"dstportstart": "53"}, priority=110),
-    ]
-    tail = [FilterRule("drop", "in", "all", priority=1000)]
-    if egress_limited:
-        tail.append(FilterRule("drop", "out", "all", priority=1000))
-    else:
-        tail.append(FilterRule("accept", "out", "all", priority=900))
-    return FilterDef(INSTANCE_PREFIX + name, tuple(head + tail),
-                     tuple(GROUP_PREFIX + g for g in groups))
 
 
 @dataclass
@@ -140,14 +73,16 @@ def _serialized(method):
 class SecurityGroups:
     """`cloud.secgroups`: create, rules, attach, detach, list, delete."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.provider = ctx.provider
         self._lock = threading.RLock()   # re-entrant: delete_with_members detaches
+        ctx.events.on(INSTANCE_DELETED, lambda name, meta: self.instance_deleted(name))
 
     # ----- records ----------------------------------------------------------------------
     def _all(self) -> dict[str, SecurityGroup]:
         out = {}
-        for res in self.cloud.inventory.resources(self.cloud.uri, KIND):
+        for res in self.ctx.inventory.all(KIND):
             out[res.name] = SecurityGroup(res.name,
                                           [Rule.from_json(r) for r in res.spec.get("rules",
                                                                                    [])],
@@ -173,8 +108,8 @@ class SecurityGroups:
                      "security groups")
 
     def _save(self, group: SecurityGroup) -> None:
-        self.cloud.inventory.put(self.cloud.uri, KIND, group.name, state="active",
-                                 spec=group.spec(), stack=group.stack)
+        self.ctx.inventory.put(KIND, group.name, state="active", spec=group.spec(),
+                               stack=group.stack)
 
     def of_instance(self, instance: str) -> list[str]:
         return [g.name for g in self.list() if instance in g.instances]
@@ -182,7 +117,7 @@ class SecurityGroups:
     # ----- compiling ------------------------------------------------------------------
     def _addresses(self, instance: str) -> list[str]:
         try:
-            meta = self.cloud.backend.metadata(instance)
+            meta = self.provider.metadata(instance)
         except CloudError:
             return []
         ips = [p.split("=", 1)[1] for p in meta.get("ips", "").split(",") if "=" in p]
@@ -194,22 +129,14 @@ class SecurityGroups:
     def _compile(self, names: set[str], groups: dict[str, SecurityGroup]) -> None:
         members = self._members(groups)
         for name in sorted(names):
-            self.cloud.backend.define_nwfilter(compile_group(name, groups[name].rules,
-                                                             members))
+            self.provider.apply_group(name, groups[name].rules, members)
 
     def _compile_instance(self, instance: str, groups: dict[str, SecurityGroup]) -> None:
         """Define the instance's filter and point its interfaces at it, or, in no group
         any more, take the filter off its interfaces and remove it."""
-        backend = self.cloud.backend
         mine = [g for g in groups.values() if instance in g.instances]
-        if not mine:
-            if backend.exists(instance):
-                backend.set_interface_filter(instance, None)
-            backend.undefine_nwfilter(INSTANCE_PREFIX + instance)
-            return
         limited = any(r.direction == "egress" for g in mine for r in g.rules)
-        backend.define_nwfilter(compile_instance(instance, [g.name for g in mine], limited))
-        backend.set_interface_filter(instance, INSTANCE_PREFIX + instance)
+        self.provider.apply_instance_groups(instance, [g.name for g in mine], limited)
 
     @staticmethod
     def _referring(group: str, groups: dict[str, SecurityGroup]) -> set[str]:
@@ -220,6 +147,7 @@ class SecurityGroups:
     def create(self, name: str, rules: list[Rule] | None = None,
                stack: str = "adhoc") -> SecurityGroup:
         check_name(name, "security group name")
+        self.provider.require("secgroups")
         if name in self._all():
             raise AlreadyExists(f"security group {name!r} exists already")
         rules = list(rules or [])
@@ -230,7 +158,7 @@ class SecurityGroups:
             group.next_id += 1
         groups = {**self._all(), name: group}
         self._check_sources(group, groups)
-        with self.cloud.inventory.operation(self.cloud.uri, "create", KIND, name):
+        with self.ctx.inventory.operation("create", KIND, name):
             self._compile({name}, groups)
             self._save(group)
         return group
@@ -252,7 +180,7 @@ class SecurityGroups:
         group.next_id += 1
         groups[name] = group
         self._check_sources(group, groups)
-        with self.cloud.inventory.operation(self.cloud.uri, "rule add", KIND, name) as op:
+        with self.ctx.inventory.operation("rule add", KIND, name) as op:
             op.detail = rule.describe()
             self._compile({name}, groups)
             if rule.direction == "egress":  # the members' default egress changes
@@ -271,7 +199,7 @@ class SecurityGroups:
                            f"{', '.join(str(r.id) for r in group.rules) or 'none'})")
         group.rules.remove(found[0])
         groups[name] = group
-        with self.cloud.inventory.operation(self.cloud.uri, "rule delete", KIND, name) as op:
+        with self.ctx.inventory.operation("rule delete", KIND, name) as op:
             op.detail = found[0].describe()
             self._compile({name}, groups)
             if found[0].direction == "egress":
@@ -284,14 +212,14 @@ class SecurityGroups:
     def attach(self, name: str, instance: str) -> SecurityGroup:
         """Make `instance` a member of group `name`: its interfaces are filtered live."""
         check_name(instance, "instance name")
-        self.cloud.backend.metadata(instance)  # NotFound / NotManaged
+        self.provider.metadata(instance)  # NotFound / NotManaged
         groups = self._all()
         group = self.get(name)
         if instance in group.instances:
             return group
         group.instances.append(instance)
         groups[name] = group
-        with self.cloud.inventory.operation(self.cloud.uri, "attach", KIND, name) as op:
+        with self.ctx.inventory.operation("attach", KIND, name) as op:
             op.detail = instance
             self._compile(self._referring(name, groups), groups)
             self._compile_instance(instance, groups)
@@ -307,7 +235,7 @@ class SecurityGroups:
             raise CloudError(f"instance {instance!r} is not in security group {name!r}")
         group.instances.remove(instance)
         groups[name] = group
-        with self.cloud.inventory.operation(self.cloud.uri, "detach", KIND, name) as op:
+        with self.ctx.inventory.operation("detach", KIND, name) as op:
             op.detail = instance
             self._compile_instance(instance, groups)
             self._compile(self._referring(name, groups), groups)
@@ -325,9 +253,9 @@ class SecurityGroups:
         if users:
             raise CloudError(f"security group {name!r} is named by rules of "
                              f"{', '.join(users)}: delete those rules first")
-        with self.cloud.inventory.operation(self.cloud.uri, "delete", KIND, name):
-            self.cloud.backend.undefine_nwfilter(GROUP_PREFIX + name)
-            self.cloud.inventory.remove(self.cloud.uri, KIND, name)
+        with self.ctx.inventory.operation("delete", KIND, name):
+            self.provider.remove_group(name)
+            self.ctx.inventory.remove(KIND, name)
 
     @_serialized
     def converge(self, name: str, rules: list[Rule], members: list[str],
@@ -346,7 +274,7 @@ class SecurityGroups:
                            for i, r in enumerate(rules, 1)]
             group.next_id = len(rules) + 1
             self._check_sources(group, groups)
-            with self.cloud.inventory.operation(self.cloud.uri, "update", KIND, name) as op:
+            with self.ctx.inventory.operation("update", KIND, name) as op:
                 op.detail = "; ".join(want)
                 self._compile({name}, groups)
                 for inst in group.instances:
@@ -362,7 +290,7 @@ class SecurityGroups:
         """Detach every member, then delete the group (still refused while another
         group's rules name it); what a stack does with a group it no longer declares."""
         for inst in list(self.get(name).instances):
-            if self.cloud.backend.exists(inst):
+            if self.provider.exists(inst):
                 self.detach(name, inst)
             else:
                 self.instance_deleted(inst)
@@ -370,14 +298,14 @@ class SecurityGroups:
 
     @_serialized
     def instance_deleted(self, instance: str) -> None:
-        """Called after instance `instance` is gone: drop it from its groups, remove its
+        """After instance `instance` is gone (an event): drop it from its groups, remove its
         filter, and recompile the groups whose rules named those groups."""
         groups = self._all()
         changed = [g for g in groups.values() if instance in g.instances]
         for g in changed:
             g.instances.remove(instance)
             self._save(g)
-        self.cloud.backend.undefine_nwfilter(INSTANCE_PREFIX + instance)
+        self.provider.forget_instance_filter(instance)
         refer = set().union(*(self._referring(g.name, groups) for g in changed)) \
             if changed else set()
         self._compile(refer, groups)
@@ -388,5 +316,5 @@ class SecurityGroups:
         groups = self._all()
         self._compile(set(groups), groups)
         for inst in sorted({i for g in groups.values() for i in g.instances}):
-            if self.cloud.backend.exists(inst):
+            if self.provider.exists(inst):
                 self._compile_instance(inst, groups)

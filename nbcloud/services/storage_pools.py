@@ -1,22 +1,14 @@
 """Storage pools: the `Pool` record and `cloud.pools` (create, get, list, delete) — `dir`
-pools, a directory on the host that libvirt keeps volumes in."""
+pools, a directory on the host that libvirt keeps volumes in. A provider capability
+("storage-pools"): a cloud places its volumes itself."""
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
 
+from nbcloud.context import Context
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import PoolSpec, check_name
-from nbcloud.providers.libvirt.images import IMAGE_POOL
-from nbcloud.providers.libvirt.storage import PoolInfo
-from nbcloud.services.instances import INSTANCE_POOL
-from nbcloud.services.volumes import TIERS, tier_pool
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
-
-#: nbcloud's own pools: `pool delete` leaves them alone.
-OWN_POOLS = (INSTANCE_POOL, IMAGE_POOL) + tuple(tier_pool(t) for t in TIERS)
+from nbcloud.providers.types import PoolInfo
 
 
 def _size(n: int) -> str:
@@ -57,43 +49,47 @@ class Pool:
 class Pools:
     """`cloud.pools`: dir storage pools."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.provider = ctx.provider
 
     def get(self, name: str) -> Pool:
         check_name(name, "pool name")
-        return Pool(self.cloud.backend.pool_info(name))
+        self.provider.require("storage-pools")
+        return Pool(self.provider.pool_info(name))
 
     __getitem__ = get
 
     def list(self) -> list[Pool]:
-        return [Pool(i) for i in self.cloud.backend.pools_info()]
+        self.provider.require("storage-pools")
+        return [Pool(i) for i in self.provider.pools_info()]
 
     def create(self, name: str, path: str, *, stack: str = "adhoc") -> Pool:
         """Create, start and autostart dir pool `name` at absolute `path` (made if need be)."""
         spec = PoolSpec(name, path)
-        backend, inv, uri = self.cloud.backend, self.cloud.inventory, self.cloud.uri
-        backend.check_new_pool(spec.name, spec.path)
-        with inv.operation(uri, "create", "pool", name, path=spec.path):
-            info = backend.create_pool(spec.name, spec.path)
-            inv.put(uri, "pool", name, state="active", spec={"path": spec.path}, stack=stack)
+        provider, inv = self.provider, self.ctx.inventory
+        provider.require("storage-pools")
+        provider.check_new_pool(spec.name, spec.path)
+        with inv.operation("create", "pool", name, path=spec.path):
+            info = provider.create_pool(spec.name, spec.path)
+            inv.put("pool", name, state="active", spec={"path": spec.path}, stack=stack)
         return Pool(info)
 
     def delete(self, name: str) -> None:
         """Stop and undefine pool `name`; refused for nbcloud's own pools and pools with
         volumes. The directory is left on disk."""
         check_name(name, "pool name")
-        if name in OWN_POOLS:
+        provider, inv = self.provider, self.ctx.inventory
+        provider.require("storage-pools")
+        if name in provider.own_pools():
             raise CloudError(f"pool {name!r} is one of nbcloud's own: it is not deleted")
-        backend, inv, uri = self.cloud.backend, self.cloud.inventory, self.cloud.uri
-        info = backend.pool_info(name)
+        info = provider.pool_info(name)
         if not info.active:  # start it, so that its volumes are counted
-            backend.pool(name)
-            info = backend.pool_info(name)
+            provider.pool(name)
+            info = provider.pool_info(name)
         if info.volumes:
             raise CloudError(f"pool {name!r} holds {info.volumes} volume(s): delete them "
                              "first")
-        with inv.operation(uri, "delete", "pool", name):
-            backend.delete_pool(name)
-            inv.remove(uri, "pool", name)
-
+        with inv.operation("delete", "pool", name):
+            provider.delete_pool(name)
+            inv.remove("pool", name)

@@ -1,69 +1,40 @@
 """Data volumes: the `Volume` handle and `cloud.volumes` (create, attach, detach, resize,
 delete, list).
 
-A volume is a qcow2 file named `NAME.TIER.qcow2` in a dir pool: `nbcloud-ssd` or
-`nbcloud-hdd` (made on demand next to the instance pool) unless `pool=` names a pool of the
-user's. Its tier is in its file name, so libvirt alone says what it is; the tier becomes
-`<iotune>` caps when it is attached (see `TIERS`), which is what makes an hdd volume
-measurably slower than an ssd one from inside the guest. ISOs (`NAME.iso`, see
-cdrom.py) are volumes too and share the name space. Libvirt is the truth on what is
-attached where (the domains' disk sources); the instance's metadata (`volumes`) and the
-inventory (kind `volume`) record it as well.
+Where a volume lives and how its tier is enforced is the provider's (on libvirt: a qcow2
+file `NAME.TIER.qcow2` in a tier pool, `<iotune>` caps on attach; see
+providers/libvirt/volumes.py). This service validates, keeps the inventory (kind `volume`,
+or `cdrom` for ISOs, which share the name space) and the instance's `volumes` metadata,
+and logs every change as an operation. The provider is the truth on what is attached where.
 """
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
-
-from nbcloud.core.display import card
-from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
+from nbcloud.context import Context
+from nbcloud.core.errors import AlreadyExists, CloudError
+from nbcloud.core.events import INSTANCE_DELETED
+from nbcloud.core.handle import Handle
 from nbcloud.core.spec import VolumeSpec, check_name, format_size, parse_size
-from nbcloud.providers.libvirt import xml as lx
-from nbcloud.providers.libvirt.images import IMAGE_POOL
-from nbcloud.providers.libvirt.storage import VolumeInfo
-from nbcloud.services.instances import INSTANCE_POOL, Instances
-
-if TYPE_CHECKING:
-    from nbcloud.api import Cloud
-
-#: The caps of each tier, per disk: a SATA SSD, and a cold-storage HDD volume (a public
-#: cloud's throughput-optimised HDD starts near 12 MB/s per TiB). Bytes/s are decimal MB,
-#: as disk makers count them. The hdd cap is kept well below what a TCG guest can write
-#: on a busy 2-core host (25 MB/s was seen), so the difference shows inside the guest.
-TIERS: dict[str, lx.IOTune] = {
-    "ssd": lx.IOTune(total_bytes_sec=200_000_000, total_iops_sec=5000),
-    "hdd": lx.IOTune(total_bytes_sec=10_000_000, total_iops_sec=100),
-}
-#: Pools that hold instance disks and images, never volumes.
-RESERVED_POOLS = (INSTANCE_POOL, IMAGE_POOL)
-_FILE_RE = re.compile(r"^([a-z][a-z0-9-]{0,62})\.(?:(ssd|hdd)\.qcow2|iso)$")
-_PREFIX = {"virtio": "vd", "sata": "sd"}
+from nbcloud.core.undo import Undo
+from nbcloud.providers.types import DataVolume
 
 
-def tier_pool(tier: str) -> str:
-    return f"nbcloud-{tier}"
+class Volume(Handle):
+    """A handle on one volume; properties read live state from the provider."""
 
-
-class Volume:
-    """A handle on one volume; properties read live state from libvirt."""
-
-    def __init__(self, cloud: Cloud, name: str):
-        self.cloud = cloud
-        self.name = name
+    noun = "volume"
 
     @property
-    def info(self) -> VolumeInfo:
-        return self.cloud.volumes._info(self.name)
+    def info(self) -> DataVolume:
+        return self.service.info(self.name)
 
     @property
     def kind(self) -> str:
         """'disk' (a qcow2 data volume) or 'cdrom' (an ISO)."""
-        return "cdrom" if self.info.name.endswith(".iso") else "disk"
+        return self.info.kind
 
     @property
     def tier(self) -> str:
-        m = _FILE_RE.fullmatch(self.info.name)
-        return (m.group(2) or "") if m else ""
+        return self.info.tier
 
     @property
     def pool(self) -> str:
@@ -80,200 +51,129 @@ class Volume:
     @property
     def attachments(self) -> list[tuple[str, str]]:
         """(instance, target) pairs; at most one for a data volume."""
-        return self.cloud.backend.disk_users(self.path)
+        return self.service.provider.volume_users(self.info)
 
     @property
     def attached_to(self) -> str:
         return ",".join(sorted({dom for dom, _ in self.attachments}))
 
     def attach(self, instance: str) -> Volume:
-        return self.cloud.volumes.attach(self.name, instance)
+        return self.service.attach(self.name, instance)
 
     def detach(self, instance: str | None = None) -> Volume:
-        return self.cloud.volumes.detach(self.name, instance)
+        return self.service.detach(self.name, instance)
 
     def resize(self, size: int | str) -> Volume:
-        return self.cloud.volumes.resize(self.name, size)
+        return self.service.resize(self.name, size)
 
     def delete(self) -> None:
-        self.cloud.volumes.delete(self.name)
+        self.service.delete(self.name)
 
-    def _rows(self) -> dict[str, str]:
+    def rows(self) -> dict[str, object]:
         info = self.info
-        return {"kind": self.kind, "tier": self.tier or "-", "size": format_size(info.capacity),
-                "used": format_size(info.allocation), "pool": info.pool,
-                "attached to": self.attached_to or "-"}
-
-    def __repr__(self) -> str:
-        try:
-            rows = self._rows()
-        except CloudError:
-            return f"<Volume {self.name} (gone)>"
-        return f"<Volume {self.name} " + " ".join(
-            f"{k.replace(' ', '_')}={v}" for k, v in rows.items()) + ">"
-
-    def _repr_html_(self) -> str:
-        try:
-            rows = self._rows()
-        except CloudError:
-            return card("volume", self.name, None)
-        return card("volume", self.name, rows)
+        return {"kind": info.kind, "tier": info.tier or "-",
+                "size": format_size(info.capacity), "used": format_size(info.allocation),
+                "pool": info.pool, "attached to": self.attached_to or "-"}
 
 
 class Volumes:
     """`cloud.volumes`: create, get, list, attach, detach, resize and delete volumes."""
 
-    def __init__(self, cloud: Cloud):
-        self.cloud = cloud
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.provider = ctx.provider
+        # the volumes of a deleted instance are free again (their files are kept)
+        ctx.events.on(INSTANCE_DELETED, self._instance_deleted)
 
     # ----- lookup -----------------------------------------------------------------------
-    def _all(self) -> dict[str, VolumeInfo]:
-        found: dict[str, VolumeInfo] = {}
-        for info in self.cloud.backend.all_volumes(exclude=RESERVED_POOLS):
-            m = _FILE_RE.fullmatch(info.name)
-            if m:
-                found.setdefault(m.group(1), info)
-        return found
+    def all(self) -> dict[str, DataVolume]:
+        """Every volume and cdrom the provider has, by name (one bulk listing)."""
+        return self.provider.data_volumes()
 
-    def _info(self, name: str) -> VolumeInfo:
-        check_name(name, "volume name")
-        info = self._all().get(name)
-        if info is None:
-            raise NotFound(f"volume {name!r} does not exist (see `%cloud volume list`)")
-        return info
+    def info(self, name: str) -> DataVolume:
+        """What the provider has for volume `name`; NotFound in one line."""
+        return self.provider.data_volume(name)
 
     def get(self, name: str) -> Volume:
-        self._info(name)
-        return Volume(self.cloud, name)
+        self.info(name)
+        return Volume(self, name)
 
     __getitem__ = get
 
-    def list(self, kind: str = "disk") -> list[Volume]:
+    def list(self, kind: str | None = "disk") -> list[Volume]:
         """Data volumes (`kind='disk'`), ISOs (`'cdrom'`) or both (`None`)."""
-        out = []
-        for name, info in sorted(self._all().items()):
-            is_iso = info.name.endswith(".iso")
-            if kind is None or (kind == "cdrom") == is_iso:
-                out.append(Volume(self.cloud, name))
-        return out
+        return [Volume(self, name) for name, vol in sorted(self.all().items())
+                if kind is None or vol.kind == kind]
 
-    def ensure_tier_pool(self, tier: str) -> str:
-        """The dir pool of `tier`, made on first use under the same root as the others."""
-        name = tier_pool(tier)
-        root = self.cloud.paths[INSTANCE_POOL].parent
-        self.cloud.backend.ensure_pool(name, str(root / tier))
-        return name
-
-    def _check_free_name(self, name: str) -> None:
-        if name in self._all():
+    def check_free_name(self, name: str) -> None:
+        if name in self.all():
             raise AlreadyExists(f"volume {name!r} exists already: pick another name or "
                                 "delete it first")
 
-    def _check_pool(self, pool: str) -> None:
-        check_name(pool, "pool name")
-        if pool in RESERVED_POOLS:
-            raise CloudError(f"pool {pool!r} holds nbcloud's instance disks and images, not "
-                             "volumes: name a pool of your own or leave --pool out")
-        self.cloud.backend.pool_info(pool)  # NotFound, one line
-
     # ----- inventory ----------------------------------------------------------------------
-    def _record(self, name: str, state: str, kind: str = "volume", **spec) -> None:
-        inv, uri = self.cloud.inventory, self.cloud.uri
-        old = [r for r in inv.resources(uri, kind) if r.name == name]
-        stack = old[0].stack if old else spec.pop("stack", "adhoc")
-        spec.pop("stack", None)
-        merged = {**(old[0].spec if old else {}), **spec}
-        inv.put(uri, kind, name, state=state, spec=merged, stack=stack)
+    def record(self, name: str, state: str, kind: str = "volume", **spec) -> None:
+        """Merge `spec` into volume `name`'s inventory record (made if absent, in the
+        `stack` given, else adhoc) in one transaction, and set its state."""
+        stack = spec.pop("stack", None)
+        self.ctx.inventory.update(kind, name, lambda old: {**(old.spec if old else {}), **spec},
+                                  state=state, stack=stack)
 
-    def _kind(self, info: VolumeInfo) -> str:
-        return "cdrom" if info.name.endswith(".iso") else "volume"
+    @staticmethod
+    def inventory_kind(vol: DataVolume) -> str:
+        return "cdrom" if vol.kind == "cdrom" else "volume"
 
-    def _operation(self, verb: str, name: str, kind: str, steps, **args):
-        """Run `steps(undo)` between inventory.begin and finish; roll back on failure."""
-        undo: list = []
-        with self.cloud.inventory.operation(self.cloud.uri, verb, kind, name, **args):
-            try:
-                return steps(undo)
-            except BaseException:
-                Instances._undo(undo)
-                raise
+    def operation(self, verb: str, name: str, kind: str, steps, **args):
+        """Run `steps(undo, op)` between the operation's intent and outcome (`op.detail`
+        is its outcome's detail); on failure undo what it did, last first."""
+        with self.ctx.inventory.operation(verb, kind, name, **args) as op, Undo() as undo:
+            return steps(undo, op)
 
     # ----- verbs --------------------------------------------------------------------------
     def create(self, name: str, size: int | str = "1G", tier: str = "ssd",
                pool: str | None = None, *, stack: str = "adhoc") -> Volume:
-        """Create an empty qcow2 volume of `size` in the pool of `tier` (or `pool`)."""
+        """Create an empty volume of `size` in `tier` (or in `pool`)."""
         spec = VolumeSpec(name, size, tier)
         if pool is not None:
-            self._check_pool(pool)
-        self._check_free_name(name)
-        backend = self.cloud.backend
+            self.provider.check_volume_pool(pool)
+        self.check_free_name(name)
 
-        def steps(undo: list) -> Volume:
-            target_pool = pool or self.ensure_tier_pool(spec.tier)
-            info = backend.create_volume(target_pool, f"{name}.{spec.tier}.qcow2",
-                                         spec.capacity, "qcow2")
-            undo.append(lambda: backend.delete_volume(target_pool, info.name))
-            self._record(name, "available", tier=spec.tier, pool=target_pool,
-                         size=info.capacity, attached_to="", stack=stack)
-            return Volume(self.cloud, name)
-        return self._operation("create", name, "volume", steps, size=spec.capacity,
-                               tier=spec.tier, pool=pool or tier_pool(spec.tier))
-
-    def _free_target(self, instance: str, bus: str) -> str:
-        taken = self.cloud.backend.disk_targets(instance)
-        prefix = _PREFIX[bus]
-        for letter in "bcdefghijklmnopqrstuvwxyz" if bus == "virtio" else \
-                "abcdefghijklmnopqrstuvwxyz":
-            if prefix + letter not in taken:
-                return prefix + letter
-        raise CloudError(f"instance {instance!r} has no free {bus} disk slot left: detach "
-                         "a volume first")
+        def steps(undo: Undo, op) -> Volume:
+            vol = self.provider.create_data_volume(name, spec.capacity, spec.tier, pool)
+            undo.add(lambda: self.provider.delete_data_volume(vol))
+            self.record(name, "available", tier=spec.tier, pool=vol.pool,
+                        size=vol.capacity, attached_to="", stack=stack)
+            op.detail = vol.pool
+            return Volume(self, name)
+        return self.operation("create", name, "volume", steps, size=spec.capacity,
+                              tier=spec.tier, pool=pool)
 
     def attach(self, name: str, instance: str, *, bus: str = "virtio") -> Volume:
-        """Attach volume `name` to `instance`: live (hot-plug) if it runs, and persistently.
-
-        A data volume gets its tier's `<iotune>` caps; an ISO is attached read-only. The
-        disk's serial is the volume name, so the guest finds it as
-        `/dev/disk/by-id/virtio-NAME` (or `/sys/block/vdX/serial`; virtio keeps the first
-        20 characters)."""
+        """Attach volume `name` to `instance`: live (hot-plug) if it runs, and
+        persistently. A data volume gets its tier's caps; an ISO is attached read-only."""
         check_name(instance, "instance name")
-        if bus not in _PREFIX:
-            raise CloudError(f"bus {bus!r} is not offered: use virtio or sata")
-        info = self._info(name)
-        backend = self.cloud.backend
-        meta = backend.metadata(instance)  # NotFound / NotManaged, one line
-        users = backend.disk_users(info.path)
+        vol = self.info(name)
+        meta = self.provider.metadata(instance)  # NotFound / NotManaged, one line
+        users = self.provider.volume_users(vol)
         if users:
             raise CloudError(f"volume {name!r} is attached to {users[0][0]!r} already: "
                              f"detach it first (`%cloud volume detach {name}`)")
-        iso = info.name.endswith(".iso")
-        if not iso and bus != "virtio":
-            raise CloudError(f"bus {bus!r} is for ISOs; data volumes attach on virtio")
-        m = _FILE_RE.fullmatch(info.name)
-        tier = m.group(2) if m else None
-        disk = lx.DataDisk(
-            path=info.path, target=self._free_target(instance, bus),
-            fmt="raw" if iso else "qcow2", serial=name[:20], readonly=iso,
-            device="cdrom" if iso and bus != "virtio" else "disk", bus=bus,
-            iotune=TIERS[tier] if tier else None)
-        kind = self._kind(info)
+        kind = self.inventory_kind(vol)
 
-        def steps(undo: list) -> Volume:
-            backend.attach_disk(instance, disk)
-            undo.append(lambda: backend.detach_disk(instance, disk.target))
+        def steps(undo: Undo, op) -> Volume:
+            target = self.provider.attach_volume(vol, instance, bus)
+            undo.add(lambda: self.provider.detach_volume(instance, target))
             self._set_instance_volumes(instance, meta, add=name)
-            self._record(name, "attached", kind, attached_to=instance, target=disk.target)
-            return Volume(self.cloud, name)
-        return self._operation("attach", name, kind, steps, instance=instance,
-                               target=disk.target)
+            self.record(name, "attached", kind, attached_to=instance, target=target)
+            op.detail = target
+            return Volume(self, name)
+        return self.operation("attach", name, kind, steps, instance=instance)
 
     def detach(self, name: str, instance: str | None = None) -> Volume:
         """Detach volume `name` (from `instance`, if given, which it must be attached to)."""
         if instance is not None:
             check_name(instance, "instance name")
-        info = self._info(name)
-        backend = self.cloud.backend
-        users = backend.disk_users(info.path)
+        vol = self.info(name)
+        users = self.provider.volume_users(vol)
         if not users:
             raise CloudError(f"volume {name!r} is not attached to any instance")
         if instance is not None:
@@ -281,60 +181,50 @@ class Volumes:
             if not users:
                 raise CloudError(f"volume {name!r} is not attached to {instance!r}: see "
                                  "`%cloud volume list`")
-        kind = self._kind(info)
+        kind = self.inventory_kind(vol)
 
-        def steps(undo: list) -> Volume:
+        def steps(undo: Undo, op) -> Volume:
             for dom, target in users:
-                backend.detach_disk(dom, target)
+                self.provider.detach_volume(dom, target)
                 try:
-                    self._set_instance_volumes(dom, backend.metadata(dom), remove=name)
+                    self._set_instance_volumes(dom, self.provider.metadata(dom), remove=name)
                 except CloudError:  # a domain nbcloud did not make: nothing recorded there
                     pass
-            self._record(name, "available", kind, attached_to="", target="")
-            return Volume(self.cloud, name)
-        return self._operation("detach", name, kind, steps,
-                               instance=",".join(u[0] for u in users))
+            self.record(name, "available", kind, attached_to="", target="")
+            return Volume(self, name)
+        return self.operation("detach", name, kind, steps,
+                              instance=",".join(u[0] for u in users))
 
     def resize(self, name: str, size: int | str) -> Volume:
         """Grow volume `name` to `size` (never shrink); live if its instance runs."""
         capacity = parse_size(size, "size")
-        info = self._info(name)
-        if info.name.endswith(".iso"):
+        vol = self.info(name)
+        if vol.kind == "cdrom":
             raise CloudError(f"volume {name!r} is an ISO: ISOs are read-only, make a new one")
-        if capacity < info.capacity:
-            raise CloudError(f"volume {name!r} is {format_size(info.capacity)}: resize only "
+        if capacity < vol.capacity:
+            raise CloudError(f"volume {name!r} is {format_size(vol.capacity)}: resize only "
                              f"grows, so {format_size(capacity)} is refused")
-        if capacity == info.capacity:
-            return Volume(self.cloud, name)
-        backend = self.cloud.backend
-        running = [(dom, target) for dom, target in backend.disk_users(info.path)
-                   if backend.is_running(dom)]
-
-        def steps(undo: list) -> Volume:
-            if running:
-                backend.block_resize(running[0][0], running[0][1], capacity)
-            else:
-                backend.resize_volume(info.pool, info.name, capacity)
-            self._record(name, "attached" if running else "available", size=capacity)
-            return Volume(self.cloud, name)
-        return self._operation("resize", name, "volume", steps, size=capacity,
-                               live=bool(running))
+        if capacity == vol.capacity:
+            return Volume(self, name)
+        with self.ctx.inventory.operation("resize", "volume", name, size=capacity) as op:
+            live = self.provider.grow_volume(vol, capacity)
+            self.record(name, "attached" if live else "available", size=capacity)
+            op.detail = "live" if live else ""
+        return Volume(self, name)
 
     def delete(self, name: str) -> None:
         """Delete volume `name`; refused while it is attached."""
-        info = self._info(name)
-        backend = self.cloud.backend
-        users = backend.disk_users(info.path)
+        vol = self.info(name)
+        users = self.provider.volume_users(vol)
         if users:
             raise CloudError(f"volume {name!r} is attached to {users[0][0]!r}: detach it "
                              f"first (`%cloud volume detach {name}`)")
-        kind = self._kind(info)
+        kind = self.inventory_kind(vol)
 
-        def steps(undo: list) -> None:
-            if not backend.delete_volume(info.pool, info.name):
-                raise CloudError(f"volume {name!r} was not deleted (libvirt refused)")
-            self.cloud.inventory.remove(self.cloud.uri, kind, name)
-        self._operation("delete", name, kind, steps, pool=info.pool)
+        def steps(undo: Undo, op) -> None:
+            self.provider.delete_data_volume(vol)
+            self.ctx.inventory.remove(kind, name)
+        self.operation("delete", name, kind, steps, pool=vol.pool)
 
     # ----- the instance side ----------------------------------------------------------------
     def _set_instance_volumes(self, instance: str, meta: dict[str, str], *,
@@ -342,13 +232,16 @@ class Volumes:
         names = [v for v in meta.get("volumes", "").split(",") if v and v != remove]
         if add and add not in names:
             names.append(add)
-        self.cloud.backend.set_metadata(instance, {**meta, "volumes": ",".join(names)})
+        self.provider.set_metadata(instance, {**meta, "volumes": ",".join(names)})
 
-    def released(self, instance: str, meta: dict[str, str]) -> None:
-        """Record that the volumes of deleted instance `instance` are free again (its
-        domain is gone, so libvirt holds them no more; their files are kept)."""
-        inv, uri = self.cloud.inventory, self.cloud.uri
-        for name in filter(None, meta.get("volumes", "").split(",")):
+    def _instance_deleted(self, name: str, meta: dict[str, str]) -> None:
+        """Record that the volumes of deleted instance `name` are free again (its
+        definition is gone, so the provider holds them no more; their files are kept)."""
+        self.released(meta.get("volumes", ""))
+
+    def released(self, names: str) -> None:
+        """Mark volumes `names` (comma-separated) available in the inventory."""
+        for name in filter(None, names.split(",")):
             for kind in ("volume", "cdrom"):
-                if any(r.name == name for r in inv.resources(uri, kind)):
-                    self._record(name, "available", kind, attached_to="", target="")
+                if self.ctx.inventory.get(kind, name) is not None:
+                    self.record(name, "available", kind, attached_to="", target="")

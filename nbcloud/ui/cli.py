@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         args = commands.parse(argv, prog="nbcloud")
         from nbcloud.api import Cloud
         if args.group == "doctor":  # must also work when no daemon answers
-            from nbcloud.workflows.doctor import diagnose
+            from nbcloud.ui.doctor import diagnose
             report = diagnose(uri)
             print(report)
             return 0 if report.ok else 1

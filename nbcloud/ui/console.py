@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbcloud.core.display import Message
-from nbcloud.providers.libvirt.provider import is_local
 
 if TYPE_CHECKING:
     from nbcloud.services.instances import Instance
@@ -193,18 +192,14 @@ class LiveConsole:
 
 def log_path(inst: Instance) -> str | None:
     """The console log file of `inst`, if it is on this machine."""
-    path = inst.cloud.backend.console_log_path(inst.name)
-    if not path or not is_local(inst.cloud.uri):
-        return None
-    return path
+    return inst.console_file()
 
 
 def follower_for(inst: Instance, sink: Callable[[str], None],
                  timeout: float) -> ConsoleFollower | None:
     """A follower of `inst`'s console if it is booting (running, SSH not answering yet),
     else None. The test driver's domains never boot: never followed (and never probed)."""
-    cloud = inst.cloud
-    if cloud.backend.is_test_driver:
+    if not inst.service.boots:
         return None
     path = log_path(inst)
     if path is None or inst.state != "running":

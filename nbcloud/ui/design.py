@@ -1,4 +1,4 @@
-"""`%cloud design`: the design palette, ipywidgets over a `Design` (design.py).
+"""`%cloud design`: the design palette, ipywidgets over a `Design` (workflows/design.py).
 
 A row of palette buttons picks the kind of item, a name field and Add put it in; two
 drop-downs and Connect join items; the drawing (the topology's figure code) and the stack
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import InvalidSpec, check_name
 from nbcloud.workflows.design import PALETTE, Design
-from nbcloud.workflows.topology import Layout, figure, update_figure
+from nbcloud.ui.topology import figure, update_figure
+from nbcloud.workflows.topology import Layout
 
 if TYPE_CHECKING:
     from nbcloud.api import Cloud
@@ -28,7 +29,7 @@ class DesignPalette:
     def __init__(self, cloud: Cloud | None = None, stack: str = "design", *,
                  widget: bool | None = None):
         from nbcloud.ui.topology import widget_frontend
-        self.design = Design(cloud)
+        self.design = Design(cloud.stacks if cloud is not None else None)
         self.stack = check_name(stack, "stack name")
         self.layout = Layout()
         self.figure = figure(self.design.graph(), self.layout,

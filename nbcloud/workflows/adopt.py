@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 from nbcloud.core.flavors import CATALOGUE
 from nbcloud.core.spec import check_name
-from nbcloud.services.networks import is_managed
-from nbcloud.workflows import hostkeys as adopt_ssh
+from nbcloud.workflows import hostkeys
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 KINDS = ("instance", "network", "volume")
 
@@ -35,10 +34,10 @@ def flavor_for(vcpus: int, memory: int) -> str:
     return f"custom-{vcpus}c-{memory >> 20}m"
 
 
-def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc", *,
+def adopt(cloud: Services, name: str, kind: str = "instance", stack: str = "adhoc", *,
           ssh: bool = False, user: str | None = None, key: str | None = None) -> str:
     """Adopt libvirt object `name` of `kind` into stack `stack`; returns what was done.
-    `ssh` also pins an instance's SSH host key (adopt_ssh.py), for login as `user`
+    `ssh` also pins an instance's SSH host key (hostkeys.py), for login as `user`
     (root) with login key `key` (default); for an instance adopted already, only that."""
     if kind not in KINDS:
         raise InvalidSpec(f"adopt: kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -51,10 +50,10 @@ def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc",
     login = None
     if ssh:
         login = (user or "root", key or "default")
-        adopt_ssh.check_login(*login)
-    recorded = {r.name: r for r in cloud.inventory.resources(cloud.uri, kind)}
+        hostkeys.check_login(*login)
+    recorded = {r.name: r for r in cloud.inventory.all(kind)}
     if name in recorded and login and recorded[name].spec.get("adopted"):
-        with cloud.inventory.operation(cloud.uri, "adopt", kind, name,
+        with cloud.inventory.operation("adopt", kind, name,
                                        stack=recorded[name].stack) as op:
             op.detail = _pin_adopted(cloud, name, login)
         return op.detail
@@ -62,7 +61,7 @@ def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc",
         made = " (nbcloud made it, so it pinned its host key then)" if login else ""
         raise AlreadyExists(f"{kind} {name!r} is in the inventory already (stack "
                             f"{recorded[name].stack!r}): nothing to adopt{made}")
-    with cloud.inventory.operation(cloud.uri, "adopt", kind, name, stack=stack) as op:
+    with cloud.inventory.operation("adopt", kind, name, stack=stack) as op:
         if kind == "instance":
             op.detail = _instance(cloud, name, stack, login)
         else:
@@ -70,18 +69,18 @@ def adopt(cloud: Cloud, name: str, kind: str = "instance", stack: str = "adhoc",
     return op.detail
 
 
-def _pin_adopted(cloud: Cloud, name: str, login: tuple[str, str]) -> str:
+def _pin_adopted(cloud: Services, name: str, login: tuple[str, str]) -> str:
     """Pin the host key of instance `name`, adopted earlier without --ssh (or again)."""
-    meta = cloud.backend.metadata(name)
-    values, shown = adopt_ssh.pin(cloud, name, cloud.backend.domain_facts(name), *login)
-    cloud.backend.set_metadata(name, {**meta, **values})
+    meta = cloud.provider.metadata(name)
+    values, shown = hostkeys.pin(cloud, name, cloud.provider.domain_facts(name), *login)
+    cloud.provider.set_metadata(name, {**meta, **values})
     cloud.instances.close_session(name)   # a session from before the new pin must go
     return shown
 
 
-def _instance(cloud: Cloud, name: str, stack: str,
+def _instance(cloud: Services, name: str, stack: str,
               login: tuple[str, str] | None = None) -> str:
-    backend = cloud.backend
+    backend = cloud.provider
     facts = backend.domain_facts(name)   # NotFound
     flavor = flavor_for(facts["vcpus"], facts["memory"])
     nets = [n for n, _mac in facts["nics"]]
@@ -98,40 +97,41 @@ def _instance(cloud: Cloud, name: str, stack: str,
                 "created": str(int(time.time()))}
         shown = ""
         if login:   # the key is fetched before anything is written
-            values, shown = adopt_ssh.pin(cloud, name, facts, *login)
+            values, shown = hostkeys.pin(cloud, name, facts, *login)
             meta.update(values)
         backend.mark_domain(name, meta)
         done = (f"adopted instance {name} into stack {stack} as {flavor} on "
                 f"{','.join(nets) or 'no network'}" + (f"; {shown}" if shown else ""))
     cloud.inventory.put(
-        cloud.uri, "instance", name, uuid=facts["uuid"], stack=meta.get("stack") or stack,
+        "instance", name, uuid=facts["uuid"], stack=meta.get("stack") or stack,
         state="running" if facts["running"] else "stopped",
         spec={"image": meta.get("image", ""), "flavor": meta.get("flavor", flavor),
               "networks": nets, "volumes": [], "adopted": True})
     return done
 
 
-def _network(cloud: Cloud, name: str, stack: str) -> str:
-    info = next((i for i in cloud.backend.network_infos() if i.name == name), None)
+def _network(cloud: Services, name: str, stack: str) -> str:
+    info = next((i for i in cloud.provider.network_infos() if i.name == name), None)
     if info is None:
         raise NotFound(f"network {name!r} does not exist, or has no IPv4 address (nbcloud "
                        "manages IPv4 networks only)")
-    cloud.inventory.put(cloud.uri, "network", name, stack=stack,
-                        state="active" if cloud.backend.network_active(name) else "inactive",
+    cloud.inventory.put("network", name, stack=stack,
+                        state="active" if cloud.provider.network_active(name) else "inactive",
                         spec={"cidr": str(info.network), "mode": info.mode,
-                              "bridge": info.bridge, "adopted": not is_managed(info)})
+                              "bridge": info.bridge,
+                              "adopted": not cloud.provider.network_managed(info)})
     return f"adopted network {name} ({info.network} {info.mode}) into stack {stack}"
 
 
-def _volume(cloud: Cloud, name: str, stack: str) -> str:
-    info = cloud.volumes._all().get(name)
-    if info is None or info.name.endswith(".iso"):
+def _volume(cloud: Services, name: str, stack: str) -> str:
+    info = cloud.volumes.all().get(name)
+    if info is None or info.kind == "cdrom":
         raise CloudError(f"volume {name!r}: nbcloud adopts volumes whose file is named "
                          f"{name}.ssd.qcow2 or {name}.hdd.qcow2 in a pool (libvirt cannot "
                          "rename a volume): copy the data into a `%cloud volume create`d one")
-    tier = info.name.split(".")[-2]
-    users = cloud.backend.disk_users(info.path)
-    cloud.volumes._record(name, "attached" if users else "available", tier=tier,
-                          pool=info.pool, size=info.capacity,
-                          attached_to=users[0][0] if users else "", stack=stack)
-    return f"adopted volume {name} ({info.name} in {info.pool}) into stack {stack}"
+    users = cloud.provider.volume_users(info)
+    cloud.volumes.record(name, "attached" if users else "available", tier=info.tier,
+                         pool=info.pool, size=info.capacity,
+                         attached_to=users[0][0] if users else "", stack=stack)
+    return (f"adopted volume {name} ({name}.{info.tier}.qcow2 in {info.pool}) into stack "
+            f"{stack}")

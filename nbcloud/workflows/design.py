@@ -23,7 +23,7 @@ from nbcloud.core.spec import InvalidSpec, check_count, check_name, parse_size
 from nbcloud.workflows.topology import Graph, Node
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.workflows.stacks import Stacks
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class Item:
 class Design:
     """Items and connections; `yaml()` is the equivalent stack, `graph()` its drawing."""
 
-    def __init__(self, cloud: Cloud | None = None):
-        self.cloud = cloud
+    def __init__(self, stacks: Stacks | None = None):
+        self.stacks = stacks
         self.items: dict[str, Item] = {}
         self.links: list[frozenset[str]] = []   # in the order they were made
 
@@ -138,8 +138,8 @@ class Design:
         """The first /24 of AUTO_CIDRS that overlaps no libvirt network and no other item."""
         used = [ipaddress.IPv4Network(i.props["cidr"]) for i in self.items.values()
                 if i.kind == "internet" and i.props.get("cidr")]
-        if self.cloud is not None:
-            used += [info.network for info in self.cloud.backend.network_infos()]
+        if self.stacks is not None:
+            used += [info.network for info in self.stacks.cloud.provider.network_infos()]
         for net in AUTO_CIDRS.subnets(new_prefix=24):
             if not any(net.overlaps(u) for u in used):
                 return str(net)
@@ -302,11 +302,11 @@ class Design:
 
     def apply(self, name: str = "design", show=None):
         """Apply the design as stack `name` (as `%%cloud apply --stack NAME` would)."""
-        if self.cloud is None:
+        if self.stacks is None:
             raise InvalidSpec("this design has no cloud to apply to: make it with "
-                              "`%cloud design` or Design(cloud)")
+                              "`%cloud design` or Design(cloud.stacks)")
         self._check_supported()
-        return self.cloud.stacks.apply(name, self.yaml(), {}, show=show)
+        return self.stacks.apply(name, self.yaml(), {}, show=show)
 
     # ----- the drawing ------------------------------------------------------------------------
     def graph(self) -> Graph:

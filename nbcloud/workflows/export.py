@@ -18,7 +18,7 @@ from nbcloud.core.spec import InvalidSpec
 from nbcloud.services import keys
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ def _key_path(name: str) -> str | None:
     return str(key.private_path) if key.has_private else None
 
 
-def ansible(cloud: Cloud) -> Export:
+def ansible(cloud: Services) -> Export:
     """An INI Ansible inventory: one group per stack, one host line per instance."""
-    live = cloud.backend.managed()
+    live = cloud.provider.managed()
     groups: dict[str, list[str]] = {}
     notes = []
-    for r in cloud.inventory.resources(cloud.uri, "instance"):
+    for r in cloud.inventory.all("instance"):
         meta = live.get(r.name)
         if meta is None:
             notes.append(f"# {r.name} (stack {r.stack}) is recorded but not in libvirt")
@@ -82,7 +82,7 @@ def ansible(cloud: Cloud) -> Export:
     return Export("ansible inventory", "\n".join(lines) + "\n")
 
 
-def cells(cloud: Cloud) -> Export:
+def cells(cloud: Services) -> Export:
     """Every stack's cell text, as the `%%cloud apply --stack NAME` cell to re-run."""
     parts = []
     for st in cloud.inventory.stacks():

@@ -19,7 +19,7 @@ from nbcloud.core.errors import CloudError
 from nbcloud.services import keys, ssh
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 #: How long the guest's SSH port gets to answer, then adopt gives up (nothing written).
 SSH_TIMEOUT = 20.0
@@ -34,13 +34,13 @@ def check_login(user: str, key: str) -> None:
     keys.login_key(key)   # NotFound / SSHError: no such key, or no private half
 
 
-def guest_address(cloud: Cloud, name: str, facts: dict) -> str:
+def guest_address(cloud: Services, name: str, facts: dict) -> str:
     """The IPv4 address of the first NIC of domain `name` that has one: its nbcloud
     reservation, else its DHCP lease. CloudError, saying what to do, if none."""
     if not facts["running"]:
         raise CloudError(f"instance {name!r} is not running, so it has no address to SSH "
                          f"to: start it (`virsh start {name}`) and adopt it again with --ssh")
-    backend = cloud.backend
+    backend = cloud.provider
     nics = [(net, mac) for net, mac in facts["nics"] if ":" not in net and mac]
     for net, mac in nics:
         try:
@@ -86,7 +86,7 @@ def fetch_host_key(host: str, port: int = 22, timeout: float = SSH_TIMEOUT) -> s
     return f"{key.get_name()} {key.get_base64()}"
 
 
-def pin(cloud: Cloud, name: str, facts: dict, user: str, key: str) -> tuple[dict, str]:
+def pin(cloud: Services, name: str, facts: dict, user: str, key: str) -> tuple[dict, str]:
     """The metadata values that pin `name`'s host key (ip, hostkey, key, ssh_user) and the
     sentence that shows the fingerprint. Nothing is written here."""
     address = guest_address(cloud, name, facts)

@@ -14,31 +14,31 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from nbcloud.core.display import Table, card
+from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, NotFound
+from nbcloud.core.events import POOLS_CHANGED
 from nbcloud.core.flavors import get_flavor
-from nbcloud.core.scaling import Autoscaler, Policy
-from nbcloud.core.spec import InvalidSpec, check_count, check_name
-from nbcloud.services.instances import USER_NETWORK, default_network
+from nbcloud.core.handle import Handle
+from nbcloud.core.scaling import Policy
+from nbcloud.core.spec import POOL_MAX_SIZE, InvalidSpec, check_count, check_name
+from nbcloud.providers.types import USER_NETWORK
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 KIND = "ipool"
-MAX_SIZE = 32
+MAX_SIZE = POOL_MAX_SIZE
 MAX_PARALLEL = 3
 
 
-class InstancePool:
+class InstancePool(Handle):
     """A handle on one pool; `members` and `size` read the inventory."""
 
-    def __init__(self, cloud: Cloud, name: str):
-        self.cloud = cloud
-        self.name = name
+    noun = "instance pool"
 
     @property
     def spec(self) -> dict:
-        return self.cloud.ipools._record(self.name).spec
+        return self.service.record(self.name).spec
 
     @property
     def members(self) -> list[str]:
@@ -53,9 +53,9 @@ class InstancePool:
         return Policy.from_json(self.spec.get("policy"))
 
     def scale(self, size: int) -> InstancePool:
-        return self.cloud.ipools.scale(self.name, size)
+        return self.service.scale(self.name, size)
 
-    def _rows(self) -> dict[str, str]:
+    def rows(self) -> dict[str, object]:
         s = self.spec
         t = s["template"]
         policy = Policy.from_json(s.get("policy"))
@@ -65,35 +65,20 @@ class InstancePool:
                 "load balancer": s.get("lb") or "-",
                 "autoscale": policy.describe() if policy else "by hand"}
 
-    def __repr__(self) -> str:
-        try:
-            rows = self._rows()
-        except NotFound:
-            return f"<InstancePool {self.name} (gone)>"
-        return f"<InstancePool {self.name} " + " ".join(
-            f"{k.replace(' ', '_')}={v}" for k, v in rows.items()) + ">"
-
-    def _repr_html_(self) -> str:
-        try:
-            rows = self._rows()
-        except NotFound:
-            return card("instance pool", self.name, None)
-        return card("instance pool", self.name, rows)
-
 
 class InstancePools:
     """`cloud.ipools`: pools of like instances, scaled by hand or by a metric rule."""
 
-    def __init__(self, cloud: Cloud):
+    def __init__(self, cloud: Services):
         self.cloud = cloud
         self._locks: dict[str, threading.Lock] = {}
-        self.autoscaler = Autoscaler(cloud)
 
     # ----- reading --------------------------------------------------------------------
     def records(self):
-        return self.cloud.inventory.resources(self.cloud.uri, KIND)
+        return self.cloud.inventory.all(KIND)
 
-    def _record(self, name: str):
+    def record(self, name: str):
+        """Pool `name`'s inventory record; NotFound in one line."""
         check_name(name, "pool name")
         for r in self.records():
             if r.name == name:
@@ -101,14 +86,14 @@ class InstancePools:
         raise NotFound(f"instance pool {name!r} does not exist (see `%cloud ipool list`)")
 
     def get(self, name: str) -> InstancePool:
-        self._record(name)
+        self.record(name)
         self._autoscale()
-        return InstancePool(self.cloud, name)
+        return InstancePool(self, name)
 
     __getitem__ = get
 
     def list(self) -> list[InstancePool]:
-        return [InstancePool(self.cloud, r.name) for r in self.records()]
+        return [InstancePool(self, r.name) for r in self.records()]
 
     def table(self) -> Table:
         self._autoscale()
@@ -134,7 +119,7 @@ class InstancePools:
         n = check_count(size, "size", maximum=MAX_SIZE)
         check_name(image, "image name")
         get_flavor(flavor)
-        network = network or default_network(self.cloud.uri)
+        network = network or self.cloud.provider.default_network
         check_name(network, "network name")
         policy = Policy.parse(scale_out, scale_in, min_size, max_size)
         if policy is not None and not policy.min <= n <= policy.max:
@@ -145,7 +130,7 @@ class InstancePools:
         if network != USER_NETWORK:  # user-mode networking has no libvirt network
             self.cloud.networks.get(network)
         if lb is not None:
-            balancer = self.cloud.lbs._record(lb)
+            balancer = self.cloud.lbs.record(lb)
             if balancer.spec["network"] != network:
                 raise InvalidSpec(f"load balancer {lb!r} is on network "
                                   f"{balancer.spec['network']!r}, the pool on {network!r}: "
@@ -155,7 +140,7 @@ class InstancePools:
         self.cloud.images.get(image)
         names = [f"{name}-{i}" for i in range(1, n + 1)]
         for member in names:
-            if self.cloud.backend.exists(member):
+            if self.cloud.provider.exists(member):
                 raise AlreadyExists(f"instance {member!r} exists already: a pool's members "
                                     f"are called {name}-1..{name}-N; pick another name")
         spec = {"members": [], "lb": lb, "resized": 0.0,
@@ -163,33 +148,35 @@ class InstancePools:
                 "template": {"image": image, "flavor": flavor, "network": network,
                              "user_data": user_data, "secgroups": list(secgroups)}}
         cloud = self.cloud
-        with cloud.inventory.operation(cloud.uri, "create", KIND, name, size=n, image=image,
+        with cloud.inventory.operation("create", KIND, name, size=n, image=image,
                                        flavor=flavor, network=network, lb=lb,
                                        policy=spec["policy"], stack=stack):
-            cloud.inventory.put(cloud.uri, KIND, name, state="creating", spec=spec,
+            cloud.inventory.put(KIND, name, state="creating", spec=spec,
                                 stack=stack)
             try:
                 self._grow(name, names)
             except BaseException:
-                self._delete_members(name, self._record(name).spec["members"])
-                cloud.inventory.remove(cloud.uri, KIND, name)
+                self._delete_members(name, self.record(name).spec["members"])
+                cloud.inventory.remove(KIND, name)
                 raise
-            cloud.inventory.set_state(cloud.uri, KIND, name, "active")
+            cloud.inventory.set_state(KIND, name, "active")
         self._autoscale()
-        return InstancePool(cloud, name)
+        return InstancePool(self, name)
 
     def _lock(self, name: str) -> threading.Lock:
         return self._locks.setdefault(name, threading.Lock())
 
     def _save(self, name: str, **changes) -> None:
-        r = self._record(name)
-        self.cloud.inventory.put(self.cloud.uri, KIND, name, state=r.state,
-                                 spec={**r.spec, **changes}, stack=r.stack)
+        self.cloud.inventory.update(KIND, name, lambda r: {**r.spec, **changes} if r else None)
+
+    def mark_resized(self, name: str) -> None:
+        """Record that pool `name` changed size now (its rules wait a whole window)."""
+        self._save(name, resized=time.time())
 
     def _grow(self, name: str, names: list[str]) -> None:
         """Create members `names` from the template, record them, add them to the lb."""
         cloud = self.cloud
-        r = self._record(name)
+        r = self.record(name)
         t = r.spec["template"]
 
         def one(member: str) -> str:
@@ -216,16 +203,16 @@ class InstancePools:
     def _delete_members(self, name: str, names: list[str]) -> None:
         """Take `names` out of the balancer, then delete them."""
         cloud = self.cloud
-        r = self._record(name)
+        r = self.record(name)
         lb = r.spec.get("lb")
         if lb and any(b.name == lb for b in cloud.lbs.list()):
-            keep = [m for m in cloud.lbs._record(lb).spec["members"] if m not in names]
+            keep = [m for m in cloud.lbs.record(lb).spec["members"] if m not in names]
             cloud.lbs.set_members(lb, keep, "member remove")
-        monitor = getattr(cloud, "_monitor", None)
+        monitor = cloud.started_monitor
         if monitor is not None:   # no more samples of members that are going
             monitor.unwatch(*names)
         for member in names:
-            if cloud.backend.exists(member):
+            if cloud.provider.exists(member):
                 cloud.instances.delete(member)
         self._save(name, members=[m for m in r.spec["members"] if m not in names],
                    resized=time.time())
@@ -234,16 +221,16 @@ class InstancePools:
         """Grow to or shrink to `size` members: new ones take the lowest free NAME-i,
         the highest-numbered go first. An autoscaled pool stays within --min/--max."""
         n = check_count(size, "size", maximum=MAX_SIZE)
-        r = self._record(name)
+        r = self.record(name)
         policy = Policy.from_json(r.spec.get("policy"))
         if policy is not None and not policy.min <= n <= policy.max:
             raise InvalidSpec(f"size {n} is outside the pool's --min {policy.min} .. --max "
                               f"{policy.max}")
         cloud = self.cloud
         with self._lock(name):
-            members = self._record(name).spec["members"]
+            members = self.record(name).spec["members"]
             before = len(members)
-            with cloud.inventory.operation(cloud.uri, "scale", KIND, name, size_from=before,
+            with cloud.inventory.operation("scale", KIND, name, size_from=before,
                                            size_to=n, reason=reason) as op:
                 if n > before:
                     taken = set(members)
@@ -255,37 +242,31 @@ class InstancePools:
                     self._delete_members(name, order[n:])
                 op.detail = f"{before} -> {n} ({reason})"
         self._autoscale()
-        return InstancePool(cloud, name)
+        return InstancePool(self, name)
 
     def delete(self, name: str) -> None:
         """Delete the pool's members (leaving its balancer, emptied of them) and the pool."""
-        r = self._record(name)
+        r = self.record(name)
         cloud = self.cloud
         with self._lock(name):
-            with cloud.inventory.operation(cloud.uri, "delete", KIND, name,
+            with cloud.inventory.operation("delete", KIND, name,
                                            members=r.spec["members"]):
                 self._delete_members(name, r.spec["members"])
-                cloud.inventory.remove(cloud.uri, KIND, name)
+                cloud.inventory.remove(KIND, name)
         self._autoscale()
 
     def set_policy(self, name: str, policy: dict | None, *, stack: str | None = None) -> None:
         """Give pool `name` autoscale rule `policy` (Policy.to_json()), or none: sized by
         hand from then on."""
-        r = self._record(name)
+        r = self.record(name)
         cloud = self.cloud
         with self._lock(name):
-            with cloud.inventory.operation(cloud.uri, "update", KIND, name, policy=policy,
+            with cloud.inventory.operation("update", KIND, name, policy=policy,
                                            stack=stack or r.stack):
                 self._save(name, policy=policy)
         self._autoscale()
 
     # ----- autoscaling ----------------------------------------------------------------
     def _autoscale(self) -> None:
-        """Hook the autoscaler to the monitor while a pool has a policy, unhook it when
-        none has (real hosts only: the test driver has no guests to sample)."""
-        if self.cloud.uri.startswith("test:"):
-            return
-        if any(r.spec.get("policy") for r in self.records()):
-            self.autoscaler.attach(self.cloud.monitor)
-        else:
-            self.autoscaler.detach()
+        """Tell the autoscaler (workflows/autoscaler.py) that pools or policies changed."""
+        self.cloud.ctx.events.emit(POOLS_CHANGED)

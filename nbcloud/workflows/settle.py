@@ -1,6 +1,6 @@
 """Settle an interrupted operation: roll back what it half-made, or resume it to the end.
 
-An operation is interrupted when its process died between intent and outcome (recovery.py
+An operation is interrupted when its process died between intent and outcome (rebuild.py
 marks it so when the inventory is next opened), or when the libvirt daemon died under it
 and its own undo failed too. Each verb that can be interrupted has a rollback and a resume
 here. Both look at what is there, not at how far the operation got, so either can run
@@ -9,32 +9,29 @@ again after a second interruption; objects without nbcloud's mark are never touc
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbcloud.core.errors import CloudError, NotFound
-from nbcloud.services.instances import INSTANCE_POOL
-from nbcloud.services.networks import is_managed
-from nbcloud.services.volumes import tier_pool
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 HOW = ("rollback", "resume")
 RESULTS = {"rollback": "rolled back", "resume": "resumed"}
-INSTANCE_FILES = ("seed.iso", "root.qcow2", "local.qcow2")
 
 
-def _forget_row(cloud: Cloud, kind: str, name: str) -> list[str]:
+def _forget_row(cloud: Services, kind: str, name: str) -> list[str]:
     """Remove `name`'s inventory row of `kind` if there is one; say so."""
-    if not any(r.name == name for r in cloud.inventory.resources(cloud.uri, kind)):
+    if cloud.inventory.get(kind, name) is None:
         return []
-    cloud.inventory.remove(cloud.uri, kind, name)
+    cloud.inventory.remove(kind, name)
     return [f"inventory row {kind} {name}"]
 
 
-def interrupted(cloud: Cloud, op_id: int) -> dict:
+def interrupted(cloud: Services, op_id: int) -> dict:
     """Operation `op_id`, if it is interrupted (or 'started' by a process that is gone)."""
     inv = cloud.inventory
     op = inv.operation_by_id(op_id)
@@ -48,7 +45,7 @@ def interrupted(cloud: Cloud, op_id: int) -> dict:
     return op
 
 
-def settle(cloud: Cloud, op_id: int, how: str = "rollback") -> list[str]:
+def settle(cloud: Services, op_id: int, how: str = "rollback") -> list[str]:
     """Roll back or resume interrupted operation `op_id`; returns what was done, and
     records the operation 'rolled back' or 'resumed'."""
     if how not in HOW:
@@ -67,39 +64,37 @@ def settle(cloud: Cloud, op_id: int, how: str = "rollback") -> list[str]:
 
 
 # ----- instances ------------------------------------------------------------------------------
-def _instance_leftovers(cloud: Cloud, name: str, networks: list[str]) -> list[str]:
+def _instance_leftovers(cloud: Services, name: str, networks: list[str]) -> list[str]:
     """Remove what an instance whose domain is gone leaves: its disks, address
     reservations, volume attachments and inventory row."""
-    inv, backend, done = cloud.inventory, cloud.backend, []
-    for suffix in INSTANCE_FILES:
-        if backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}"):
-            done.append(f"volume {name}.{suffix}")
+    inv, backend = cloud.inventory, cloud.provider
+    done = [f"volume {f}" for f in backend.remove_instance_files(name)]
     for net in networks or [i.name for i in backend.network_infos()]:
         for r, _live in backend.host_reservations(net, name):
             if backend.release_address(net, r.mac):
                 done.append(f"address reservation {r.mac} on {net}")
-    for r in inv.resources(cloud.uri, "volume"):
+    for r in inv.all("volume"):
         if r.spec.get("attached_to") == name:
-            cloud.volumes._record(r.name, "available", attached_to="", target="")
+            cloud.volumes.record(r.name, "available", attached_to="", target="")
             done.append(f"volume {r.name} marked available")
     return done + _forget_row(cloud, "instance", name)
 
 
-def _delete_domain(cloud: Cloud, name: str) -> tuple[list[str], list[str]]:
+def _delete_domain(cloud: Services, name: str) -> tuple[list[str], list[str]]:
     """Delete domain `name` if there is one (NotManaged if it has no mark); returns (what
     was done, the networks its metadata named)."""
-    if not cloud.backend.exists(name):
+    if not cloud.provider.exists(name):
         return [], []
-    meta = cloud.backend.delete(name)
-    cloud.volumes.released(name, meta)
+    meta = cloud.provider.delete(name)
+    cloud.volumes.released(meta.get("volumes", ""))
     return [f"domain {name}"], [n for n in meta.get("networks", "").split(",") if n]
 
 
-def _record_instance(cloud: Cloud, name: str) -> str:
-    meta = cloud.backend.metadata(name)
-    state = cloud.backend.state(name)
+def _record_instance(cloud: Services, name: str) -> str:
+    meta = cloud.provider.metadata(name)
+    state = cloud.provider.state(name)
     cloud.inventory.put(
-        cloud.uri, "instance", name, uuid=cloud.backend.uuid(name), state=state,
+        "instance", name, uuid=cloud.provider.uuid(name), state=state,
         stack=meta.get("stack") or "adhoc",
         spec={"image": meta.get("image", ""), "flavor": meta.get("flavor", ""),
               "networks": [n for n in meta.get("networks", "").split(",") if n],
@@ -107,19 +102,19 @@ def _record_instance(cloud: Cloud, name: str) -> str:
     return f"inventory row instance {name} ({state})"
 
 
-def rollback_create_instance(cloud: Cloud, name: str, args: dict) -> list[str]:
+def rollback_create_instance(cloud: Services, name: str, args: dict) -> list[str]:
     done, nets = _delete_domain(cloud, name)
     return done + _instance_leftovers(cloud, name, args.get("networks") or nets)
 
 
-def resume_create_instance(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_create_instance(cloud: Services, name: str, args: dict) -> list[str]:
     """A defined domain is started and recorded; short of that, what is there is removed
     and the instance created again from the operation's arguments."""
-    backend = cloud.backend
+    backend = cloud.provider
     if not backend.exists(name):
         done = _instance_leftovers(cloud, name, args.get("networks", []))
         cloud.instances.create(name, args.get("image", "tiny"), args.get("flavor", "t.nano"),
-                               args.get("networks") or "nbcloud", wait=False,
+                               args.get("networks") or None, wait=False,
                                stack=args.get("stack", "adhoc"))
         return done + [f"created instance {name} again"]
     meta = backend.metadata(name)  # NotManaged: never touched
@@ -135,59 +130,59 @@ def resume_create_instance(cloud: Cloud, name: str, args: dict) -> list[str]:
     return done + [_record_instance(cloud, name)]
 
 
-def rollback_delete_instance(cloud: Cloud, name: str, args: dict) -> list[str]:
-    if not cloud.backend.exists(name):
+def rollback_delete_instance(cloud: Services, name: str, args: dict) -> list[str]:
+    if not cloud.provider.exists(name):
         raise CloudError(f"the delete of instance {name!r} cannot be rolled back: its "
                          "domain is undefined already; resume it to finish the delete")
     return ["kept domain " + name, _record_instance(cloud, name)]
 
 
-def resume_delete_instance(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_delete_instance(cloud: Services, name: str, args: dict) -> list[str]:
     done, nets = _delete_domain(cloud, name)
     return done + _instance_leftovers(cloud, name, nets)
 
 
 # ----- volumes ----------------------------------------------------------------------------------
-def _volume_file(cloud: Cloud, name: str):
-    return cloud.volumes._all().get(name)
+def _volume_file(cloud: Services, name: str):
+    return cloud.volumes.all().get(name)
 
 
-def rollback_create_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
+def rollback_create_volume(cloud: Services, name: str, args: dict) -> list[str]:
     done = []
     info = _volume_file(cloud, name)
     if info is not None:
-        if cloud.backend.disk_users(info.path):
+        if cloud.provider.volume_users(info):
             raise CloudError(f"volume {name!r} is attached already: detach it, then delete "
                              "it, or resume the create")
-        cloud.backend.delete_volume(info.pool, info.name)
-        done.append(f"volume {info.name} in pool {info.pool}")
+        cloud.provider.delete_data_volume(info)
+        done.append(f"volume {Path(info.path).name} in pool {info.pool}")
     return done + _forget_row(cloud, "volume", name)
 
 
-def resume_create_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_create_volume(cloud: Services, name: str, args: dict) -> list[str]:
     tier = args.get("tier", "ssd")
     info = _volume_file(cloud, name)
     if info is None:
         pool = args.get("pool")
         cloud.volumes.create(name, args.get("size", "1G"), tier,
-                             None if pool in (None, tier_pool(tier)) else pool)
+                             None if pool in (None, *cloud.provider.own_pools()) else pool)
         return [f"created volume {name} again"]
-    cloud.volumes._record(name, "available", tier=tier, pool=info.pool, size=info.capacity,
-                          attached_to="")
+    cloud.volumes.record(name, "available", tier=tier, pool=info.pool, size=info.capacity,
+                         attached_to="")
     return [f"inventory row volume {name}"]
 
 
-def rollback_delete_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
+def rollback_delete_volume(cloud: Services, name: str, args: dict) -> list[str]:
     info = _volume_file(cloud, name)
     if info is None:
         raise CloudError(f"the delete of volume {name!r} cannot be rolled back: its file "
                          "is gone already; resume it to finish the delete")
-    cloud.volumes._record(name, "available", tier=info.name.split(".")[-2], pool=info.pool,
-                          size=info.capacity, attached_to="")
+    cloud.volumes.record(name, "available", tier=info.tier, pool=info.pool,
+                         size=info.capacity, attached_to="")
     return [f"kept volume {name}"]
 
 
-def resume_delete_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_delete_volume(cloud: Services, name: str, args: dict) -> list[str]:
     info = _volume_file(cloud, name)
     if info is not None:
         cloud.volumes.delete(name)
@@ -196,35 +191,35 @@ def resume_delete_volume(cloud: Cloud, name: str, args: dict) -> list[str]:
 
 
 # ----- networks ---------------------------------------------------------------------------------
-def _managed_network(cloud: Cloud, name: str):
-    info = next((i for i in cloud.backend.network_infos() if i.name == name), None)
-    if info is not None and not is_managed(info):
+def _managed_network(cloud: Services, name: str):
+    info = next((i for i in cloud.provider.network_infos() if i.name == name), None)
+    if info is not None and not cloud.provider.network_managed(info):
         raise CloudError(f"network {name!r} was not made by nbcloud: nbcloud leaves it alone")
     return info
 
 
-def rollback_create_network(cloud: Cloud, name: str, args: dict) -> list[str]:
+def rollback_create_network(cloud: Services, name: str, args: dict) -> list[str]:
     done = []
     if _managed_network(cloud, name) is not None:
         users = cloud.networks.attached(name)
         if users:
             raise CloudError(f"network {name!r} is in use by {', '.join(users)} already: "
                              "resume the create instead")
-        cloud.backend.delete_network(name)
+        cloud.provider.delete_network(name)
         done.append(f"network {name}")
     return done + _forget_row(cloud, "network", name)
 
 
-def resume_create_network(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_create_network(cloud: Services, name: str, args: dict) -> list[str]:
     """Define (if need be), start and autostart the network the operation asked for."""
     info = _managed_network(cloud, name)
     if info is None and not args.get("bridge"):
         raise CloudError(f"operation for network {name!r} does not say its bridge: roll "
                          "it back and create the network again")
     bridge = info.bridge if info is not None else args["bridge"]
-    changed = cloud.backend.ensure_network(name, args["cidr"], args.get("mode", "nat"),
+    changed = cloud.provider.ensure_network(name, args["cidr"], args.get("mode", "nat"),
                                            bridge)
-    cloud.inventory.put(cloud.uri, "network", name, state="active",
+    cloud.inventory.put("network", name, state="active",
                         stack=args.get("stack", "adhoc"),
                         spec={"cidr": args["cidr"], "mode": args.get("mode", "nat"),
                               "bridge": bridge})
@@ -232,19 +227,19 @@ def resume_create_network(cloud: Cloud, name: str, args: dict) -> list[str]:
         [f"inventory row network {name}"]
 
 
-def rollback_delete_network(cloud: Cloud, name: str, args: dict) -> list[str]:
+def rollback_delete_network(cloud: Services, name: str, args: dict) -> list[str]:
     info = _managed_network(cloud, name)
     if info is None:
         raise CloudError(f"the delete of network {name!r} cannot be rolled back: it is "
                          "undefined already; resume it to finish the delete")
-    cloud.backend.ensure_network(name, str(info.network), info.mode, info.bridge)
+    cloud.provider.ensure_network(name, str(info.network), info.mode, info.bridge)
     return [f"kept network {name}"]
 
 
-def resume_delete_network(cloud: Cloud, name: str, args: dict) -> list[str]:
+def resume_delete_network(cloud: Services, name: str, args: dict) -> list[str]:
     done = []
     if _managed_network(cloud, name) is not None:
-        cloud.backend.delete_network(name)
+        cloud.provider.delete_network(name)
         done.append(f"network {name}")
     return done + _forget_row(cloud, "network", name)
 

@@ -19,37 +19,55 @@ from nbcloud.core.spec import check_name
 from nbcloud.core.stackfile import Stack, parse
 from nbcloud.plan.compare import (
     Action,
+    LiveState,
     Plan,
     compute,
     drift,
     nic_pairs,
-    read_live,
     user_data_digest,
 )
 from nbcloud.plan.ipool import pool_members
 from nbcloud.services import keys
-from nbcloud.services.instances import INSTANCE_POOL, default_network
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
+    from nbcloud.workflows.instance_pools import InstancePools
 
 MAX_PARALLEL_CREATES = 3
+
+
+def read_live(cloud: Services) -> LiveState:
+    """What the provider has (every domain, network and volume, one bulk listing per
+    kind) and what the inventory records of the kinds that have no engine object."""
+    provider, inv = cloud.provider, cloud.inventory
+    domains, foreign = provider.domains_live()
+    networks = {i.name: {"cidr": str(i.network), "mode": i.mode,
+                         "managed": provider.network_managed(i)}
+                for i in provider.network_infos()}
+    volumes = {name: {"tier": v.tier, "size": v.capacity, "pool": v.pool}
+               for name, v in cloud.volumes.all().items() if v.kind == "disk" and v.tier}
+    lbs = {r.name: r.spec for r in inv.all("loadbalancer")}
+    sgs = {r.name: r.spec for r in inv.all("secgroup")}
+    pools = {r.name: r.spec for r in inv.all("ipool")}
+    return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs,
+                     ipools=pools)
 
 
 class Stacks:
     """`cloud.stacks`: the declarative side of the cloud."""
 
-    def __init__(self, cloud: Cloud):
+    def __init__(self, cloud: Services, pools: InstancePools):
         self.cloud = cloud
+        self.pools = pools
 
     # ----- read-only ----------------------------------------------------------------------
     def _recorded(self):
-        return self.cloud.inventory.resources(self.cloud.uri)
+        return self.cloud.inventory.all()
 
     def plan(self, name: str, source: str | dict, namespace: dict | None = None) -> Plan:
         """What `apply` would do, without doing it."""
         return compute(parse(source, namespace, name,
-                             default_network=default_network(self.cloud.uri)),
+                             default_network=self.cloud.provider.default_network),
                        self._recorded(),
                        read_live(self.cloud))
 
@@ -79,7 +97,7 @@ class Stacks:
         """Converge stack `name` to `source` (YAML text or the dict it loads to).
 
         `show(plan)` is called with the plan before anything changes."""
-        stack = parse(source, namespace, name, default_network=default_network(self.cloud.uri))
+        stack = parse(source, namespace, name, default_network=self.cloud.provider.default_network)
         plan = compute(stack, self._recorded(), read_live(self.cloud))
         for a in plan.actions:  # before anything is made: a pool's image is read late
             if a.kind == "ipool" and a.op == "create":
@@ -112,14 +130,14 @@ class Stacks:
         # (which name instances) and instances first
         for a in (a for a in going if a.kind == "ipool"):
             if a.live:
-                self.cloud.ipools.delete(a.name)
+                self.pools.delete(a.name)
             else:
-                self.cloud.inventory.remove(self.cloud.uri, a.kind, a.name)
+                self.cloud.inventory.remove(a.kind, a.name)
         for a in (a for a in going if a.kind == "loadbalancer"):
             if a.live:
                 self.cloud.lbs.delete(a.name)
             else:
-                self.cloud.inventory.remove(self.cloud.uri, a.kind, a.name)
+                self.cloud.inventory.remove(a.kind, a.name)
         for a in (a for a in going if a.kind == "instance"):
             self._delete_instance(a.name, alive=a.live)
         for a in (a for a in going if a.kind == "secgroup"):
@@ -183,7 +201,7 @@ class Stacks:
                 lbs.create(d.name, d.network, d.port, d.members, d.algorithm,
                            member_port=d.member_port, stack=stack.name)
             else:  # the members its pools added stay
-                pools = {p.name: p.spec for p in self.cloud.ipools.records()}
+                pools = {p.name: p.spec for p in self.pools.records()}
                 lbs.update(d.name, d.members + tuple(pool_members(pools, d.name)),
                            d.algorithm, d.member_port)
         for name in stack.loadbalancers:
@@ -192,7 +210,7 @@ class Stacks:
     def _converge_pools(self, plan: Plan, stack: Stack) -> None:
         """Create the stack's new pools (after the groups and balancers they name), give
         changed ones their autoscale rule, then their size."""
-        pools = self.cloud.ipools
+        pools = self.pools
         for a in (a for a in plan.actions if a.kind == "ipool" and a.op != "delete"):
             d = a.desired
             if a.op == "create":
@@ -209,14 +227,14 @@ class Stacks:
                 pools.scale(d.name, d.size, reason=f"stack {stack.name}")
 
     def _claim_recovered(self, stack: Stack) -> None:
-        """Rows rebuilt from libvirt without a stack (recovery.py) join the stack that
+        """Rows rebuilt from libvirt without a stack (rebuild.py) join the stack that
         declares them."""
         declared = {("network", n) for n in stack.networks} | \
             {("volume", n) for n in stack.volumes}
         for r in self._recorded():
             if r.spec.get("recovered") and (r.kind, r.name) in declared:
                 spec = {k: v for k, v in r.spec.items() if k != "recovered"}
-                self.cloud.inventory.put(r.uri, r.kind, r.name, state=r.state, spec=spec,
+                self.cloud.inventory.put(r.kind, r.name, state=r.state, spec=spec,
                                          stack=stack.name)
 
     def _create(self, kind: str, spec, stack: str) -> None:
@@ -227,7 +245,7 @@ class Stacks:
 
     def _delete(self, kind: str, name: str, alive: bool) -> None:
         if not alive:
-            self.cloud.inventory.remove(self.cloud.uri, kind, name)
+            self.cloud.inventory.remove(kind, name)
             return
         if kind == "network":
             self.cloud.networks.delete(name)
@@ -238,7 +256,7 @@ class Stacks:
         self.cloud.volumes.delete(name)
 
     def _delete_instance(self, name: str, alive: bool) -> None:
-        if alive and self.cloud.backend.exists(name):
+        if alive and self.cloud.provider.exists(name):
             self.cloud.instances.delete(name)
         else:
             self._forget_vanished(name)
@@ -246,22 +264,21 @@ class Stacks:
     def _forget_vanished(self, name: str) -> None:
         """An instance deleted behind our back leaves its disks, address reservations and
         inventory row: remove them so that the name can be used again."""
-        cloud, backend = self.cloud, self.cloud.backend
-        with cloud.inventory.operation(cloud.uri, "forget", "instance", name):
-            for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
-                backend.delete_volume(INSTANCE_POOL, f"{name}.{suffix}")
+        cloud, backend = self.cloud, self.cloud.provider
+        with cloud.inventory.operation("forget", "instance", name):
+            backend.remove_instance_files(name)
             for info in backend.network_infos():
                 for mac, _ip, host in info.hosts:
                     if host == name:
                         backend.release_address(info.name, mac)
-            for r in cloud.inventory.resources(cloud.uri, "volume"):
+            for r in cloud.inventory.all("volume"):
                 if r.spec.get("attached_to") == name:
-                    cloud.volumes._record(r.name, "available", attached_to="", target="")
-            cloud.inventory.remove(cloud.uri, "instance", name)
+                    cloud.volumes.record(r.name, "available", attached_to="", target="")
+            cloud.inventory.remove("instance", name)
 
     def _record_instance(self, name: str, spec, decl, stack: str) -> None:
         self.cloud.inventory.put(
-            self.cloud.uri, "instance", name, state="running", stack=stack,
+            "instance", name, state="running", stack=stack,
             spec={"image": spec.image, "flavor": spec.flavor, "networks": list(spec.networks),
                   "volumes": list(decl.volumes), "user_data": user_data_digest(spec.user_data)})
 
@@ -276,7 +293,7 @@ class Stacks:
         self._record_instance(a.name, spec, decl, stack)
 
     def _detach_extra(self, name: str, keep: set[str]) -> None:
-        meta = self.cloud.backend.metadata(name)
+        meta = self.cloud.provider.metadata(name)
         for vol in filter(None, meta.get("volumes", "").split(",")):
             if vol not in keep:
                 self.cloud.volumes.detach(vol, name)
@@ -299,7 +316,7 @@ class Stacks:
     def _restore_nics(self, name: str) -> None:
         """Unplug the NICs added or moved behind our back, plug back the ones removed or
         moved, each with the MAC (so the address reservation) nbcloud gave it."""
-        backend = self.cloud.backend
+        backend = self.cloud.provider
 
         def revert() -> str:
             want = nic_pairs(backend.metadata(name))
@@ -310,7 +327,7 @@ class Stacks:
                 backend.attach_nic(name, net, mac)
             return (f"NICs restored: unplugged {len(have - want)}, plugged "
                     f"{len(want - have)}")
-        self.cloud.instances._run("restore-nics", name, revert)
+        self.cloud.instances.logged("restore-nics", name, revert)
 
     def _restore_size(self, name: str, flavor_name: str) -> None:
         """Give a domain resized behind our back its flavor's vCPUs and memory again."""
@@ -321,8 +338,8 @@ class Stacks:
         def redefine() -> str:
             if running:
                 inst.stop()
-            self.cloud.backend.resize(name, flavor.vcpus, flavor.memory)
+            self.cloud.provider.resize(name, flavor.vcpus, flavor.memory)
             if running:
                 inst.start()
             return f"restored {flavor.name}"
-        self.cloud.instances._run("resize", name, redefine)
+        self.cloud.instances.logged("resize", name, redefine)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from nbcloud.core.spec import format_size
 
 if TYPE_CHECKING:
-    from nbcloud.api import Cloud
+    from nbcloud.services.catalog import Services
 
 NodeId = tuple[str, str]          # (kind, name)
 
@@ -127,15 +127,15 @@ class Live:
     domains: dict[str, dict] = field(default_factory=dict)    # name -> domains_live entry
     states: dict[str, str] = field(default_factory=dict)      # domain name -> state
     networks: dict[str, object] = field(default_factory=dict)  # name -> NetworkInfo
-    volumes: dict[str, object] = field(default_factory=dict)   # name -> VolumeInfo
+    volumes: dict[str, object] = field(default_factory=dict)   # name -> DataVolume
     pools: dict[str, object] = field(default_factory=dict)     # name -> PoolInfo (read lazily)
 
 
-def read_live(cloud: Cloud) -> Live:
-    domains, _foreign = cloud.backend.domains_live()
-    return Live(domains=domains, states=cloud.backend.domain_states(),
-                networks={i.name: i for i in cloud.backend.network_infos()},
-                volumes=cloud.volumes._all())
+def read_live(cloud: Services) -> Live:
+    domains, _foreign = cloud.provider.domains_live()
+    return Live(domains=domains, states=cloud.provider.domain_states(),
+                networks={i.name: i for i in cloud.provider.network_infos()},
+                volumes=cloud.volumes.all())
 
 
 def _split(value: str) -> list[str]:
@@ -192,20 +192,19 @@ def _volume(kind: str, name: str, row, live: Live, attached: dict[str, str]) \
         return Node(kind, name, "missing", stack), []
     details = [("size", format_size(info.capacity)), ("pool", info.pool)]
     if kind == "volume":
-        tier = info.name.split(".")[1] if info.name.count(".") == 2 else ""
-        details.insert(1, ("tier", tier or "-"))
+        details.insert(1, ("tier", info.tier or "-"))
     if name in attached:
         details.append(("attached to", attached[name]))
     state = "attached" if name in attached else "available"
     return Node(kind, name, state, stack, tuple(details)), [(("pool",), info.pool)]
 
 
-def _pool(cloud: Cloud, name: str, row, live: Live) -> Node:
+def _pool(cloud: Services, name: str, row, live: Live) -> Node:
     from nbcloud.core.errors import NotFound
     stack = row.stack if row else ""
     if name not in live.pools:
         try:
-            live.pools[name] = cloud.backend.pool_info(name)
+            live.pools[name] = cloud.provider.pool_info(name)
         except NotFound:
             live.pools[name] = None
     info = live.pools[name]
@@ -229,15 +228,15 @@ def _generic(row) -> tuple[Node, list]:
     return Node(row.kind, row.name, row.state, row.stack, tuple(details)), refs
 
 
-def build_graph(cloud: Cloud, stack: str | None = None, live: Live | None = None) -> Graph:
+def build_graph(cloud: Services, stack: str | None = None, live: Live | None = None) -> Graph:
     """The graph of the inventory's resources (of `stack`, if given) as libvirt shows them,
     with the resources they name (the default network, storage pools) as neighbours."""
-    rows = cloud.inventory.resources(cloud.uri)
+    rows = cloud.inventory.all()
     live = live if live is not None else read_live(cloud)
     return graph_from(cloud, rows, live, stack)
 
 
-def graph_from(cloud: Cloud | None, rows, live: Live, stack: str | None = None) -> Graph:
+def graph_from(cloud: Services | None, rows, live: Live, stack: str | None = None) -> Graph:
     by_id = {(r.kind, r.name): r for r in rows}
     attached: dict[str, str] = {}
     for dname, dom in live.domains.items():
@@ -284,7 +283,7 @@ def graph_from(cloud: Cloud | None, rows, live: Live, stack: str | None = None) 
 def _is_live(live: Live, kind: str, name: str) -> bool:
     if kind == "volume" or kind == "cdrom":
         info = live.volumes.get(name)
-        return info is not None and info.name.endswith(".iso") == (kind == "cdrom")
+        return info is not None and (info.kind == "cdrom") == (kind == "cdrom")
     return name in {"instance": live.domains, "network": live.networks,
                     "pool": live.pools}.get(kind, {})
 
@@ -370,38 +369,3 @@ def figure_layout(layout: Layout, title: str) -> dict:
             "xaxis": {**axis, "range": [-0.5, OTHER.column + 1.0]}, "yaxis": axis,
             "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "plot_bgcolor": "white",
             "legend": {"orientation": "h"}}
-
-
-def figure(graph: Graph, layout: Layout | None = None, *, widget: bool = False,
-           title: str = "topology"):
-    """A Plotly figure of `graph` (a FigureWidget if `widget`)."""
-    import plotly.graph_objects as go
-    layout = layout or Layout()
-    data = traces(graph, layout)
-    cls = go.FigureWidget if widget else go.Figure
-    # The traces are built above from a fixed schema, not from user input: Plotly's
-    # per-element validation would cost ~0.4 ms a node (a 500-node figure: ~200 ms instead
-    # of ~20 ms, bench/topology.py). The figure's traces keep skipping it on update.
-    return cls(data=data, layout=figure_layout(layout, title), _validate=False)
-
-
-def update_figure(fig, graph: Graph, layout: Layout, title: str | None = None,
-                  drawn: list[dict] | None = None) -> list[dict]:
-    """Redraw `fig` in place (one message to the front end for a FigureWidget). `drawn` is
-    what the last call returned: only the properties that differ from it are sent, since
-    Plotly's update costs far more than comparing lists (most traces do not change)."""
-    kinds = [t.meta for t in fig.data[1:]]
-    missing = sorted({k for k, _ in graph.nodes} - set(kinds))
-    data = traces(graph, layout, kinds + missing)
-    page = figure_layout(layout, title or fig.layout.title.text or "")
-    with fig.batch_update():
-        for i, (trace, new) in enumerate(zip(fig.data, data)):
-            old = drawn[i] if drawn is not None and i < len(drawn) else {}
-            changed = {k: v for k, v in new.items() if k != "type" and old.get(k) != v}
-            if changed:
-                trace.update(changed)
-        if fig.layout.height != page["height"] or fig.layout.title.text != page["title"]["text"]:
-            fig.update_layout(height=page["height"], title=page["title"])
-    if missing:  # a kind first seen now: traces can only be added outside batch_update
-        fig.add_traces(data[len(fig.data):])
-    return data

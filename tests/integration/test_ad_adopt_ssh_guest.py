@@ -26,7 +26,7 @@ def _virsh(*args: str) -> str:
 @pytest.fixture
 def foreign(cloud):
     """A running tiny guest without nbcloud's mark or inventory row; its original host key."""
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     inst = cloud.instances.create(NAME, image="tiny", flavor="t.nano", network="nbcloud")
     hostkey = inst.meta["hostkey"]
@@ -34,14 +34,14 @@ def foreign(cloud):
     _virsh("metadata", NAME, NS, "--remove", "--live", "--config")
     cloud.inventory.remove(cloud.uri, "instance", NAME)
     yield hostkey
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)   # adopted: marked again, so nbcloud deletes it
 
 
 def test_adopt_ssh_pins_the_guest_key_and_refuses_a_changed_one(cloud, foreign):
-    assert not cloud.backend.domain_facts(NAME)["marked"]
+    assert not cloud.provider.domain_facts(NAME)["marked"]
     done = cloud.adopt(NAME, ssh=True)
-    meta = cloud.backend.metadata(NAME)
+    meta = cloud.provider.metadata(NAME)
     # the key the guest was given (less nbcloud's comment), fetched over SSH
     assert meta["hostkey"].split() == foreign.split()[:2]
     assert f"pinned host key {fingerprint(foreign)} of {meta['ip']}" in done
@@ -56,6 +56,6 @@ def test_adopt_ssh_pins_the_guest_key_and_refuses_a_changed_one(cloud, foreign):
     assert fingerprint(foreign) in cloud.adopt(NAME, ssh=True)
 
     # a pin that is not the guest's key is refused, as for any instance
-    cloud.backend.set_metadata(NAME, {**cloud.backend.metadata(NAME), "hostkey": OTHER_KEY})
+    cloud.provider.set_metadata(NAME, {**cloud.provider.metadata(NAME), "hostkey": OTHER_KEY})
     with pytest.raises(SSHError, match="host key"):
         inst.ssh("hostname")

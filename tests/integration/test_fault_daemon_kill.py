@@ -20,8 +20,8 @@ import pytest
 from nbcloud.api import Cloud
 from nbcloud.core.errors import CloudError
 from nbcloud.inventory import Inventory
+from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 from nbcloud.services import keys
-from nbcloud.services.instances import INSTANCE_POOL
 from nbcloud.workflows.rebuild import _reserved_macs
 
 NAME = "fk-vm"
@@ -38,9 +38,9 @@ CHILD = textwrap.dedent("""
 
 def _leftovers(c: Cloud) -> list[str]:
     out = []
-    if c.backend.exists(NAME):
+    if c.provider.exists(NAME):
         out.append("domain")
-    vols = {v.name() for v in c.backend.pool(INSTANCE_POOL).listAllVolumes(0)}
+    vols = {v.name() for v in c.provider.pool(INSTANCE_POOL).listAllVolumes(0)}
     out += sorted(v for v in vols if v.startswith(f"{NAME}."))
     out += [f"mac {m}" for m in _reserved_macs(c, "nbcloud", NAME)]
     out += [f"row {r.name}" for r in c.inventory.resources(c.uri, "instance") if r.name == NAME]
@@ -48,12 +48,12 @@ def _leftovers(c: Cloud) -> list[str]:
 
 
 def _clean(c: Cloud) -> None:
-    if c.backend.exists(NAME):
+    if c.provider.exists(NAME):
         c.instances.delete(NAME)
     for suffix in ("seed.iso", "root.qcow2", "local.qcow2"):
-        c.backend.delete_volume(INSTANCE_POOL, f"{NAME}.{suffix}")
+        c.provider.delete_volume(INSTANCE_POOL, f"{NAME}.{suffix}")
     for mac in _reserved_macs(c, "nbcloud", NAME):
-        c.backend.release_address("nbcloud", mac)
+        c.provider.release_address("nbcloud", mac)
 
 
 def test_client_killed_between_intent_and_outcome_is_rolled_back(cloud, tmp_path):
@@ -71,7 +71,7 @@ def test_client_killed_between_intent_and_outcome_is_rolled_back(cloud, tmp_path
         while time.monotonic() < deadline and child.poll() is None:
             started = [o for o in watcher.inventory.unfinished()
                        if (o["verb"], o["kind"], o["name"]) == ("create", "instance", NAME)]
-            if started and watcher.backend.exists(NAME):
+            if started and watcher.provider.exists(NAME):
                 op = started[0]
                 break
             time.sleep(0.05)

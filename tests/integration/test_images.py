@@ -10,8 +10,8 @@ from functools import partial
 
 import pytest
 
-from nbcloud.api import IMAGE_POOL, INSTANCE_POOL
 from nbcloud.core.errors import AlreadyExists, CloudError
+from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 from nbcloud.ui import commands
 
 NAMES = ("im-url", "im-file", "im-bad")
@@ -54,18 +54,18 @@ def served_qcow2(tmp_path_factory):
 def clean_images(cloud):
     def clean():
         for inst in ("im-vm", "im-vm2"):
-            if cloud.backend.exists(inst):
+            if cloud.provider.exists(inst):
                 cloud.instances.delete(inst)
         for name in NAMES:
             for suffix in ("json", "qcow2", "raw"):
-                cloud.backend.delete_volume(IMAGE_POOL, f"{name}.{suffix}")
+                cloud.provider.delete_volume(IMAGE_POOL, f"{name}.{suffix}")
     clean()
     yield
     clean()
 
 
 def image_volumes(cloud, name: str) -> list[str]:
-    return sorted(v for v in cloud.backend.volumes(IMAGE_POOL) if v.startswith(f"{name}."))
+    return sorted(v for v in cloud.provider.volumes(IMAGE_POOL) if v.startswith(f"{name}."))
 
 
 def test_import_from_a_loopback_url_with_progress_and_checksum(cloud, served_qcow2,
@@ -88,7 +88,7 @@ def test_import_from_a_loopback_url_with_progress_and_checksum(cloud, served_qco
 
 def test_bad_imports_are_one_line_and_leave_nothing(cloud, served_qcow2, clean_images):
     root, base = served_qcow2
-    before = sorted(cloud.backend.volumes(IMAGE_POOL))
+    before = sorted(cloud.provider.volumes(IMAGE_POOL))
     cases = [
         (["image", "import", "im-bad", f"{base}/disk.qcow2", "--sha256", "0" * 64],
          "checksum mismatch"),
@@ -102,7 +102,7 @@ def test_bad_imports_are_one_line_and_leave_nothing(cloud, served_qcow2, clean_i
         with pytest.raises(CloudError) as err:
             commands.run(cloud, commands.parse(argv))
         assert words in str(err.value) and "\n" not in str(err.value), argv
-    assert sorted(cloud.backend.volumes(IMAGE_POOL)) == before
+    assert sorted(cloud.provider.volumes(IMAGE_POOL)) == before
     with pytest.raises(AlreadyExists):
         cloud.import_image("im-url", str(root / "disk.qcow2"))
 
@@ -113,7 +113,7 @@ def test_instance_from_a_disk_image_gets_a_small_overlay(cloud, served_qcow2, cl
     assert img.boot == "disk"
     # No boot loader in this disk: the guest never gets far, which is all we need here.
     cloud.instances.create("im-vm", image="im-file", flavor="d.nano", wait=False)
-    vols = cloud.backend.volumes(INSTANCE_POOL)
+    vols = cloud.provider.volumes(INSTANCE_POOL)
     root_path, allocation = vols["im-vm.root.qcow2"]
     info = qemu_img_info(root_path)
     assert info["format"] == "qcow2"
@@ -122,7 +122,7 @@ def test_instance_from_a_disk_image_gets_a_small_overlay(cloud, served_qcow2, cl
     assert allocation < 1 << 20                  # a small file, not a copy of the image
     local_path, local_alloc = vols["im-vm.local.qcow2"]
     assert qemu_img_info(local_path)["virtual-size"] == 1 << 30   # d.nano's local disk
-    xml = cloud.backend.domain_xml_desc("im-vm")
+    xml = cloud.provider.domain_xml_desc("im-vm")
     assert "<boot dev='hd'/>" in xml and root_path in xml and local_path in xml
     assert "<kernel>" not in xml
     assert cloud.instances.get("im-vm").state == "running"
@@ -132,7 +132,7 @@ def test_instance_from_a_disk_image_gets_a_small_overlay(cloud, served_qcow2, cl
     assert image_volumes(cloud, "im-file") == ["im-file.json", "im-file.qcow2"]
 
     cloud.instances.delete("im-vm")
-    vols = cloud.backend.volumes(INSTANCE_POOL)
+    vols = cloud.provider.volumes(INSTANCE_POOL)
     assert not [v for v in vols if v.startswith("im-vm.")]
     commands.run(cloud, commands.parse(["image", "delete", "im-file"]))
     assert image_volumes(cloud, "im-file") == []

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from waiting import wait_for
 
-from nbcloud.api import INSTANCE_POOL
 from nbcloud.core.errors import AlreadyExists, SSHError
+from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 from nbcloud.services import keys, ssh
 
 
@@ -36,11 +36,11 @@ def test_guest_sees_the_cpu_model_and_the_nocloud_smbios_serial(cloud, running_i
 
 def test_address_is_reserved_and_leased_by_dhcp(cloud, running_instance):
     meta = running_instance.meta
-    net = cloud.backend.network("nbcloud")
+    net = cloud.provider.network("nbcloud")
     assert (meta["mac"], meta["ip"], "it-web") in net.hosts
     guest_addr = running_instance.ssh("ip -4 -o addr show dev eth0")
     assert f"inet {meta['ip']}/24" in guest_addr
-    lease = wait_for(lambda: [lease for lease in cloud.backend.leases("nbcloud")
+    lease = wait_for(lambda: [lease for lease in cloud.provider.leases("nbcloud")
                               if lease["mac"] == meta["mac"]], 20, "a DHCP lease")
     assert lease[0]["ipaddr"] == meta["ip"]
     # a reserved address is leased for 10 minutes, not dnsmasq's hour, so a deleted
@@ -65,7 +65,7 @@ def test_host_key_is_pinned_and_a_different_key_is_refused(running_instance):
 
 
 def test_domain_carries_metadata_and_inventory_records_it(cloud, running_instance):
-    root = ET.fromstring(cloud.backend.domain_xml_desc("it-web"))
+    root = ET.fromstring(cloud.provider.domain_xml_desc("it-web"))
     assert root.get("type") == ("kvm" if cloud.accelerator()["accelerator"] == "kvm"
                                 else "qemu")
     assert root.find("metadata") is not None
@@ -82,7 +82,7 @@ def test_domain_carries_metadata_and_inventory_records_it(cloud, running_instanc
 
 
 def test_shared_cpu_flavor_is_capped_after_boot(cloud, running_instance):
-    dom = cloud.backend.conn.lookupByName("it-web")
+    dom = cloud.provider.conn.lookupByName("it-web")
     params = dom.schedulerParameters()
     assert params["vcpu_quota"] == params["vcpu_period"] // 4   # t.nano: 25 % of a core
 
@@ -105,7 +105,7 @@ def test_stop_is_graceful_and_start_comes_back(cloud, running_instance):
 def test_delete_leaves_nothing_behind(cloud, running_instance):
     meta = running_instance.meta
     running_instance.delete()
-    assert not cloud.backend.exists("it-web")
-    assert "it-web.seed.iso" not in cloud.backend.volumes(INSTANCE_POOL)
-    assert all(h[0] != meta["mac"] for h in cloud.backend.network("nbcloud").hosts)
+    assert not cloud.provider.exists("it-web")
+    assert "it-web.seed.iso" not in cloud.provider.volumes(INSTANCE_POOL)
+    assert all(h[0] != meta["mac"] for h in cloud.provider.network("nbcloud").hosts)
     assert all(r.name != "it-web" for r in cloud.inventory.resources(cloud.uri))

@@ -15,11 +15,11 @@ def mem_total_kib(inst) -> int:
 @pytest.fixture(scope="module")
 def ops_instance(cloud):
     name = "it-ops"
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
     inst = cloud.instances.create(name, flavor="t.nano")
     yield inst
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
 
 
@@ -40,7 +40,7 @@ def test_resize_cpu_share_only_is_live(cloud, ops_instance):
     boot_id = ops_instance.ssh("cat /proc/sys/kernel/random/boot_id")
     assert ops_instance.resize("c.nano") == "live"     # same size, dedicated CPU
     assert ops_instance.flavor == "c.nano"
-    quota = cloud.backend.conn.lookupByName("it-ops").schedulerParameters()["vcpu_quota"]
+    quota = cloud.provider.conn.lookupByName("it-ops").schedulerParameters()["vcpu_quota"]
     assert quota < 0 or quota >= 100000               # no cap any more
     assert ops_instance.ssh("cat /proc/sys/kernel/random/boot_id") == boot_id
 
@@ -84,7 +84,7 @@ def _boot_id_if_up(inst) -> str:
 def test_create_with_a_volume_and_delete_with_its_volumes(cloud):
     from nbcloud.core.errors import InvalidSpec
     for leftover in ("it-vol", "it-vol-data"):
-        if cloud.backend.exists(leftover):
+        if cloud.provider.exists(leftover):
             cloud.instances.delete(leftover)
     if "it-vol-data" in [v.name for v in cloud.volumes.list()]:
         cloud.volumes.delete("it-vol-data")

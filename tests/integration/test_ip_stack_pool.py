@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
 
 STACK = "ipst"
 POOL = "ipweb"
@@ -28,13 +28,13 @@ def _ours(cloud) -> list[tuple[str, str]]:
 def clean(cloud):
     """Nothing of an earlier, interrupted run; whatever this one leaves, destroyed."""
     for name in MEMBERS:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
     cloud.stacks.destroy(STACK)
     yield cloud
     cloud.stacks.destroy(STACK)
     for name in MEMBERS:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
 
 
@@ -46,11 +46,11 @@ def test_stack_pool_applies_scales_and_destroys(clean):
     assert cloud.ipools.get(POOL).members == MEMBERS
     assert sorted(cloud.secgroups.get(GROUP).instances) == MEMBERS
     for name in MEMBERS:
-        assert cloud.backend.state(name) == "running"
-        assert cloud.backend.metadata(name)["stack"] == STACK
+        assert cloud.provider.state(name) == "running"
+        assert cloud.provider.metadata(name)["stack"] == STACK
         # libvirt filters the member's NIC through the group's nwfilter
-        assert set(cloud.backend.interface_filters(name).values()) == {INSTANCE_PREFIX + name}
-        assert GROUP_PREFIX + GROUP in cloud.backend.nwfilter(INSTANCE_PREFIX + name).refs
+        assert set(cloud.provider.interface_filters(name).values()) == {INSTANCE_PREFIX + name}
+        assert GROUP_PREFIX + GROUP in cloud.provider.nwfilter(INSTANCE_PREFIX + name).refs
         assert cloud.instances.get(name).ssh("hostname").strip() == name
     assert _ours(cloud) == [("instance", n) for n in MEMBERS] + [("ipool", POOL),
                                                                  ("secgroup", GROUP)]
@@ -62,15 +62,15 @@ def test_stack_pool_applies_scales_and_destroys(clean):
     assert [a.line() for a in plan.actions] == [f"  ~ update   ipool {POOL}  (size 2 -> 1)"]
     assert cloud.ipools.get(POOL).members == MEMBERS[:1]
     assert cloud.secgroups.get(GROUP).instances == MEMBERS[:1]
-    domains, _foreign = cloud.backend.domains_live()
+    domains, _foreign = cloud.provider.domains_live()
     assert [n for n in domains if n.startswith(f"{POOL}-")] == MEMBERS[:1]
 
     plan = cloud.stacks.destroy(STACK)
     assert [(a.op, a.kind, a.name) for a in plan.actions] == [("delete", "ipool", POOL),
                                                               ("delete", "secgroup", GROUP)]
-    domains, foreign = cloud.backend.domains_live()
+    domains, foreign = cloud.provider.domains_live()
     assert not [n for n in list(domains) + foreign if n.startswith(f"{POOL}-")]
     assert _ours(cloud) == []
     assert not any(p.name == POOL for p in cloud.ipools.list())
     assert not {GROUP_PREFIX + GROUP, *(INSTANCE_PREFIX + m for m in MEMBERS)} & \
-        set(cloud.backend.nwfilter_names())
+        set(cloud.provider.nwfilter_names())

@@ -39,14 +39,14 @@ def test_bad_pool_input_is_refused_and_changes_nothing(cloud):
         with pytest.raises((InvalidSpec, LookupError), match=match):
             cloud.ipools.create("lbx", "tiny", "t.nano", "nbcloud", kwargs.pop("size", 1),
                                 **kwargs)
-    assert not cloud.backend.exists("lbx-1")
+    assert not cloud.provider.exists("lbx-1")
     assert not any(p.name == "lbx" for p in cloud.ipools.list())
     assert len(cloud.inventory.operations(1000)) == before
 
 
 def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
     for name in ("lbp-1", "lbp-2"):
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
     lb = cloud.lbs.create("lb-pool", "nbcloud", 8090, member_port=80)
     try:
@@ -61,7 +61,7 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
               "the pool to scale out to 2")
         assert pool.members == ["lbp-1", "lbp-2"]
         assert lb.members == ["lbp-1", "lbp-2"]          # the new member joined the lb
-        assert cloud.backend.state("lbp-2") == "running"
+        assert cloud.provider.state("lbp-2") == "running"
         out = [op for op in _ops(cloud, "lbp") if op["verb"] == "scale"]
         assert out and "autoscale out: cpu>20% for 6s" in out[0]["detail"], out[:1]
 
@@ -69,7 +69,7 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
         _wait(cloud, lambda: pool.size == 1 and not cloud.ipools.autoscaler.busy, 90,
               "the pool to scale back in to 1")
         assert pool.members == ["lbp-1"] and lb.members == ["lbp-1"]
-        assert not cloud.backend.exists("lbp-2")
+        assert not cloud.provider.exists("lbp-2")
         scales = [op["detail"] for op in _ops(cloud, "lbp") if op["verb"] == "scale"]
         assert "autoscale in: cpu<8% for 6s" in scales[0] and "2 -> 1" in scales[0]
         # the decisions and their reasons are in the operations log
@@ -81,4 +81,4 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
         if any(p.name == "lbp" for p in cloud.ipools.list()):
             cloud.ipools.delete("lbp")
         cloud.lbs.delete("lb-pool")
-    assert not cloud.backend.exists("lbp-1")
+    assert not cloud.provider.exists("lbp-1")

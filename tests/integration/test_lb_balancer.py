@@ -29,7 +29,7 @@ chmod 755 /srv/www/cgi-bin/addr
 @pytest.fixture(scope="module")
 def members(cloud):
     for i in (1, 2, 3):
-        if cloud.backend.exists(f"lb-{i}"):
+        if cloud.provider.exists(f"lb-{i}"):
             cloud.instances.delete(f"lb-{i}")
     insts = cloud.instances.create("lb", image="tiny", flavor="t.nano", network="nbcloud",
                                    user_data=USER_DATA, count=3)
@@ -38,7 +38,7 @@ def members(cloud):
                  f"httpd on {inst.name}")
     yield insts
     for inst in insts:
-        if cloud.backend.exists(inst.name):
+        if cloud.provider.exists(inst.name):
             cloud.instances.delete(inst.name)
 
 
@@ -119,7 +119,7 @@ def test_killed_haproxy_is_restarted_when_touched(cloud, balancer):
 
 def test_member_not_on_the_network_is_refused_and_nothing_changes(cloud, members):
     net = "lb-other"
-    if net in cloud.backend.network_names():
+    if net in cloud.provider.network_names():
         cloud.networks.delete(net)
     cloud.networks.create(net, "10.93.0.0/24", "isolated")
     try:

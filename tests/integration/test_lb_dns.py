@@ -16,14 +16,14 @@ REC_IP = "192.0.2.10"
 
 @pytest.fixture(scope="module")
 def guest(cloud):
-    if cloud.backend.exists("lb-dns"):
+    if cloud.provider.exists("lb-dns"):
         cloud.instances.delete("lb-dns")
     inst = cloud.instances.create("lb-dns", image="tiny", flavor="t.nano", network=NET)
     yield inst
     for r in cloud.dns.records(NET):
         if r.name.startswith("lb-"):
             cloud.dns.delete(NET, r.name)
-    if cloud.backend.exists("lb-dns"):
+    if cloud.provider.exists("lb-dns"):
         cloud.instances.delete("lb-dns")
 
 
@@ -49,13 +49,13 @@ def test_cname_resolves_to_its_target_and_keeps_the_instance_name(cloud, guest):
     cloud.dns.add(NET, "lb-alias", cname="lb-dns")
     assert wait_for(lambda: _lookup(guest, "lb-alias") == guest.ip, 20, "lb-alias")
     assert _lookup(guest, "lb-dns") == guest.ip   # the instance's own record survives
-    live = dict(cloud.backend.network(NET).dns_hosts)
+    live = dict(cloud.provider.network(NET).dns_hosts)
     assert live[guest.ip] == ("lb-dns", "lb-alias")
 
 
 def _ours(cloud) -> list:
     """The network's DNS records that name our resources (others share the network)."""
-    return [h for h in cloud.backend.network(NET).dns_hosts
+    return [h for h in cloud.provider.network(NET).dns_hosts
             if any(n.startswith("lb-") for n in h[1])]
 
 

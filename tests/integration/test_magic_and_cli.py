@@ -23,7 +23,7 @@ def ip(cloud, tmp_path):
 
 def test_create_ssh_list_delete_from_a_cell(ip):
     from nbcloud import _magics
-    backend = _magics.api.backend
+    backend = _magics.api.provider
     if backend.exists("it-magic"):
         _magics.api.instances.delete("it-magic")
     inst = ip.run_line_magic("cloud", "instance create it-magic --flavor t.micro")
@@ -46,7 +46,7 @@ def test_create_ssh_list_delete_from_a_cell(ip):
 @pytest.mark.parametrize("bad", ['"x;rm -rf /"', '"../etc"', '"<b>"'])
 def test_bad_name_on_real_daemon_creates_nothing(ip, bad):
     from nbcloud import _magics
-    backend = _magics.api.backend
+    backend = _magics.api.provider
     before = (sorted(d.name() for d in backend.conn.listAllDomains()),
               sorted(backend.volumes("nbcloud")), backend.network("nbcloud").hosts)
     with pytest.raises(UsageError, match="not allowed"):

@@ -27,7 +27,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 @pytest.fixture(scope="module")
 def mo_network(cloud):
     """An isolated network of this module (the host reaches its guests, nothing else)."""
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     if NET in [n.name for n in cloud.networks.list()]:
         cloud.networks.delete(NET)
@@ -41,7 +41,7 @@ def guest(cloud, mo_network):
     inst = cloud.instances.create(NAME, image="tiny", flavor="c.nano", network=mo_network)
     yield inst
     cloud.monitor.unwatch(NAME)
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
 
 

@@ -94,7 +94,7 @@ def plots(dom: str) -> list:
                     "(scripts/setup.sh installs it)")
 def test_notebook_renders_monitor_topology_and_design(cloud, tmp_path):
     def clean():
-        if cloud.backend.exists(NAME):
+        if cloud.provider.exists(NAME):
             cloud.instances.delete(NAME)
         if "mo-pic-net" in [n.name for n in cloud.networks.list()]:
             cloud.networks.delete("mo-pic-net")

@@ -24,16 +24,16 @@ GUESTS = ("nw-a", "nw-b", "nw-two")
 
 def _clean(cloud) -> None:
     for name in GUESTS:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
     for name in (NET, "nw-over"):
-        if name in cloud.backend.network_names():
+        if name in cloud.provider.network_names():
             cloud.networks.delete(name)
 
 
 def _snapshot(cloud) -> tuple:
     """What a refused command must leave alone: libvirt networks and the inventory."""
-    return (cloud.backend.network_names(), len(cloud.inventory.operations(10_000)),
+    return (cloud.provider.network_names(), len(cloud.inventory.operations(10_000)),
             cloud.inventory.resources(cloud.uri))
 
 
@@ -110,7 +110,7 @@ def test_leases_show_reservations_and_dhcp_leases(cloud, neighbours):
     for mac, ip in ours.items():
         assert rows[mac]["ip"] == ip and rows[mac]["reserved"] == "yes"
     assert {rows[m]["hostname"] for m in ours} == {"nw-a", "nw-b"}
-    dns = dict(cloud.backend.network(NET).dns_hosts)
+    dns = dict(cloud.provider.network(NET).dns_hosts)
     assert dns[a.ip] == ("nw-a",) and dns[b.ip] == ("nw-b",)
 
 
@@ -164,11 +164,11 @@ def test_deleting_a_network_in_use_or_not_ours_is_refused(cloud, neighbours):
         cloud.networks.delete(NET)
     with pytest.raises(CloudError, match="default network"):
         cloud.networks.delete("nbcloud")
-    if "default" in cloud.backend.network_names():
+    if "default" in cloud.provider.network_names():
         with pytest.raises(NotManaged):
             cloud.networks.delete("default")
     assert _snapshot(cloud) == before
-    assert cloud.backend.network_active(NET)
+    assert cloud.provider.network_active(NET)
 
 
 def test_instance_logs_in_with_its_key_only(cloud, neighbours, lab_key):
@@ -199,12 +199,12 @@ def test_delete_removes_dns_records_then_the_network(cloud, lab_network, neighbo
     b_ip = b.ip
     for inst in (b, two):
         inst.delete()
-    info = cloud.backend.network(NET)
+    info = cloud.provider.network(NET)
     assert all(ip != b_ip for ip, _ in info.dns_hosts)
     assert [h[2] for h in info.hosts] == ["nw-a"]
     # (dnsmasq still knows nw-b from its DHCP lease until that expires: libvirt offers
     # no call to end a lease, so the DNS record is what nbcloud removes.)
     a.delete()
     cloud.networks.delete(NET)
-    assert NET not in cloud.backend.network_names()
+    assert NET not in cloud.provider.network_names()
     assert all(r.name != NET for r in cloud.inventory.resources(cloud.uri, "network"))

@@ -20,7 +20,7 @@ def pool_dir(tmp_path):
 def st_pool(cloud, pool_dir):
     """Pool `st-pool` in a fresh directory; removed afterwards with what is in it."""
     for name in ("st-pool", "st-pool2"):
-        if name in cloud.backend.pool_names():
+        if name in cloud.provider.pool_names():
             for vol in cloud.volumes.list(kind=None):
                 if vol.pool == name:
                     vol.delete()
@@ -30,7 +30,7 @@ def st_pool(cloud, pool_dir):
     for vol in cloud.volumes.list(kind=None):
         if vol.pool == "st-pool":
             vol.delete()
-    if "st-pool" in cloud.backend.pool_names():
+    if "st-pool" in cloud.provider.pool_names():
         cloud.pools.delete("st-pool")
 
 
@@ -55,7 +55,7 @@ def test_refusals_change_nothing(cloud, st_pool, pool_dir, tmp_path):
     cloud.volumes.create("st-pvol", size="16M", pool="st-pool")
 
     def snapshot():
-        return (cloud.backend.pool_names(),
+        return (cloud.provider.pool_names(),
                 sorted(r.name for r in cloud.inventory.resources(cloud.uri)),
                 len(cloud.inventory.operations(10000)))
     before = snapshot()
@@ -81,5 +81,5 @@ def test_refusals_change_nothing(cloud, st_pool, pool_dir, tmp_path):
         assert snapshot() == before, str(exc.value)
     cloud.volumes.get("st-pvol").delete()
     cloud.pools.delete("st-pool")
-    assert "st-pool" not in cloud.backend.pool_names()
+    assert "st-pool" not in cloud.provider.pool_names()
     assert pool_dir.is_dir()                          # the directory is left alone

@@ -59,7 +59,7 @@ def rb_cloud(home):
     from nbcloud.inventory import Inventory
     cloud = Cloud(URI, inventory=Inventory(home / "inventory.sqlite"))
     yield cloud
-    for name in sorted(cloud.backend.managed()):
+    for name in sorted(cloud.provider.managed()):
         if name.startswith("rb-t-"):
             cloud.instances.delete(name)
     if LAB in {s["name"] for s in cloud.inventory.stacks()}:
@@ -98,7 +98,7 @@ def test_lab_up_gives_each_student_an_instance_and_a_key(rb_cloud, lab):
         assert lab["network"] == "user"
     else:
         assert lab["network"] == f"{LAB}-net"
-        assert str(rb_cloud.backend.network(f"{LAB}-net").network) == LAB_CIDR
+        assert str(rb_cloud.provider.network(f"{LAB}-net").network) == LAB_CIDR
     for row in lab["rows"]:
         name = row["instance"]
         inst = rb_cloud.instances.get(name)
@@ -125,7 +125,7 @@ def test_snapshot_stack_snapshots_and_reverts_every_instance(rb_cloud, lab, tmp_
     assert summary["members"] == lab["instances"] and not summary["demo"]
     for name in lab["instances"]:
         # in libvirt itself, and the guest is back before the marker was written
-        assert SNAP in rb_cloud.backend.snapshot_names(name)
+        assert SNAP in rb_cloud.provider.snapshot_names(name)
         assert summary["markers"][name] == "gone"
         inst = rb_cloud.instances.get(name)
         inst.close()
@@ -176,17 +176,17 @@ def test_leaks_finds_and_removes_only_the_leaks(rb_cloud, lab, tmp_path):
     assert "no inventory row" in why["rb-t-lk-row"]
     assert "adhoc" in why["rb-t-lk-stop"] and "stopped" in why["rb-t-lk-stop"]
     assert dry["ghosts"] == ["rb-t-lk-ghost"] and FOREIGN in dry["unmanaged"]
-    assert planted <= set(rb_cloud.backend.managed())   # a dry run deletes nothing
+    assert planted <= set(rb_cloud.provider.managed())   # a dry run deletes nothing
 
     wet, _ = run("leaks", tmp_path, older_than=0, only="rb-t-*", dry_run=False)
     assert set(wet["deleted"]) == planted and wet["forgotten"] == ["rb-t-lk-ghost"]
-    volumes = {v.name() for v in rb_cloud.backend.conn.storagePoolLookupByName("nbcloud")
+    volumes = {v.name() for v in rb_cloud.provider.conn.storagePoolLookupByName("nbcloud")
                .listAllVolumes()}
     for name in planted:   # the domain and its disks
-        assert not rb_cloud.backend.exists(name)
+        assert not rb_cloud.provider.exists(name)
         assert not [v for v in volumes if v.startswith(name + ".")]
     assert "rb-t-lk-ghost" not in {r.name for r in rb_cloud.inventory.resources(URI)}
-    assert rb_cloud.backend.exists(FOREIGN)   # listed, never touched
+    assert rb_cloud.provider.exists(FOREIGN)   # listed, never touched
     for name in lab["instances"]:
         assert rb_cloud.instances.get(name).state == "running"
 
@@ -198,7 +198,7 @@ def test_lab_teardown_leaves_nothing(rb_cloud, lab, tmp_path):
     assert summary["uuids"] == lab["uuids"]   # the same instances: apply changed nothing
     assert summary["left"] == []
     for name in lab["instances"]:
-        assert not rb_cloud.backend.exists(name)
+        assert not rb_cloud.provider.exists(name)
         assert name not in [k.name for k in keys.list_keys()]
     if not SESSION:
         assert f"{LAB}-net" not in [n.name for n in rb_cloud.networks.list()]

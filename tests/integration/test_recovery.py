@@ -29,7 +29,7 @@ def _cleanup(c: Cloud) -> None:
             c.volumes.delete(name)
         except NotFound:
             pass
-    if NET in c.backend.network_names():
+    if NET in c.provider.network_names():
         c.networks.delete(NET)
 
 
@@ -64,8 +64,8 @@ def test_garbage_inventory_is_rebuilt_and_the_stack_converges(cloud, tmp_path):
         assert [(a.op, a.kind, a.name) for a in plan.actions] == [
             ("delete", "instance", "rc-web"), ("delete", "volume", "rc-vol"),
             ("delete", "network", NET)]
-        assert not again.backend.exists("rc-web")
-        assert NET not in again.backend.network_names()
+        assert not again.provider.exists("rc-web")
+        assert NET not in again.provider.network_names()
     finally:
         _cleanup(again)
         again.close()

@@ -41,13 +41,13 @@ def guest(cloud):
     for f in cloud.floating.list():
         if f.instance == NAME:
             cloud.floating.delete(f.name)
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     if NET not in {n.name for n in cloud.networks.list()}:
         cloud.networks.create(NET, CIDR)
     inst = cloud.instances.create(NAME, image="tiny", flavor="t.nano", network=NET)
     yield inst
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     cloud.networks.delete(NET)
 
@@ -68,7 +68,7 @@ def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):
 
     anyaddr = fl(cloud, "create", NAME, "--port", "22")  # any host address, a free port
     assert 20000 <= anyaddr.host_port < 30000
-    gateway = cloud.backend.network(NET).gateway  # the bridge's host address
+    gateway = cloud.provider.network(NET).gateway  # the bridge's host address
     assert banner(gateway, anyaddr.host_port).startswith(b"SSH-2.0-dropbear")
     assert banner("127.0.0.1", anyaddr.host_port).startswith(b"SSH-2.0-dropbear")
     assert refused("127.0.0.1", 2223)  # nothing else is forwarded

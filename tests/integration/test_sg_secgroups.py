@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from nbcloud.core.errors import InvalidSpec
-from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
 from nbcloud.ui import commands
 from nbcloud.ui.commands import CommandError
 
@@ -25,7 +25,7 @@ def _cleanup(cloud):
     for g in cloud.secgroups.list():
         if g.name in GROUPS:
             for inst in list(g.instances):
-                if cloud.backend.exists(inst):
+                if cloud.provider.exists(inst):
                     cloud.secgroups.detach(g.name, inst)
     for g in GROUPS[::-1]:
         if g in {x.name for x in cloud.secgroups.list()}:
@@ -35,7 +35,7 @@ def _cleanup(cloud):
         if g in {x.name for x in cloud.secgroups.list()}:
             cloud.secgroups.delete(g)
     for n in NAMES:
-        if cloud.backend.exists(n):
+        if cloud.provider.exists(n):
             cloud.instances.delete(n)
 
 
@@ -48,7 +48,7 @@ def pair(cloud):
     a.ssh(f"mkdir -p /www && echo {PAGE} > /www/index.html && httpd -p 80 -h /www")
     yield a, b
     _cleanup(cloud)
-    assert not {INSTANCE_PREFIX + n for n in NAMES} & set(cloud.backend.nwfilter_names())
+    assert not {INSTANCE_PREFIX + n for n in NAMES} & set(cloud.provider.nwfilter_names())
 
 
 def fetch(b, ip) -> tuple[int, str]:
@@ -62,7 +62,7 @@ def fetch(b, ip) -> tuple[int, str]:
 
 def filterrefs(cloud, name) -> set[str]:
     return {f for inactive in (False, True)
-            for f in cloud.backend.interface_filters(name, inactive).values()}
+            for f in cloud.provider.interface_filters(name, inactive).values()}
 
 
 def sg(cloud, *words):
@@ -78,7 +78,7 @@ def test_group_allows_ssh_only_then_a_group_rule_lets_a_member_in(cloud, pair):
     sg(cloud, "attach", "sg-ssh", "sg-a")
     # the running guest's interface and its definition both reference the filter
     assert filterrefs(cloud, "sg-a") == {INSTANCE_PREFIX + "sg-a"}
-    inst_filter = cloud.backend.nwfilter(INSTANCE_PREFIX + "sg-a")
+    inst_filter = cloud.provider.nwfilter(INSTANCE_PREFIX + "sg-a")
     assert inst_filter.refs == (GROUP_PREFIX + "sg-ssh",)
 
     code, out = fetch(b, a.ip)
@@ -93,14 +93,14 @@ def test_group_allows_ssh_only_then_a_group_rule_lets_a_member_in(cloud, pair):
        "--source-group", "sg-web")
     assert fetch(b, a.ip)[0] != 0
     sg(cloud, "attach", "sg-web", "sg-b")
-    rules = cloud.backend.nwfilter(GROUP_PREFIX + "sg-ssh").rules
+    rules = cloud.provider.nwfilter(GROUP_PREFIX + "sg-ssh").rules
     assert any(r.match.get("srcipaddr") == b.ip and r.match.get("dstportstart") == "80"
                for r in rules)
     assert fetch(b, a.ip) == (0, PAGE)
 
     # a bad rule: one line, nothing changed (inventory and libvirt)
     before = (cloud.secgroups.get("sg-ssh").rules,
-              cloud.backend.nwfilter(GROUP_PREFIX + "sg-ssh").rules)
+              cloud.provider.nwfilter(GROUP_PREFIX + "sg-ssh").rules)
     with pytest.raises(InvalidSpec, match="1-65535"):
         sg(cloud, "rule", "add", "sg-ssh", "--proto", "tcp", "--port", "70000")
     with pytest.raises(CommandError):
@@ -108,20 +108,20 @@ def test_group_allows_ssh_only_then_a_group_rule_lets_a_member_in(cloud, pair):
     with pytest.raises(InvalidSpec, match="IPv4"):
         sg(cloud, "rule", "add", "sg-ssh", "--port", "80", "--source", "10.0.0.300/8")
     assert (cloud.secgroups.get("sg-ssh").rules,
-            cloud.backend.nwfilter(GROUP_PREFIX + "sg-ssh").rules) == before
+            cloud.provider.nwfilter(GROUP_PREFIX + "sg-ssh").rules) == before
 
     # membership is followed: out of sg-web, sg-b is blocked again
     sg(cloud, "detach", "sg-web", "sg-b")
     assert filterrefs(cloud, "sg-b") == {""}
     assert fetch(b, a.ip)[0] != 0
     assert not any(r.match.get("srcipaddr") == b.ip
-                   for r in cloud.backend.nwfilter(GROUP_PREFIX + "sg-ssh").rules)
+                   for r in cloud.provider.nwfilter(GROUP_PREFIX + "sg-ssh").rules)
 
     # detaching the group restores open access, live
     sg(cloud, "detach", "sg-ssh", "sg-a")
     assert filterrefs(cloud, "sg-a") == {""}
     assert fetch(b, a.ip) == (0, PAGE)
-    xml = ET.fromstring(cloud.backend.domain_xml_desc("sg-a"))
+    xml = ET.fromstring(cloud.provider.domain_xml_desc("sg-a"))
     assert xml.find("devices/interface/filterref") is None
 
 
@@ -131,5 +131,5 @@ def test_group_in_use_cannot_be_deleted(cloud, pair):
     sg(cloud, "attach", "sg-web", "sg-b")
     with pytest.raises(Exception, match="detach it first"):
         sg(cloud, "delete", "sg-web")
-    assert GROUP_PREFIX + "sg-web" in cloud.backend.nwfilter_names()
+    assert GROUP_PREFIX + "sg-web" in cloud.provider.nwfilter_names()
     sg(cloud, "detach", "sg-web", "sg-b")

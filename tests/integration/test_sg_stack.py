@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from nbcloud.services.secgroups import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
 
 STACK = "sgstack"
 BODY = """
@@ -24,7 +24,7 @@ instance:
 @pytest.fixture(scope="module")
 def listener(cloud):
     """A TCP server on the bridge's host address: (address, port, peers it accepted)."""
-    gateway = cloud.backend.network("nbcloud").gateway
+    gateway = cloud.provider.network("nbcloud").gateway
     srv = socket.create_server((gateway, 0))
     srv.settimeout(0.5)
     peers: list[str] = []
@@ -52,7 +52,7 @@ def stacks(cloud):
     yield cloud.stacks
     cloud.stacks.destroy(STACK)
     assert not {GROUP_PREFIX + "sg-st-web", INSTANCE_PREFIX + "sg-st"} & \
-        set(cloud.backend.nwfilter_names())
+        set(cloud.provider.nwfilter_names())
 
 
 def reaches(inst, listener) -> bool:
@@ -72,7 +72,7 @@ def test_stack_secgroup_lifecycle(cloud, stacks, listener):
                                                       ("create", "instance")]
     inst = cloud.instances.get("sg-st")
     assert cloud.secgroups.get("sg-st-web").instances == ["sg-st"]
-    assert set(cloud.backend.interface_filters("sg-st").values()) == \
+    assert set(cloud.provider.interface_filters("sg-st").values()) == \
         {INSTANCE_PREFIX + "sg-st"}
     assert not reaches(inst, listener)
     # what an instance needs still works: DNS (the reply is ESTABLISHED). busybox
@@ -84,7 +84,7 @@ def test_stack_secgroup_lifecycle(cloud, stacks, listener):
     opened = limited + f", 'out tcp {port} to {gateway}'"
     plan = stacks.apply(STACK, BODY % opened)
     assert [(a.op, a.kind) for a in plan.actions] == [("update", "secgroup")]
-    rules = cloud.backend.nwfilter(GROUP_PREFIX + "sg-st-web").rules
+    rules = cloud.provider.nwfilter(GROUP_PREFIX + "sg-st-web").rules
     assert any(r.direction == "out" and r.match.get("dstipaddr") == gateway and
                r.match.get("dstportstart") == str(port) for r in rules)
     assert reaches(inst, listener)
@@ -95,9 +95,9 @@ def test_stack_secgroup_lifecycle(cloud, stacks, listener):
     assert not reaches(inst, listener)
     plan = stacks.apply(STACK, BODY.replace(", secgroup: [sg-st-web]", "") % limited)
     assert [(a.op, a.kind) for a in plan.actions] == [("update", "secgroup")]
-    assert set(cloud.backend.interface_filters("sg-st").values()) == {""}
+    assert set(cloud.provider.interface_filters("sg-st").values()) == {""}
     assert reaches(inst, listener)
 
     stacks.destroy(STACK)
     assert "sg-st-web" not in {g.name for g in cloud.secgroups.list()}
-    assert not cloud.backend.exists("sg-st")
+    assert not cloud.provider.exists("sg-st")

@@ -33,12 +33,12 @@ def synced(cloud, tmp_path_factory):
     cloud.build_tiny()  # the image must carry virtiofs.ko (a cache hit when it does)
     host = tmp_path_factory.mktemp("sg-share")
     (host / "before.txt").write_text("written before boot\n")
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     inst = cmd(cloud, ["instance", "create", NAME, "--sync", f"{host}:/mnt/host",
                        "--provision", "$script"], {"script": PROVISION})
     yield inst, host
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
 
 
@@ -77,10 +77,10 @@ def test_bad_sync_paths_are_refused_and_nothing_is_made(cloud, synced, tmp_path)
             ([f"{host}"], "HOSTDIR:GUESTDIR")):
         with pytest.raises(InvalidSpec, match=match):
             cmd(cloud, ["instance", "create", "sg-bad", "--sync", *words])
-        assert not cloud.backend.exists("sg-bad")
+        assert not cloud.provider.exists("sg-bad")
     with pytest.raises(CommandError, match="--provision"):
         cmd(cloud, ["instance", "create", "sg-bad", "--provision", "$nothing"], {})
-    assert not cloud.backend.exists("sg-bad")
+    assert not cloud.provider.exists("sg-bad")
     assert not [r for r in cloud.inventory.resources(cloud.uri) if r.name == "sg-bad"]
 
 

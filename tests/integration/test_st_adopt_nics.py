@@ -42,12 +42,12 @@ def drift_of(cloud) -> list[str]:
 
 
 def _cleanup(cloud) -> None:
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         for verb in ("destroy", "undefine"):   # best effort: it may be stopped already
             subprocess.run(["virsh", "-c", "qemu:///system", verb, NAME],
                            capture_output=True, check=False)
     cloud.inventory.remove(cloud.uri, "instance", NAME)
-    if NET2 in cloud.backend.network_names():
+    if NET2 in cloud.provider.network_names():
         cloud.networks.delete(NET2)
 
 

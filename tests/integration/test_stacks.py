@@ -28,7 +28,7 @@ V2 = V1.replace("count: 2", "count: 1")
 
 def _mine(cloud) -> dict[str, list[str]]:
     """What of this module's is left in libvirt and the inventory."""
-    backend = cloud.backend
+    backend = cloud.provider
     domains = [d.name() for d in backend.conn.listAllDomains(0) if d.name().startswith("sk-")]
     volumes = [v.name for v in cloud.volumes.list(kind=None) if v.name.startswith("sk-")]
     networks = [n for n in backend.network_names() if n.startswith("sk-")]
@@ -68,8 +68,8 @@ def test_apply_creates_the_stack(cloud, stacks):
     assert sorted(mine["domains"]) == ["sk-db", "sk-web-1", "sk-web-2"]
     assert mine["networks"] == [NET] and sorted(mine["volumes"]) == ["sk-d1", "sk-d2"]
     for name in mine["domains"]:
-        assert cloud.backend.state(name) == "running"
-        assert cloud.backend.metadata(name)["stack"] == STACK
+        assert cloud.provider.state(name) == "running"
+        assert cloud.provider.metadata(name)["stack"] == STACK
     db = cloud.instances.get("sk-db")
     assert sorted(cloud.volumes.get(v).attached_to for v in ("sk-d1", "sk-d2")) == \
         ["sk-db", "sk-db"]
@@ -103,8 +103,8 @@ def test_edit_resizes_one_and_removes_one(cloud, stacks):
              if o["id"] > before]
     assert ("delete", "sk-web-2", "ok") in verbs and ("resize", "sk-db", "ok") in verbs
     assert not any(v == "create" for v, _, _ in verbs)
-    assert not cloud.backend.exists("sk-web-2")
-    dom = cloud.backend.conn.lookupByName("sk-db")
+    assert not cloud.provider.exists("sk-web-2")
+    dom = cloud.provider.conn.lookupByName("sk-db")
     assert dom.maxMemory() == 256 * 1024
     db.wait_ready()
     assert _mem_total_kib(db) > mem_before + 64 * 1024
@@ -114,7 +114,7 @@ def test_edit_resizes_one_and_removes_one(cloud, stacks):
 
 
 def test_deleted_behind_our_back_is_drift_and_recreated(cloud, stacks):
-    dom = cloud.backend.conn.lookupByName("sk-web-1")
+    dom = cloud.provider.conn.lookupByName("sk-web-1")
     dom.destroy()
     dom.undefine()
     rows = [r for r in stacks.drift() if r["name"] == "sk-web-1"]

@@ -39,7 +39,7 @@ CHILD = textwrap.dedent("""
 def _cleanup(c: Cloud) -> None:
     for stack in STACKS:
         c.stacks.destroy(stack)
-        if c.backend.exists(f"{stack}-vm"):
+        if c.provider.exists(f"{stack}-vm"):
             c.instances.delete(f"{stack}-vm")
         try:
             c.volumes.delete(f"{stack}-vol")
@@ -67,7 +67,7 @@ def test_two_processes_apply_different_stacks_at_once(cloud, tmp_path):
         for stack in STACKS:
             assert (stack, "volume", f"{stack}-vol") in rows
             assert (stack, "instance", f"{stack}-vm") in rows
-            assert main.backend.state(f"{stack}-vm") == "running"
+            assert main.provider.state(f"{stack}-vm") == "running"
         ops = [o for o in main.inventory.operations(1000) if o["name"].startswith("cc-")]
         creates = {(o["kind"], o["name"]): o["result"] for o in ops if o["verb"] == "create"}
         assert creates == {(k, f"{s}-{n}"): "ok" for s in STACKS
@@ -77,7 +77,7 @@ def test_two_processes_apply_different_stacks_at_once(cloud, tmp_path):
             plan = main.stacks.destroy(stack)
             assert [(a.op, a.kind) for a in plan.actions] == [("delete", "instance"),
                                                                 ("delete", "volume")]
-        assert not any(main.backend.exists(f"{s}-vm") for s in STACKS)
+        assert not any(main.provider.exists(f"{s}-vm") for s in STACKS)
         assert not [r for r in main.inventory.resources(main.uri) if r.stack in STACKS]
     finally:
         for p in procs:

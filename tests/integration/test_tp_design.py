@@ -19,11 +19,11 @@ def clean(cloud):
     def sweep():
         if any(r.stack == STACK for r in cloud.inventory.resources(cloud.uri)):
             cloud.stacks.destroy(STACK)
-        if cloud.backend.exists(VM):
+        if cloud.provider.exists(VM):
             cloud.instances.delete(VM)
         if any(v.name == VOL for v in cloud.volumes.list()):
             cloud.volumes.delete(VOL)
-        if NET in cloud.backend.network_names():
+        if NET in cloud.provider.network_names():
             cloud.networks.delete(NET)
     sweep()
     yield
@@ -62,6 +62,6 @@ def test_applied_design_creates_what_it_shows(cloud, clean):
              f"{VOL} to appear in the guest")
     # the stack is the design's: destroying it removes all three
     cloud.stacks.destroy(STACK)
-    assert not cloud.backend.exists(VM)
-    assert NET not in cloud.backend.network_names()
+    assert not cloud.provider.exists(VM)
+    assert NET not in cloud.provider.network_names()
     assert VOL not in {v.name for v in cloud.volumes.list()}

@@ -15,11 +15,11 @@ NET, CIDR, VOL, VM = "tp-topo-net", "10.213.50.0/24", "tp-topo-vol", "tp-topo-vm
 
 
 def _clean(cloud) -> None:
-    if cloud.backend.exists(VM):
+    if cloud.provider.exists(VM):
         cloud.instances.delete(VM)
     if any(v.name == VOL for v in cloud.volumes.list()):
         cloud.volumes.delete(VOL)
-    if NET in cloud.backend.network_names():
+    if NET in cloud.provider.network_names():
         cloud.networks.delete(NET)
 
 

@@ -7,7 +7,7 @@ import socket
 
 def test_instance_on_user_network_answers_ssh_through_loopback(cloud):
     name = "un-web"
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
     inst = cloud.instances.create(name, image="tiny", flavor="t.nano", network="user")
     try:
@@ -18,8 +18,8 @@ def test_instance_on_user_network_answers_ssh_through_loopback(cloud):
         assert "10.0.2.15/24" in out and "default via 10.0.2.2" in out
         assert "nameserver 10.0.2.3" in out
         # libvirt sees no interface: the NIC is QEMU's own netdev
-        assert "<interface" not in cloud.backend.conn.lookupByName(name).XMLDesc(0)
+        assert "<interface" not in cloud.provider.conn.lookupByName(name).XMLDesc(0)
     finally:
         cloud.instances.delete(name)
-    assert name not in cloud.backend.managed()
+    assert name not in cloud.provider.managed()
     assert not [r for r in cloud.inventory.resources(cloud.uri) if r.name == name]

@@ -28,12 +28,12 @@ def _remove_mine(cloud) -> None:
 @pytest.fixture(scope="module")
 def vm(cloud):
     """One tiny instance for the whole module (TCG boots are dear)."""
-    if cloud.backend.exists(VM):
+    if cloud.provider.exists(VM):
         cloud.instances.delete(VM)
     _remove_mine(cloud)
     inst = cloud.instances.create(VM, image="tiny", flavor="t.nano", network="nbcloud")
     yield inst
-    if cloud.backend.exists(VM):
+    if cloud.provider.exists(VM):
         cloud.instances.delete(VM)
     _remove_mine(cloud)
 
@@ -60,12 +60,12 @@ def guest_device(vm, serial: str, present: bool = True) -> str:
 
 def state(cloud) -> tuple:
     """What a refused operation must leave as it was: volumes, disks, inventory."""
-    vols = sorted((v.pool, v.name, v.capacity) for v in cloud.backend.all_volumes()
+    vols = sorted((v.pool, v.name, v.capacity) for v in cloud.provider.all_volumes()
                   if v.name.startswith("st-"))  # others' tests run meanwhile
-    disks = ET.tostring(ET.fromstring(cloud.backend.domain_xml_desc(VM)).find("devices"))
+    disks = ET.tostring(ET.fromstring(cloud.provider.domain_xml_desc(VM)).find("devices"))
     inv = sorted((r.kind, r.name, r.state, str(r.spec))
                  for r in cloud.inventory.resources(cloud.uri))
-    return vols, disks, inv, cloud.backend.metadata(VM).get("volumes", "")
+    return vols, disks, inv, cloud.provider.metadata(VM).get("volumes", "")
 
 
 def test_attached_volume_is_a_block_device_with_its_size_and_serial(cloud, vm):
@@ -77,12 +77,12 @@ def test_attached_volume_is_a_block_device_with_its_size_and_serial(cloud, vm):
     assert dev == "vdc"  # vda is the scratch disk, vdb the seed: the next is vdc
     assert guest_disks(vm)["st-vdata"][1] == 64 * MiB
     assert vol.attached_to == VM
-    assert cloud.backend.metadata(VM)["volumes"] == "st-vdata"
+    assert cloud.provider.metadata(VM)["volumes"] == "st-vdata"
     (res,) = [r for r in cloud.inventory.resources(cloud.uri, "volume")
               if r.name == "st-vdata"]
     assert res.state == "attached" and res.spec["attached_to"] == VM
     # persistent too: the definition has it, with the tier's caps
-    (disk,) = [d for d in cloud.backend.domain_disks(VM, inactive=True)
+    (disk,) = [d for d in cloud.provider.domain_disks(VM, inactive=True)
                if d.serial == "st-vdata"]
     assert disk.iotune.total_bytes_sec == 200_000_000
 
@@ -93,8 +93,8 @@ def test_writes_survive_detach_and_attach(cloud, vm):
     cloud.volumes.detach("st-vdata", VM)
     guest_device(vm, "st-vdata", present=False)
     assert cloud.volumes.get("st-vdata").attached_to == ""
-    assert cloud.backend.metadata(VM)["volumes"] == ""
-    assert all(d.serial != "st-vdata" for d in cloud.backend.domain_disks(VM, inactive=True))
+    assert cloud.provider.metadata(VM)["volumes"] == ""
+    assert all(d.serial != "st-vdata" for d in cloud.provider.domain_disks(VM, inactive=True))
     cloud.volumes.attach("st-vdata", VM)
     dev = guest_device(vm, "st-vdata")
     assert vm.ssh(f"dd if=/dev/{dev} bs=24 count=1 2>/dev/null") == "st-written-before-detach"
@@ -185,7 +185,7 @@ def test_iso_files_are_readable_in_the_guest(cloud, vm, tmp_path):
     assert cd.kind == "cdrom" and "st-iso" in [v.name for v in cloud.cdroms.list()]
     cloud.cdroms.attach("st-iso", VM)
     dev = guest_device(vm, "st-iso")
-    (disk,) = [d for d in cloud.backend.domain_disks(VM) if d.serial == "st-iso"]
+    (disk,) = [d for d in cloud.provider.domain_disks(VM) if d.serial == "st-iso"]
     assert disk.readonly and disk.device == "disk" and disk.bus == "virtio"
     out = vm.ssh(f"mkdir -p /mnt/st && mount -t iso9660 -o ro /dev/{dev} /mnt/st && "
                  "cat /mnt/st/hello.txt '/mnt/st/sub dir/A longer Name.conf'; umount /mnt/st")

@@ -18,7 +18,7 @@ NAME = "wg-con"
 
 def _gone(cloud, *names):
     for name in names:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
 
 
@@ -49,7 +49,7 @@ def test_console_follows_the_boot_live(cloud, booting):
 
 
 def test_screenshot_is_a_png_of_the_vga_screen(cloud, booting):
-    xml = cloud.backend.domain_xml_desc(NAME)
+    xml = cloud.provider.domain_xml_desc(NAME)
     assert "<model type='vga'" in xml
     shot = booting.screenshot()
     assert shot.png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -65,7 +65,7 @@ def test_ls_widget_actions_on_a_real_instance(cloud, booting):
     assert w.rows[0]["state"] == "running" and booting.ip in w.rows[0]["detail"]
     w.click(NAME, "stop").result(timeout=60)
     assert w.row(NAME).error == ""
-    dom = cloud.backend.conn.lookupByName(NAME)
+    dom = cloud.provider.conn.lookupByName(NAME)
     assert dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
     assert w.rows[0]["state"] == "stopped"
     w.click(NAME, "start").result(timeout=120)     # returns once SSH answers
@@ -76,7 +76,7 @@ def test_ls_widget_actions_on_a_real_instance(cloud, booting):
     assert "nbcloud-ready" in shown
     assert w.click(NAME, "delete") is None          # armed; the second click deletes
     w.click(NAME, "delete").result(timeout=60)
-    assert not cloud.backend.exists(NAME)
+    assert not cloud.provider.exists(NAME)
     assert NAME not in {r.name for r in cloud.inventory.resources(cloud.uri, "instance")}
     assert w.filter(NAME) == []
 
@@ -119,18 +119,18 @@ def test_ctrl_c_during_a_count_create(cloud):
         for name in names:
             if f"{name} is running but not SSH-ready yet" in message:
                 running += 1
-                assert cloud.backend.state(name) == "running"
+                assert cloud.provider.state(name) == "running"
                 assert inventory[name] == "starting"
             elif f"{name} was not created" in message:
-                assert not cloud.backend.exists(name) and name not in inventory
-                assert not [v for v in cloud.backend.volumes("nbcloud")
+                assert not cloud.provider.exists(name) and name not in inventory
+                assert not [v for v in cloud.provider.volumes("nbcloud")
                             if v.startswith(f"{name}.")]
             else:
                 assert f"{name} is SSH-ready" in message and inventory[name] == "running"
         assert running >= 1, message           # the one that was booting was kept
-        kept = next(n for n in names if cloud.backend.exists(n))
+        kept = next(n for n in names if cloud.provider.exists(n))
         with pytest.raises(CloudError, match="has no screen.*--screen"):
             cloud.instances.get(kept).screenshot()
     finally:
         _gone(cloud, *names)
-    assert not any(cloud.backend.exists(n) for n in names)
+    assert not any(cloud.provider.exists(n) for n in names)

@@ -73,15 +73,16 @@ def cloud(tmp_path_factory, recorder):
     anything named rl-* still in libvirt or the inventory is recorded as leaked."""
     from rl_leaks import leftovers
 
-    from nbcloud.api import DEFAULT_NETWORK, Cloud
+    from nbcloud.api import Cloud
     from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
+    from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
     os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:
         c = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp("rl-inv") / "inv.sqlite"))
     except CloudError as exc:
         pytest.fail(f"{exc} — run the reliability tier with `make test`", pytrace=False)
-    bridge = c.backend.network(DEFAULT_NETWORK).bridge
+    bridge = c.provider.network(DEFAULT_NETWORK).bridge
     if not os.path.exists(f"/sys/class/net/{bridge}"):
         pytest.fail(f"bridge {bridge} is not in this network namespace: run the tests "
                     "inside the daemon's namespace (`make test` does)", pytrace=False)

@@ -28,7 +28,7 @@ def _network_entries(conn) -> list[tuple[str, str, str]]:
 
 def leftovers(cloud, prefix: str) -> list[str]:
     """Everything whose name starts with `prefix`, one line each (empty: nothing left)."""
-    conn, out = cloud.backend.conn, []
+    conn, out = cloud.provider.conn, []
     out += [f"domain {d.name()}" for d in conn.listAllDomains(0)
             if d.name().startswith(prefix)]
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):

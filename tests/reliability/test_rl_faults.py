@@ -19,8 +19,8 @@ from rl_leaks import leftovers
 
 from nbcloud.core.errors import CloudError, SSHError
 from nbcloud.providers.libvirt import images as store
+from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 from nbcloud.services import keys, ssh
-from nbcloud.services.instances import INSTANCE_POOL
 from nbcloud.ui import commands
 
 MiB = 1 << 20
@@ -88,9 +88,9 @@ def full_pool(cloud, tmp_path, monkeypatch):
         yield where
     finally:
         monkeypatch.undo()
-        if "rl-full" in cloud.backend.pool_names():
-            for vol in cloud.backend.volumes("rl-full"):  # only if a test failed
-                cloud.backend.delete_volume("rl-full", vol)
+        if "rl-full" in cloud.provider.pool_names():
+            for vol in cloud.provider.volumes("rl-full"):  # only if a test failed
+                cloud.provider.delete_volume("rl-full", vol)
             cloud.pools.delete("rl-full")
         umount()
 
@@ -146,7 +146,7 @@ def _import_fails_cleanly(cloud, name: str, source: str, pool_dir: Path) -> str:
         commands.run(cloud, commands.parse(["image", "import", name, source]))
     message = str(err.value)
     assert "\n" not in message and message.isprintable()
-    assert cloud.backend.volumes("rl-full") == {}, "a partial volume was left"
+    assert cloud.provider.volumes("rl-full") == {}, "a partial volume was left"
     assert [p.name for p in pool_dir.iterdir()] == [], "a file was left in the pool"
     assert name not in [i.name for i in cloud.images.list()]
     assert cloud.inventory.resources(cloud.uri) == rows
@@ -180,7 +180,7 @@ def test_disk_full_while_importing_leaves_nothing(cloud, full_pool, http_root, t
     image = cloud.import_image("rl-small", f"{url}/small.raw")
     assert image.disk_format == "raw" and image.size >= 4 * MiB
     cloud.images.delete("rl-small")
-    assert cloud.backend.volumes("rl-full") == {}
+    assert cloud.provider.volumes("rl-full") == {}
 
 
 # ----- a guest that never answers SSH ---------------------------------------------------
@@ -231,7 +231,7 @@ def test_guest_that_never_answers_is_kept_when_asked(cloud, blank_image, short_s
         recorder.fault("guest never answers SSH (kept)")
         assert "\n" not in message
         assert "did not answer within 6 s" in message and "kept as asked" in message
-        assert cloud.backend.state(name) == "running"
+        assert cloud.provider.state(name) == "running"
         row = next(r for r in cloud.inventory.resources(cloud.uri, "instance")
                    if r.name == name)
         assert row.state == "unreachable"
@@ -240,7 +240,7 @@ def test_guest_that_never_answers_is_kept_when_asked(cloud, blank_image, short_s
         # kept to be looked at: its console says why (SeaBIOS finds nothing to boot)
         assert cloud.instances.get(name).state == "running"
     finally:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
     assert leftovers(cloud, name) == []
 
@@ -257,7 +257,7 @@ NEW_HOST_KEY = ("dropbearkey -t ed25519 -f /run/rl-new-key >/dev/null 2>&1; "
 
 def test_changed_host_key_is_refused_with_the_reason(cloud, recorder):
     name = "rl-hostkey"
-    if cloud.backend.exists(name):
+    if cloud.provider.exists(name):
         cloud.instances.delete(name)
     inst = cloud.instances.create(name, image="tiny", flavor="t.nano", network="nbcloud")
     try:
@@ -294,11 +294,11 @@ def test_changed_host_key_is_refused_with_the_reason(cloud, recorder):
         assert "\n" not in str(err.value)
         # the new key pinned (as a user would after checking it): the guest answers, and
         # the refused command never ran
-        cloud.backend.set_metadata(name, {**pinned, "hostkey": offered})
+        cloud.provider.set_metadata(name, {**pinned, "hostkey": offered})
         out = inst.ssh("ls /root/should-not-exist 2>/dev/null || echo absent", check=False)
         assert out.strip() == "absent"
     finally:
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)
     assert leftovers(cloud, name) == []
-    assert not [v for v in cloud.backend.volumes(INSTANCE_POOL) if v.startswith(name)]
+    assert not [v for v in cloud.provider.volumes(INSTANCE_POOL) if v.startswith(name)]

@@ -69,12 +69,12 @@ def spied(tmp_path_factory):
     from nbcloud.ui.magics import CloudMagics
     cloud = Cloud(os.environ.get("NBCLOUD_TEST_URI", "qemu:///system"), inventory=Inventory(tmp_path_factory.mktemp("rl-hostile") / "i.sqlite"))
     calls: list = []
-    real = cloud.backend.conn
-    cloud.backend.conn = Spy(real, calls)
+    real = cloud.provider.conn
+    cloud.provider.conn = Spy(real, calls)
     magics = CloudMagics(shell=InteractiveShell.instance())
     magics._cloud = cloud
     yield magics, calls
-    cloud.backend.conn = real
+    cloud.provider.conn = real
     magics._cloud = None
     cloud.close()
 
@@ -336,7 +336,7 @@ def test_user_data_over_the_limit_is_refused_before_anything_is_made(spied, reco
     recorder.hostile_input("user-data")
     with pytest.raises(InvalidSpec, match="at most"):
         magics._cloud.instances.create("rl-ud", user_data=big, wait=False)
-    assert not magics._cloud.backend.exists("rl-ud")
+    assert not magics._cloud.provider.exists("rl-ud")
 
 
 @pytest.mark.parametrize("line", [

@@ -25,7 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from nbcloud.core import config
-from nbcloud.services.instances import INSTANCE_POOL
+from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 
 VM = "rl-sec-vm"
 
@@ -48,7 +48,7 @@ def _pem_body(text: str) -> list[str]:
 
 def _seed_host_key(cloud, name: str) -> list[str]:
     """The private host key nbcloud put in the seed ISO of instance `name`."""
-    path = cloud.backend.volume_path(INSTANCE_POOL, f"{name}.seed.iso")
+    path = cloud.provider.volume_path(INSTANCE_POOL, f"{name}.seed.iso")
     iso = pycdlib.PyCdlib()
     iso.open(path)
     try:
@@ -117,19 +117,19 @@ def test_no_secret_in_cells_logs_or_inventory(cloud, tmp_path, recorder):
         console = cloud.instances.get(VM).console()
         qemu_log = Path(f"/var/log/libvirt/qemu/{VM}.log")
         logs = [console, qemu_log.read_text(errors="replace") if qemu_log.exists() else "",
-                cloud.backend.domain_xml_desc(VM)]
+                cloud.provider.domain_xml_desc(VM)]
         cell(f"%cloud instance delete {VM}")
         cell("%cloud key delete rl-sec")
     finally:
         root.removeHandler(records)
         root.setLevel(old_level)
         cell("%unload_ext nbcloud")
-        if cloud.backend.exists(VM):
+        if cloud.provider.exists(VM):
             cloud.instances.delete(VM)
     assert any("2 lines of creds" in o for o in outputs), "the user-data did not run"
     assert any("<table" in o for o in outputs), "no HTML output was captured"
     assert any("that is a private key" in o for o in outputs), "the mistake was not shown"
-    assert not cloud.backend.exists("rl-sec-bad")
+    assert not cloud.provider.exists("rl-sec-bad")
 
     stores = {"cell outputs": "\n".join(outputs), "log records": "\n".join(records.lines),
               "console, QEMU log and domain XML": "\n".join(logs)}
@@ -154,5 +154,5 @@ def test_no_secret_in_cells_logs_or_inventory(cloud, tmp_path, recorder):
 def _no_leftover(cloud):
     yield
     for name in (VM, "rl-sec-bad"):
-        if cloud.backend.exists(name):
+        if cloud.provider.exists(name):
             cloud.instances.delete(name)

@@ -26,7 +26,7 @@ SSH_EVERY = 10
 
 
 def _clean(cloud) -> None:
-    for name in cloud.backend.managed():
+    for name in cloud.provider.managed():
         if name.startswith(PREFIX):
             cloud.instances.delete(name)
 

@@ -20,9 +20,9 @@ from st_private_daemon import PrivateDaemon
 from nbcloud.api import Cloud
 from nbcloud.core.errors import CloudError
 from nbcloud.inventory import Inventory
-from nbcloud.providers.libvirt import LibvirtBackend
 from nbcloud.providers.libvirt.images import IMAGE_POOL
-from nbcloud.services.instances import INSTANCE_POOL
+from nbcloud.providers.libvirt.provider import LibvirtProvider
+from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 
 TINY = "/var/lib/nbcloud/images"
 TCG = {"accelerator": "tcg", "reason": "KVM does not work on this machine"}
@@ -38,7 +38,7 @@ def daemon(tmp_path_factory):
     (root / "images").mkdir()
     for suffix in ("json", "vmlinuz", "initrd"):
         shutil.copy(f"{TINY}/tiny.{suffix}", root / "images")
-    backend = LibvirtBackend(d.uri)
+    backend = LibvirtProvider(d.uri)
     backend.ensure_pool(IMAGE_POOL, str(root / "images"))
     backend.ensure_pool(INSTANCE_POOL, str(root / "instances"))
     backend.close()
@@ -68,22 +68,22 @@ def _cloud(daemon: PrivateDaemon, path) -> Cloud:
 
 
 def _leftovers(c: Cloud, name: str) -> list[str]:
-    out = ["domain"] if c.backend.exists(name) else []
-    vols = {v.name() for v in c.backend.pool(INSTANCE_POOL).listAllVolumes(0)}
+    out = ["domain"] if c.provider.exists(name) else []
+    vols = {v.name() for v in c.provider.pool(INSTANCE_POOL).listAllVolumes(0)}
     out += sorted(v for v in vols if v.startswith(f"{name}."))
-    out += [f"mac {r.mac}" for r, _live in c.backend.host_reservations("nbcloud", name)]
+    out += [f"mac {r.mac}" for r, _live in c.provider.host_reservations("nbcloud", name)]
     out += [f"row {r.name}" for r in c.inventory.resources(c.uri, "instance") if r.name == name]
     return out
 
 
 def _crash_before(c: Cloud, daemon: PrivateDaemon, method: str) -> None:
-    """Make `c.backend.METHOD` SIGKILL the daemon, then make its real call."""
-    real = getattr(c.backend, method)
+    """Make `c.provider.METHOD` SIGKILL the daemon, then make its real call."""
+    real = getattr(c.provider, method)
 
     def crash_then_call(*args, **kwargs):
         daemon.kill()
         return real(*args, **kwargs)
-    setattr(c.backend, method, crash_then_call)
+    setattr(c.provider, method, crash_then_call)
 
 
 def _op(c: Cloud, verb: str, name: str) -> dict:
@@ -108,7 +108,7 @@ def test_daemon_killed_mid_create_then_rolled_back(daemon, tmp_path, recorder):
         left = _leftovers(again, name)
         assert left[0] == "domain" and f"{name}.seed.iso" in left and \
             any(x.startswith("mac ") for x in left), left
-        assert again.backend.state(name) == "stopped"
+        assert again.provider.state(name) == "stopped"
         done = again.recover(op["id"], "rollback")
         assert done[0] == f"domain {name}"
         assert _leftovers(again, name) == []
@@ -133,8 +133,8 @@ def test_daemon_killed_mid_create_and_mid_delete_then_resumed(daemon, tmp_path, 
     daemon.start()
     again = _cloud(daemon, path)
     try:
-        assert again.backend.state(name) == "running"  # the restarted daemon found QEMU
-        assert [live for _r, live in again.backend.host_reservations("nbcloud", name)] \
+        assert again.provider.state(name) == "running"  # the restarted daemon found QEMU
+        assert [live for _r, live in again.provider.host_reservations("nbcloud", name)] \
             == [False]
         done = again.recover(op["id"], "resume")
         assert done[0].startswith("published 10.77.0.") and \
@@ -142,8 +142,8 @@ def test_daemon_killed_mid_create_and_mid_delete_then_resumed(daemon, tmp_path, 
         row = next(r for r in again.inventory.resources(again.uri, "instance")
                    if r.name == name)
         assert (row.state, row.spec["flavor"], row.uuid) == \
-            ("running", "t.nano", again.backend.uuid(name))
-        assert [live for _r, live in again.backend.host_reservations("nbcloud", name)] \
+            ("running", "t.nano", again.provider.uuid(name))
+        assert [live for _r, live in again.provider.host_reservations("nbcloud", name)] \
             == [True]
 
         # now a delete, killed after the domain is undefined, before its disks go
@@ -155,7 +155,7 @@ def test_daemon_killed_mid_create_and_mid_delete_then_resumed(daemon, tmp_path, 
         again.close()
         daemon.start()
         again = _cloud(daemon, path)
-        assert not again.backend.exists(name)
+        assert not again.provider.exists(name)
         assert f"{name}.root.qcow2" in _leftovers(again, name)
         with pytest.raises(CloudError, match="cannot be rolled back"):
             again.recover(dop["id"], "rollback")

@@ -44,8 +44,8 @@ def test_instance_on_user_networking(session_cloud):
         assert vol.path.startswith(os.path.expanduser("~"))
     finally:
         c.instances.delete("ss-web", volumes=True)
-    assert "ss-web" not in c.backend.managed()
-    assert not [v for v in c.backend.all_volumes() if v.name.startswith("ss-")]
+    assert "ss-web" not in c.provider.managed()
+    assert not [v for v in c.provider.all_volumes() if v.name.startswith("ss-")]
     assert not [r for r in c.inventory.resources(c.uri) if r.name.startswith("ss-")]
 
 
@@ -53,4 +53,4 @@ def test_system_networks_are_refused_with_a_reason(session_cloud):
     with pytest.raises((CloudError, InvalidSpec)) as err:
         session_cloud.instances.create("ss-bad", image="tiny", network=["user", "lab"])
     assert "user" in str(err.value)
-    assert "ss-bad" not in session_cloud.backend.managed()
+    assert "ss-bad" not in session_cloud.provider.managed()

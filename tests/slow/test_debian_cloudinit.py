@@ -55,20 +55,20 @@ def debian_image(cloud):
 @pytest.fixture(scope="module")
 def debian_instance(cloud, debian_image):
     """One instance booted from the Debian image with real cloud-init, SSH-ready."""
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
     start = time.monotonic()
     try:
         inst = cloud.instances.create(NAME, image=IMAGE, flavor="m.small",
                                       user_data=USER_DATA)
     except Exception:
-        if cloud.backend.exists(NAME):
+        if cloud.provider.exists(NAME):
             print(cloud.instances.get(NAME).console()[-6000:])
         raise
     inst.boot_to_ssh = time.monotonic() - start
     print(f"boot to SSH: {inst.boot_to_ssh:.1f} s")
     yield inst
-    if cloud.backend.exists(NAME):
+    if cloud.provider.exists(NAME):
         cloud.instances.delete(NAME)
 
 
@@ -93,8 +93,8 @@ def test_cloud_init_finishes_and_configures_the_guest(debian_instance):
 
 
 def test_the_root_is_a_copy_on_write_overlay(cloud, debian_instance, debian_image):
-    from nbcloud.api import INSTANCE_POOL
-    path, _ = cloud.backend.volumes(INSTANCE_POOL)[f"{NAME}.root.qcow2"]
+    from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
+    path, _ = cloud.provider.volumes(INSTANCE_POOL)[f"{NAME}.root.qcow2"]
     info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output", "json", path],
                                      capture_output=True, text=True, check=True).stdout)
     assert info["backing-filename"] == debian_image.disk

@@ -92,19 +92,19 @@ def test_fetch_host_key_prefers_ed25519_and_times_out(sshd):
 def test_adopt_ssh_writes_the_pin_and_ssh_explains_a_refused_login(
         test_cloud, unique, monkeypatch, reach, sshd):
     name = unique("ad-t")
-    _running_plain_domain(test_cloud.backend.conn, name)
-    monkeypatch.setattr(test_cloud.backend, "leases", reach)
+    _running_plain_domain(test_cloud.provider.conn, name)
+    monkeypatch.setattr(test_cloud.provider, "leases", reach)
     done = test_cloud.adopt(name, ssh=True, user="admin", key="default")
     public = sshd[1]
     assert done.endswith(f"pinned host key {fingerprint(public)} of 127.0.0.1 (login admin "
                          "with key default): compare with the guest's console "
                          "(ssh-keygen -lf) if in doubt")
-    meta = test_cloud.backend.metadata(name)
+    meta = test_cloud.provider.metadata(name)
     assert {k: meta[k] for k in ("ip", "hostkey", "key", "ssh_user", "adopted")} == \
         {"ip": "127.0.0.1", "hostkey": public, "key": "default", "ssh_user": "admin",
          "adopted": "1"}
     # the loopback server takes no key: the error says nbcloud installs none
-    test_cloud.backend.set_metadata(name, {**meta, "ssh_port": str(sshd[0])})
+    test_cloud.provider.set_metadata(name, {**meta, "ssh_port": str(sshd[0])})
     with pytest.raises(SSHError, match=r"refused admin's login with key 'default': nbcloud "
                                        "does not install login keys on adopted instances"):
         test_cloud.instances.get(name).ssh("hostname")
@@ -113,20 +113,20 @@ def test_adopt_ssh_writes_the_pin_and_ssh_explains_a_refused_login(
 def test_adopt_ssh_after_a_plain_adopt_pins_only_adopted_ones(
         test_cloud, unique, monkeypatch, reach, sshd):
     name = unique("ad-t")
-    _running_plain_domain(test_cloud.backend.conn, name)
-    monkeypatch.setattr(test_cloud.backend, "leases", reach)
+    _running_plain_domain(test_cloud.provider.conn, name)
+    monkeypatch.setattr(test_cloud.provider, "leases", reach)
     test_cloud.adopt(name, stack="ad-s")
     with pytest.raises(SSHError, match=f"pin it with `%cloud adopt {name} --ssh`"):
         test_cloud.instances.get(name).ssh("true")
     assert fingerprint(sshd[1]) in test_cloud.adopt(name, ssh=True)
-    meta = test_cloud.backend.metadata(name)
+    meta = test_cloud.provider.metadata(name)
     assert (meta["hostkey"], meta["ssh_user"], meta["stack"]) == (sshd[1], "root", "ad-s")
     # adopted by another inventory (marked, no row here): recorded and pinned again
     test_cloud.inventory.remove(test_cloud.uri, "instance", name)
     done = test_cloud.adopt(name, ssh=True, user="admin")
     assert done.startswith(f"recorded instance {name} (it carries nbcloud's mark already); "
                            f"pinned host key {fingerprint(sshd[1])}")
-    assert test_cloud.backend.metadata(name)["ssh_user"] == "admin"
+    assert test_cloud.provider.metadata(name)["ssh_user"] == "admin"
     # one nbcloud made (no `adopted` in its row) keeps the pin it got at creation
     test_cloud.inventory.put(test_cloud.uri, "instance", "ad-made", stack="ad-s",
                              state="running", spec={"image": "tiny"})
@@ -136,17 +136,17 @@ def test_adopt_ssh_after_a_plain_adopt_pins_only_adopted_ones(
 
 def test_adopt_ssh_refusals_write_nothing(test_cloud, unique, monkeypatch):
     name = unique("ad-t")
-    _running_plain_domain(test_cloud.backend.conn, name)
-    monkeypatch.setattr(test_cloud.backend, "leases", lambda network: [])
+    _running_plain_domain(test_cloud.provider.conn, name)
+    monkeypatch.setattr(test_cloud.provider, "leases", lambda network: [])
     with pytest.raises(CloudError, match=rf"instance '{name}' has no address nbcloud can "
                                          rf"find \({MAC} on default\): it needs a NIC on a "
                                          "libvirt network with DHCP"):
         test_cloud.adopt(name, ssh=True)
-    test_cloud.backend.conn.lookupByName(name).destroy()
+    test_cloud.provider.conn.lookupByName(name).destroy()
     with pytest.raises(CloudError, match=f"is not running.*start it"):
         test_cloud.adopt(name, ssh=True)
     # nothing half-written: no mark, no inventory row
-    assert not test_cloud.backend.domain_facts(name)["marked"]
+    assert not test_cloud.provider.domain_facts(name)["marked"]
     assert name not in [r.name for r in test_cloud.inventory.resources(test_cloud.uri,
                                                                        "instance")]
     with pytest.raises(InvalidSpec, match="--user and --key go with --ssh"):
@@ -162,10 +162,10 @@ def test_adopt_ssh_refusals_write_nothing(test_cloud, unique, monkeypatch):
 def test_adopt_ssh_magic(ip, monkeypatch, reach, sshd):
     from nbcloud import _magics
     cloud = _magics.api
-    _running_plain_domain(cloud.backend.conn, "ad-magic")
-    monkeypatch.setattr(cloud.backend, "leases", reach)
+    _running_plain_domain(cloud.provider.conn, "ad-magic")
+    monkeypatch.setattr(cloud.provider, "leases", reach)
     msg = ip.run_line_magic("cloud", "adopt ad-magic --ssh --user admin")
     assert f"pinned host key {fingerprint(sshd[1])} of 127.0.0.1 (login admin" in str(msg)
-    assert cloud.backend.metadata("ad-magic")["ssh_user"] == "admin"
+    assert cloud.provider.metadata("ad-magic")["ssh_user"] == "admin"
     with pytest.raises(UsageError):
         ip.run_line_magic("cloud", "adopt ad-magic --ssh --bogus")

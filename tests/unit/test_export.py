@@ -41,7 +41,7 @@ def test_ansible_inventory_groups_by_stack(test_cloud, marked_instances):
     web, theirs, loose = marked_instances
     default = keys.create_key("default")
     keys.import_key("theirs", default.public)
-    text = str(ansible(test_cloud))
+    text = str(ansible(test_cloud.services))
     assert re.findall(r"^\[(.*)\]$", text, re.M) == ["adhoc", "ex_lab"]
     assert f"{web} ansible_host=10.80.0.5 ansible_user=root " \
            f"ansible_ssh_private_key_file={default.private_path}" in text
@@ -56,7 +56,7 @@ def test_recorded_but_gone_is_a_comment(test_cloud, marked_instances):
     test_cloud.inventory.put(test_cloud.uri, "instance", "rc-gone", state="running",
                              stack="ex-lab")
     assert "# rc-gone (stack ex-lab) is recorded but not in libvirt" in \
-        str(ansible(test_cloud))
+        str(ansible(test_cloud.services))
 
 
 def test_yaml_export_gives_the_cells_back(test_cloud, unique, tmp_path):
@@ -72,7 +72,7 @@ def test_yaml_export_gives_the_cells_back(test_cloud, unique, tmp_path):
         assert "&lt;" not in out._repr_html_() and "<pre>" in out._repr_html_()
     finally:
         test_cloud.stacks.destroy("ex-s")
-    assert str(cells(test_cloud)) == "# no stacks applied\n"
+    assert str(cells(test_cloud.services)) == "# no stacks applied\n"
 
 
 def test_group_names_are_identifiers():

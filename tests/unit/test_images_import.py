@@ -246,19 +246,19 @@ def test_store_import_describes_the_image(store, tmp_path):
     assert (img.kind, img.disk_format, img.boot) == ("disk", "qcow2", "disk")
     assert img.digest == hashlib.sha256(data).hexdigest()
     assert img.virtual_size == 3 << 30 and img.kernel is None
-    assert sorted(store.backend.volumes(IMAGE_POOL)) == ["im-a.json", "im-a.qcow2"]
+    assert sorted(store.provider.volumes(IMAGE_POOL)) == ["im-a.json", "im-a.qcow2"]
 
 
 def test_store_leaves_nothing_behind_on_mismatch_and_refuses_duplicates(store, tmp_path):
     (tmp_path / "a.raw").write_bytes(mbr_disk())
     with pytest.raises(ImageImportError, match="checksum mismatch"):
         store.import_disk("im-b", str(tmp_path / "a.raw"), sha256="1" * 64)
-    assert store.backend.volumes(IMAGE_POOL) == {}
+    assert store.provider.volumes(IMAGE_POOL) == {}
     store.import_disk("im-b", str(tmp_path / "a.raw"))
-    before = store.backend.volumes(IMAGE_POOL)
+    before = store.provider.volumes(IMAGE_POOL)
     with pytest.raises(AlreadyExists, match="exists already"):
         store.import_disk("im-b", str(tmp_path / "a.raw"))
-    assert store.backend.volumes(IMAGE_POOL) == before
+    assert store.provider.volumes(IMAGE_POOL) == before
 
 
 def test_store_leaves_nothing_behind_when_interrupted(store, tmp_path):
@@ -270,7 +270,7 @@ def test_store_leaves_nothing_behind_when_interrupted(store, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         store.import_disk("im-c", str(tmp_path / "a.raw"), progress=interrupt)
-    assert store.backend.volumes(IMAGE_POOL) == {}
+    assert store.provider.volumes(IMAGE_POOL) == {}
 
 
 def test_store_refuses_bad_names_and_deleting_an_image_in_use(store, tmp_path):
@@ -279,12 +279,12 @@ def test_store_refuses_bad_names_and_deleting_an_image_in_use(store, tmp_path):
         store.import_disk("../etc", str(tmp_path / "x"))
     (tmp_path / "a.raw").write_bytes(mbr_disk())
     store.import_disk("im-d", str(tmp_path / "a.raw"))
-    store.backend.domains["im-vm"] = {"kind": "instance", "image": "im-d"}
+    store.provider.domains["im-vm"] = {"kind": "instance", "image": "im-d"}
     with pytest.raises(CloudError, match="in use by instance.*im-vm"):
         store.delete("im-d")
-    del store.backend.domains["im-vm"]
+    del store.provider.domains["im-vm"]
     store.delete("im-d")
-    assert store.backend.volumes(IMAGE_POOL) == {}
+    assert store.provider.volumes(IMAGE_POOL) == {}
 
 
 # ----- progress -------------------------------------------------------------------------

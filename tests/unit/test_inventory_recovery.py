@@ -89,7 +89,7 @@ def test_recovered_network_is_claimed_by_the_stack_declaring_it(test_cloud, uniq
     test_cloud.networks.create(net, "10.93.0.0/24", "isolated", stack="s1")
     test_cloud.inventory.remove(test_cloud.uri, "network", net)
     from nbcloud.workflows.rebuild import rebuild
-    rebuild(test_cloud)
+    rebuild(test_cloud.services)
     (row,) = [r for r in test_cloud.inventory.resources(test_cloud.uri, "network")
               if r.name == net]
     assert (row.stack, row.spec["recovered"]) == ("adhoc", True)
@@ -99,7 +99,7 @@ def test_recovered_network_is_claimed_by_the_stack_declaring_it(test_cloud, uniq
               if r.name == net]
     assert row.stack == "s1" and "recovered" not in row.spec
     test_cloud.stacks.destroy("s1")
-    assert net not in test_cloud.backend.network_names()
+    assert net not in test_cloud.provider.network_names()
 
 
 def test_operation_of_a_dead_process_is_marked_interrupted(tmp_path):

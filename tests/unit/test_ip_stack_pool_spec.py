@@ -7,11 +7,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from nbcloud.plan.compare import LiveState, compute
 
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
+from nbcloud.plan.compare import LiveState, compute
 from nbcloud.providers.libvirt import xml as lx
 
 BODY = """
@@ -210,11 +210,11 @@ def fake_boot(monkeypatch):
         meta = {"kind": "instance", "stack": stack, "image": image, "flavor": flavor,
                 "networks": ",".join(nets), "volumes": "", "key": "default", "ip": ip,
                 "ips": f"{nets[0]}={ip}"}
-        uuid = self.cloud.backend.define(lx.DomainDef(
+        uuid = self.provider.define(lx.DomainDef(
             name=name, vcpus=1, memory=128 << 20, domain_type="test",
             boot=lx.KernelBoot("/k", "/i", ""), metadata=meta))
-        self.cloud.backend.start(name)
-        self.cloud.inventory.put(self.cloud.uri, "instance", name, state="running",
+        self.provider.start(name)
+        self.ctx.inventory.put("instance", name, state="running",
                                  uuid=uuid, stack=stack,
                                  spec={"image": image, "flavor": flavor, "networks": nets})
     monkeypatch.setattr(Instances, "create", create)
@@ -239,10 +239,10 @@ def test_apply_reapply_scale_remove_on_the_test_driver(test_cloud, unique, fake_
         plan = test_cloud.stacks.apply(stack, _body(net, pool, 2))
         assert _ops(plan) == [("create", "network", net), ("create", "ipool", pool)]
         assert test_cloud.ipools.get(pool).members == [one, two]
-        assert all(test_cloud.backend.state(m) == "running" for m in (one, two))
+        assert all(test_cloud.provider.state(m) == "running" for m in (one, two))
         assert _rows(test_cloud, stack) == [("instance", one), ("instance", two),
                                             ("ipool", pool), ("network", net)]
-        assert test_cloud.backend.metadata(one)["stack"] == stack
+        assert test_cloud.provider.metadata(one)["stack"] == stack
         # re-applying changes nothing, and the members are no drift
         assert test_cloud.stacks.apply(stack, _body(net, pool, 2)).actions == []
         assert not [r for r in test_cloud.stacks.drift().rows if r[1].startswith(pool)]
@@ -253,7 +253,7 @@ def test_apply_reapply_scale_remove_on_the_test_driver(test_cloud, unique, fake_
         assert test_cloud.ipools.get(pool).members == [one, two, three]
         test_cloud.stacks.apply(stack, _body(net, pool, 1))
         assert test_cloud.ipools.get(pool).members == [one]
-        assert not test_cloud.backend.exists(two) and not test_cloud.backend.exists(three)
+        assert not test_cloud.provider.exists(two) and not test_cloud.provider.exists(three)
         scales = [op for op in test_cloud.inventory.operations(50)
                   if op["kind"] == "ipool" and op["verb"] == "scale"]
         assert len(scales) == 2 and f"(stack {stack})" in scales[0]["detail"]
@@ -261,13 +261,13 @@ def test_apply_reapply_scale_remove_on_the_test_driver(test_cloud, unique, fake_
         # a template change is refused, and nothing changes
         with pytest.raises(InvalidSpec, match=rf"ipool\.{pool}\.flavor t\.nano -> m\.nano"):
             test_cloud.stacks.apply(stack, _body(net, pool, 1).replace("t.nano", "m.nano"))
-        assert test_cloud.backend.metadata(one)["flavor"] == "t.nano"
+        assert test_cloud.provider.metadata(one)["flavor"] == "t.nano"
 
         # removing the entry deletes the pool and its members, the network stays
         plan = test_cloud.stacks.apply(stack, f"network:\n  {net}: "
                                               "{cidr: 10.83.0.0/24, mode: isolated}\n")
         assert _ops(plan) == [("delete", "ipool", pool)]
-        assert not test_cloud.backend.exists(one)
+        assert not test_cloud.provider.exists(one)
         assert _rows(test_cloud, stack) == [("network", net)]
     finally:
         test_cloud.stacks.destroy(stack)
@@ -305,8 +305,8 @@ def test_bad_reference_makes_nothing(test_cloud, unique, fake_boot):
             "ipool:\n  ipx: {network: nonet, size: 2}\n")
     with pytest.raises(InvalidSpec, match=r"^ipool\.ipx\.network names 'nonet'"):
         test_cloud.stacks.apply(stack, body)
-    assert net not in test_cloud.backend.network_names()
-    assert _rows(test_cloud, stack) == [] and not test_cloud.backend.exists("ipx-1")
+    assert net not in test_cloud.provider.network_names()
+    assert _rows(test_cloud, stack) == [] and not test_cloud.provider.exists("ipx-1")
     assert len(test_cloud.inventory.operations(1000)) == before
 
 
@@ -316,7 +316,7 @@ def test_missing_image_is_refused_before_anything_is_made(test_cloud, unique):
     body = _body(net, "ipy", 1).replace("image: tiny", "image: ipnone")
     with pytest.raises(NotFound, match="image 'ipnone' does not exist"):
         test_cloud.stacks.apply(stack, body)
-    assert net not in test_cloud.backend.network_names() and _rows(test_cloud, stack) == []
+    assert net not in test_cloud.provider.network_names() and _rows(test_cloud, stack) == []
 
 
 def test_cell_magic_apply_and_stack_destroy(ip, unique, fake_boot):
@@ -335,7 +335,7 @@ def test_cell_magic_apply_and_stack_destroy(ip, unique, fake_boot):
     with pytest.raises(UsageError, match=r"ipool\.ipx\.size 40 is not allowed"):
         ip.run_cell_magic("cloud", f"apply --stack {stack}", "ipool:\n  ipx: {size: 40}\n")
     ip.run_line_magic("cloud", f"stack destroy {stack}")
-    assert not cloud.backend.exists(f"{pool}-1") and not cloud.backend.exists(f"{pool}-2")
+    assert not cloud.provider.exists(f"{pool}-1") and not cloud.provider.exists(f"{pool}-2")
     assert [r for r in cloud.inventory.resources(cloud.uri) if r.stack == stack] == []
 
 
@@ -366,4 +366,4 @@ def test_pool_joins_a_balancer_of_its_stack(test_cloud, unique, fake_boot,
     finally:
         test_cloud.stacks.destroy(stack)
     assert _rows(test_cloud, stack) == []
-    assert not any(test_cloud.backend.exists(m) for m in members)
+    assert not any(test_cloud.provider.exists(m) for m in members)

@@ -6,22 +6,24 @@ import shlex
 import time
 
 import pytest
-from nbcloud.plan.compare import compute, read_live
 
 from nbcloud.core.errors import AlreadyExists, CloudError
-from nbcloud.core.scaling import Autoscaler, Decision, Policy, Rule, decide, pool_series
+from nbcloud.core.scaling import Decision, Policy, Rule, decide, pool_series
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.core.stackfile import parse
+from nbcloud.plan.compare import compute
 from nbcloud.providers.libvirt import haproxy
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.ui import commands
+from nbcloud.workflows.autoscaler import Autoscaler
+from nbcloud.workflows.stacks import read_live
 
 
 def _domain(cloud, name: str, network: str, ip: str) -> None:
     """A running domain marked as nbcloud's with an address on `network`."""
     meta = {"kind": "instance", "stack": "adhoc", "image": "tiny", "flavor": "t.nano",
             "networks": network, "ip": ip, "ips": f"{network}={ip}", "key": "default"}
-    dom = cloud.backend.conn.defineXML(lx.domain_xml(lx.DomainDef(
+    dom = cloud.provider.conn.defineXML(lx.domain_xml(lx.DomainDef(
         name=name, vcpus=1, memory=128 << 20, domain_type="test",
         boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(), metadata=meta)))
     dom.create()
@@ -29,7 +31,7 @@ def _domain(cloud, name: str, network: str, ip: str) -> None:
 
 def _drop(cloud, *names: str) -> None:
     for name in names:
-        dom = cloud.backend.conn.lookupByName(name)
+        dom = cloud.provider.conn.lookupByName(name)
         if dom.isActive():
             dom.destroy()
         dom.undefine()
@@ -81,11 +83,11 @@ def test_lb_expands_globs_on_its_network_and_records_the_spec(test_cloud, web):
         spec = lb.spec
         assert spec["network"] == "default" and spec["port"] == 8080
         assert spec["algorithm"] == "leastconn" and spec["address"] == "192.168.122.1"
-        text = test_cloud.lbs._config(lb.name, spec)
+        text = test_cloud.provider.balancer_config(lb.name, spec, test_cloud.lbs.addresses(spec["network"]))
         assert f"server {base}-3 192.168.122.22:80" in text
         test_cloud.lbs.remove_members(lb.name, [f"{base}-2"])
         assert lb.members == [f"{base}-1", f"{base}-3"]
-        assert f"{base}-2 " not in test_cloud.lbs._config(lb.name, lb.spec)
+        assert f"{base}-2 " not in test_cloud.provider.balancer_config(lb.name, lb.spec, test_cloud.lbs.addresses(lb.spec["network"]))
         test_cloud.lbs.add_members(lb.name, f"{base}-2")
         assert sorted(lb.members) == names
         shown = str(_run(test_cloud, "lb list"))
@@ -128,7 +130,7 @@ def test_dns_records_and_aliases_on_the_network_definition(test_cloud, unique):
     try:
         _run(test_cloud, f"dns add {net} www 10.9.9.9")
         _run(test_cloud, f"dns add {net} api --cname www")
-        hosts = dict(test_cloud.backend.network(net).dns_hosts)
+        hosts = dict(test_cloud.provider.network(net).dns_hosts)
         assert hosts["10.9.9.9"] == ("www", "api")
         rows = {r["name"]: r for r in _run(test_cloud, f"dns list {net}")}
         assert rows["api"]["type"] == "CNAME" and "10.9.9.9" in rows["api"]["value"]
@@ -141,13 +143,13 @@ def test_dns_records_and_aliases_on_the_network_definition(test_cloud, unique):
             with pytest.raises((CloudError, InvalidSpec)) as err:
                 _run(test_cloud, line)
             assert message in str(err.value), line
-        assert dict(test_cloud.backend.network(net).dns_hosts) == hosts
+        assert dict(test_cloud.provider.network(net).dns_hosts) == hosts
         _run(test_cloud, f"dns delete {net} www")
-        assert dict(test_cloud.backend.network(net).dns_hosts) == {"10.9.9.9": ("api",)}
+        assert dict(test_cloud.provider.network(net).dns_hosts) == {"10.9.9.9": ("api",)}
         # the alias follows its target: here the target went, so it stays where it was
         assert test_cloud.dns.refresh(net) == []
         _run(test_cloud, f"dns delete {net} api")
-        assert test_cloud.backend.network(net).dns_hosts == ()
+        assert test_cloud.provider.network(net).dns_hosts == ()
     finally:
         test_cloud.networks.delete(net)
 
@@ -208,7 +210,7 @@ def test_autoscaler_reads_the_samples_table_and_logs_holds_once(test_cloud, uniq
                                                 "network": "default"}})
     test_cloud.inventory.add_samples(test_cloud.uri, [
         (f"{pool}-{m}", now - 6 + i, 80.0, 0, 0, 0, 0, 0) for i in range(7) for m in (1, 2)])
-    scaler = Autoscaler(test_cloud)
+    scaler = Autoscaler(test_cloud.ipools, lambda: test_cloud.monitor)
     assert scaler.evaluate(pool, now) == Decision("out", 3, "cpu>50% for 5s (mean 80.0)")
     # the pool changed size just now: older samples no longer count
     record = test_cloud.inventory.resources(test_cloud.uri, "ipool")
@@ -258,7 +260,7 @@ loadbalancer:
 """
     stack = parse(body, name="lbs")
     assert stack.loadbalancers[f"{base}-lb"].members == (f"{base}-*",)
-    plan = compute(stack, test_cloud.inventory.resources(test_cloud.uri), read_live(test_cloud))
+    plan = compute(stack, test_cloud.inventory.resources(test_cloud.uri), read_live(test_cloud.services))
     assert [(a.op, a.kind) for a in plan.actions] == [("create", "loadbalancer")]
     test_cloud.stacks.apply("lbs", body)
     lb = test_cloud.lbs.get(f"{base}-lb")

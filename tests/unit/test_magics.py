@@ -6,12 +6,12 @@ from IPython.core.error import UsageError
 @pytest.mark.parametrize("bad", ['"x;rm -rf /"', '"../etc"', '"<b>"', "Web", "a_b"])
 def test_bad_instance_name_is_one_line_and_creates_nothing(ip, bad):
     from nbcloud import _magics
-    before = _magics.api.backend.conn.listDefinedDomains()
+    before = _magics.api.provider.conn.listDefinedDomains()
     ops = len(_magics.api.inventory.operations(1000))
     with pytest.raises(UsageError) as err:
         ip.run_line_magic("cloud", f"instance create {bad}")
     assert "\n" not in str(err.value) and "not allowed" in str(err.value)
-    assert _magics.api.backend.conn.listDefinedDomains() == before
+    assert _magics.api.provider.conn.listDefinedDomains() == before
     assert len(_magics.api.inventory.operations(1000)) == ops
 
 
@@ -57,7 +57,7 @@ def test_html_escapes_user_strings():
 def test_foreign_domain_is_never_touched(ip):
     from nbcloud import _magics
     from nbcloud.core.errors import NotManaged
-    conn = _magics.api.backend.conn
+    conn = _magics.api.provider.conn
     # test:///default ships one domain, 'test', made by someone else
     assert "test" in [d.name() for d in conn.listAllDomains()]
     with pytest.raises(UsageError, match="not made by nbcloud"):

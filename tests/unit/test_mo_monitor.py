@@ -79,7 +79,7 @@ def test_counters_and_memory_shapes():
 def domain(test_cloud, unique):
     """A running nbcloud-marked domain on the test driver (2 vCPUs, flavor c.micro)."""
     name = unique("mo-")
-    conn = test_cloud.backend.conn
+    conn = test_cloud.provider.conn
     dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
         name=name, vcpus=2, memory=128 << 20, domain_type="test",
         boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
@@ -94,7 +94,7 @@ def domain(test_cloud, unique):
 
 def feed(monkeypatch, cloud, name, snapshots):
     """Make the bulk stats call answer `snapshots` in turn (the real answer otherwise)."""
-    real = cloud.backend.domain_stats
+    real = cloud.provider.domain_stats
     queue = list(snapshots)
 
     def stats(names=None):
@@ -102,7 +102,7 @@ def feed(monkeypatch, cloud, name, snapshots):
         if queue:
             live[name] = queue.pop(0)
         return live
-    monkeypatch.setattr(cloud.backend, "domain_stats", stats)
+    monkeypatch.setattr(cloud.provider, "domain_stats", stats)
 
 
 def test_ticks_are_written_in_batches(test_cloud, domain, monkeypatch):
@@ -185,7 +185,7 @@ def test_state_change_redraws_the_live_topology(test_cloud, domain):
         mon.tick()
         before = topo.refreshes
         assert mon.state_changes == 0
-        test_cloud.backend.conn.lookupByName(domain).destroy()
+        test_cloud.provider.conn.lookupByName(domain).destroy()
         assert mon.tick()[domain].state == "stopped"
         assert mon.state_changes == 1 and topo.refreshes == before + 1
     finally:
@@ -232,7 +232,7 @@ def test_thread_is_gone_after_unload(tmp_path):
     shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
     shell.run_line_magic("cloud", "connect test:///default")
     from nbcloud import _magics
-    conn = _magics.api.backend.conn
+    conn = _magics.api.provider.conn
     dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
         name="mo-unload", vcpus=1, memory=128 << 20, domain_type="test",
         boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
@@ -252,7 +252,7 @@ def test_thread_is_gone_after_unload(tmp_path):
 
 def test_one_bulk_call_asks_only_our_domains_and_survives_delete_and_redefine(
         test_cloud, domain, monkeypatch):
-    conn = test_cloud.backend.conn
+    conn = test_cloud.provider.conn
     calls = []
     real = conn.domainListGetStats
     monkeypatch.setattr(conn, "domainListGetStats",
@@ -276,7 +276,7 @@ from nbcloud.api import Cloud
 from nbcloud.inventory import Inventory
 from nbcloud.providers.libvirt import xml as lx
 cloud = Cloud("test:///default", inventory=Inventory(sys.argv[1]))
-cloud.backend.conn.defineXML(lx.domain_xml(lx.DomainDef(
+cloud.provider.conn.defineXML(lx.domain_xml(lx.DomainDef(
     name="mo-exit", vcpus=1, memory=128 << 20, domain_type="test",
     boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
     metadata={"kind": "instance", "flavor": "c.nano"}))).create()

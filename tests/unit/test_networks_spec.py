@@ -11,7 +11,8 @@ from IPython.core.error import UsageError
 
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.services.networks import BRIDGE_MAX, bridge_name, is_managed, overlapping
+from nbcloud.providers.libvirt.networks import BRIDGE_MAX, bridge_name, is_managed
+from nbcloud.services.networks import overlapping
 from nbcloud.ui import commands
 
 # Each test takes its own /24 out of 10.90-10.119: the test driver's state is per process.
@@ -29,7 +30,7 @@ def _info(name: str, cidr: str, bridge: str = "") -> lx.NetworkInfo:
 
 
 def _state(cloud) -> tuple:
-    return (cloud.backend.network_names(), cloud.inventory.operations(10_000),
+    return (cloud.provider.network_names(), cloud.inventory.operations(10_000),
             cloud.inventory.resources())
 
 
@@ -110,7 +111,7 @@ def test_create_records_and_logs_then_delete_removes(test_cloud, unique, cidr):
     (res,) = test_cloud.inventory.resources(test_cloud.uri, "network")
     assert res.name == name and res.spec["cidr"] == cidr
     net.delete()
-    assert name not in test_cloud.backend.network_names()
+    assert name not in test_cloud.provider.network_names()
     assert test_cloud.inventory.resources(test_cloud.uri, "network") == []
     ops = [(o["verb"], o["result"]) for o in test_cloud.inventory.operations(10)]
     assert ops[:2] == [("delete", "ok"), ("create", "ok")]
@@ -147,7 +148,7 @@ def test_delete_refuses_in_use_default_and_foreign_networks(test_cloud, unique, 
     name = unique("lab")
     test_cloud.networks.create(name, cidr, "isolated")
     dom = unique("vm")
-    test_cloud.backend.define(lx.DomainDef(
+    test_cloud.provider.define(lx.DomainDef(
         name=dom, vcpus=1, memory=64 << 20, domain_type="test",
         nics=(lx.Nic(name, "52:54:00:00:20:01"),),
         metadata={"kind": "instance", "networks": f"nbcloud,{name}"}))
@@ -163,7 +164,7 @@ def test_delete_refuses_in_use_default_and_foreign_networks(test_cloud, unique, 
         assert _state(test_cloud) == before
         assert test_cloud.networks.get(name).instances == [dom]
     finally:
-        test_cloud.backend.conn.lookupByName(dom).undefine()
+        test_cloud.provider.conn.lookupByName(dom).undefine()
     test_cloud.networks.delete(name)
 
 
@@ -206,12 +207,12 @@ def test_a_second_reservation_of_one_name_says_whose_it_is(test_cloud, unique, c
     net = test_cloud.networks.create(name, cidr, "nat")
     leftover = lx.dhcp_host_xml("52:54:00:00:00:01", net.gateway.rsplit(".", 1)[0] + ".9",
                                 "web")
-    test_cloud.backend.conn.networkLookupByName(name).update(
+    test_cloud.provider.conn.networkLookupByName(name).update(
         libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
         libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, leftover, 0)
     with pytest.raises(AlreadyExists) as err:
-        test_cloud.backend.reserve_address(name, "52:54:00:00:00:02", "web")
+        test_cloud.provider.reserve_address(name, "52:54:00:00:00:02", "web")
     message = str(err.value)
     assert "\n" not in message and ".9, MAC 52:54:00:00:00:01)" in message
     assert "virsh net-update" in message
-    assert [h[0] for h in test_cloud.backend.network(name).hosts] == ["52:54:00:00:00:01"]
+    assert [h[0] for h in test_cloud.provider.network(name).hosts] == ["52:54:00:00:00:01"]

@@ -3,17 +3,12 @@ on test:///default): order, create/update/replace/delete, drift, refusals, rende
 from __future__ import annotations
 
 import pytest
-from nbcloud.plan.compare import (
-    LiveState,
-    compute,
-    drift,
-    read_live,
-    user_data_digest,
-)
 
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
+from nbcloud.plan.compare import LiveState, compute, drift, user_data_digest
+from nbcloud.workflows.stacks import read_live
 
 M = 1 << 20
 BODY = """
@@ -151,7 +146,7 @@ def test_html_is_escaped_and_coloured():
 def test_live_read_on_the_test_driver(test_cloud, unique):
     net = unique("pl")
     test_cloud.networks.create(net, "10.91.0.0/24", "isolated", stack="s")
-    live = read_live(test_cloud)
+    live = read_live(test_cloud.services)
     assert live.networks[net] == {"cidr": "10.91.0.0/24", "mode": "isolated",
                                   "managed": True}
     assert "test" in live.foreign_domains
@@ -159,7 +154,7 @@ def test_live_read_on_the_test_driver(test_cloud, unique):
     assert test_cloud.stacks.plan("s", body).actions == []
     plan = test_cloud.stacks.destroy("s")
     assert _ops(plan) == [("delete", "network", net)]
-    assert net not in test_cloud.backend.network_names()
+    assert net not in test_cloud.provider.network_names()
 
 
 def test_cell_magic_plans_applies_and_destroys(tmp_path):
@@ -187,6 +182,6 @@ def test_cell_magic_plans_applies_and_destroys(tmp_path):
         with pytest.raises(UsageError, match="invalid choice"):
             shell.run_cell_magic("cloud", "frobnicate", body)
         shell.run_line_magic("cloud", "stack destroy cm")
-        assert "cm-net" not in nbcloud._magics.api.backend.network_names()
+        assert "cm-net" not in nbcloud._magics.api.provider.network_names()
     finally:
         shell.run_line_magic("unload_ext", "nbcloud")

@@ -66,7 +66,7 @@ def test_stale_leases_do_not_exhaust_the_reserved_addresses():
     """A deleted instance's DHCP lease lives on in dnsmasq for an hour; its address must
     not stay unusable that long (the soak's create/delete loop ran out of addresses)."""
     from nbcloud.providers.libvirt import xml as lx
-    from nbcloud.providers.libvirt.provider import LibvirtBackend
+    from nbcloud.providers.libvirt.provider import LibvirtProvider
     info = lx.parse_network(lx.network_xml("rlnet", "10.123.45.0/28", "isolated", "virbr-rl"))
     start = ipaddress.IPv4Address(info.dhcp_start)
     lower = [str(a) for a in info.network.hosts() if str(a) != info.gateway and a < start]
@@ -74,11 +74,11 @@ def test_stale_leases_do_not_exhaust_the_reserved_addresses():
     taken, reserved = {info.gateway, lower[0]}, {"52:54:00:00:00:01"}
     fresh = [{"ipaddr": lower[1], "mac": "52:54:00:aa:00:01"}]
     # a free, never-leased address comes first
-    assert LibvirtBackend._pick_address(info, taken, fresh, reserved) == lower[2]
+    assert LibvirtProvider._pick_address(info, taken, fresh, reserved) == lower[2]
     # every other address leased to MACs without a reservation (gone): one of those
     stale = [{"ipaddr": ip, "mac": f"52:54:00:aa:00:{i:02x}"} for i, ip in enumerate(lower)]
-    assert LibvirtBackend._pick_address(info, taken, stale, reserved) == lower[1]
+    assert LibvirtProvider._pick_address(info, taken, stale, reserved) == lower[1]
     # leased to a MAC that still has a reservation: never
     held = [{"ipaddr": ip, "mac": "52:54:00:00:00:01"} for ip in lower]
     with pytest.raises(Exception, match="no free address"):
-        LibvirtBackend._pick_address(info, taken, held, reserved)
+        LibvirtProvider._pick_address(info, taken, held, reserved)

@@ -10,6 +10,14 @@ import pytest
 
 from nbcloud.core.errors import CloudError, InvalidSpec, NotFound
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.compute import shared_dirs as spec_shares
+from nbcloud.providers.libvirt.firewall import (
+    GROUP_PREFIX,
+    INSTANCE_PREFIX,
+    compile_group,
+    compile_instance,
+)
+from nbcloud.providers.libvirt.forwards import add_commands, rule_exprs, table_commands
 from nbcloud.providers.libvirt.nwfilters import (
     FilterDef,
     FilterRule,
@@ -17,23 +25,9 @@ from nbcloud.providers.libvirt.nwfilters import (
     parse_nwfilter,
     with_filterref,
 )
-from nbcloud.services.floating import (
-    Forward,
-    add_commands,
-    check_port,
-    rule_exprs,
-    table_commands,
-)
-from nbcloud.services.folders import parse_sync, parse_syncs, spec_shares, user_data
-from nbcloud.services.secgroups import (
-    GROUP_PREFIX,
-    INSTANCE_PREFIX,
-    Rule,
-    compile_group,
-    compile_instance,
-    make_rule,
-    parse_ports,
-)
+from nbcloud.services.floating import Forward, check_port
+from nbcloud.services.folders import parse_sync, parse_syncs, user_data
+from nbcloud.services.secgroups import Rule, make_rule, parse_ports
 from nbcloud.ui import commands
 from nbcloud.ui.commands import CommandError
 
@@ -167,7 +161,7 @@ def test_forward_rules_as_nft_json():
 def test_forward_validation(test_cloud):
     assert check_port("22") == 22
     for bad in ("70000", "0", "x", True):
-        with pytest.raises(InvalidSpec, match="1-65535"):
+        with pytest.raises(InvalidSpec, match="1 to 65535"):
             check_port(bad)
     with pytest.raises(InvalidSpec, match="not an address of this host"):
         test_cloud.floating.create("nope", 22, host_address="192.0.2.1")
@@ -226,12 +220,12 @@ def test_domain_with_shares_on_test_driver(test_cloud, tmp_path, unique):
             fs.find("target").get("dir")) == ("virtiofs", str(tmp_path), "nbsync0")
     assert ET.fromstring(lx.domain_xml(lx.DomainDef(name=name, vcpus=1, memory=1 << 27))
                          ).find("memoryBacking") is None
-    test_cloud.backend.define(d)
+    test_cloud.provider.define(d)
     try:
-        live = ET.fromstring(test_cloud.backend.domain_xml_desc(name))
+        live = ET.fromstring(test_cloud.provider.domain_xml_desc(name))
         assert live.find("devices/filesystem/source").get("dir") == str(tmp_path)
     finally:
-        test_cloud.backend.delete(name)
+        test_cloud.provider.delete(name)
 
 
 def test_instance_grammar_for_sync_and_provision():
@@ -256,9 +250,8 @@ instance:
 
 
 def test_stack_secgroup_section_parses_and_plans():
-    from nbcloud.plan.compare import LiveState, compute, sg_members
-
     from nbcloud.core.stackfile import parse as parse_stack
+    from nbcloud.plan.compare import LiveState, compute, sg_members
     stack = parse_stack(SG_BODY, {}, "s")
     assert stack.secgroups["db"].rules == ("tcp 5432 from web", "out udp 53 to 10.77.0.1")
     assert stack.instances["pg"].secgroups == ("db", "web")
@@ -271,10 +264,9 @@ def test_stack_secgroup_section_parses_and_plans():
 
 
 def test_stack_secgroup_converged_and_changed():
-    from nbcloud.plan.compare import LiveState, compute
-
     from nbcloud.core.stackfile import parse as parse_stack
     from nbcloud.inventory import Resource
+    from nbcloud.plan.compare import LiveState, compute
     body = "secgroup:\n  web: {rules: ['tcp 22']}\n"
     rec = [Resource("u", "secgroup", "web", "s", {}, None, "active")]
     have = {"rules": [make_rule(1, port="22").to_json()], "instances": ["other"]}

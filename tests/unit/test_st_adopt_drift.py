@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from nbcloud.plan.compare import LiveState, compute, drift, nic_drift
 
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.core.stackfile import parse
 from nbcloud.inventory import Resource
+from nbcloud.plan.compare import LiveState, compute, drift, nic_drift
 from nbcloud.workflows.adopt import flavor_for
 
 M = 1 << 20
@@ -63,7 +63,7 @@ def test_flavor_for_an_adopted_size():
 
 def test_adopt_instance_then_plan_and_destroy_manage_it(test_cloud, unique):
     name = unique("st-ad")
-    conn = test_cloud.backend.conn
+    conn = test_cloud.provider.conn
     _plain_domain(conn, name)
     assert ("instance", name, "-", "unmanaged (no nbcloud mark): never touched") in \
         test_cloud.stacks.drift().rows or \
@@ -75,7 +75,7 @@ def test_adopt_instance_then_plan_and_destroy_manage_it(test_cloud, unique):
 
     done = test_cloud.adopt(name, "instance", "st-ad")
     assert done == f"adopted instance {name} into stack st-ad as c.nano on default"
-    meta = test_cloud.backend.metadata(name)
+    meta = test_cloud.provider.metadata(name)
     assert (meta["adopted"], meta["networks"], meta["mac"], meta["stack"]) == \
         ("1", "default", MAC1, "st-ad")
     row = next(r for r in test_cloud.inventory.resources(test_cloud.uri, "instance")
@@ -88,7 +88,7 @@ def test_adopt_instance_then_plan_and_destroy_manage_it(test_cloud, unique):
         test_cloud.adopt(name)
     plan = test_cloud.stacks.destroy("st-ad")
     assert [(a.op, a.name) for a in plan.actions] == [("delete", name)]
-    assert not test_cloud.backend.exists(name)
+    assert not test_cloud.provider.exists(name)
 
 
 def test_adopt_network_and_refusals(test_cloud, unique):
@@ -115,7 +115,7 @@ def test_adopt_network_and_refusals(test_cloud, unique):
 
 def test_adopt_magic_and_stack_show(ip):
     from nbcloud import _magics
-    conn = _magics.api.backend.conn
+    conn = _magics.api.provider.conn
     _plain_domain(conn, "st-magic-ad")
     msg = ip.run_line_magic("cloud", "adopt st-magic-ad --stack st-m")
     assert "adopted instance st-magic-ad into stack st-m" in str(msg)
@@ -124,7 +124,7 @@ def test_adopt_magic_and_stack_show(ip):
     with pytest.raises(UsageError, match="invalid choice"):
         ip.run_line_magic("cloud", "adopt x --kind pool")
     ip.run_line_magic("cloud", "stack destroy st-m")
-    assert not _magics.api.backend.exists("st-magic-ad")
+    assert not _magics.api.provider.exists("st-magic-ad")
 
 # Reverting NIC drift needs device hot-plug, which the test driver does not have: it is
 # tested on the real daemon (tests/integration/test_st_adopt_nics.py).
@@ -133,11 +133,11 @@ def test_adopt_magic_and_stack_show(ip):
 def test_an_adopted_instance_shows_without_a_host_key_and_refuses_ssh(test_cloud, unique):
     from nbcloud.core.errors import SSHError
     name = unique("st-ad")
-    _plain_domain(test_cloud.backend.conn, name)
+    _plain_domain(test_cloud.provider.conn, name)
     test_cloud.adopt(name)
     inst = test_cloud.instances.get(name)
     assert "none pinned (adopted)" in inst._repr_html_()
     with pytest.raises(SSHError, match="was adopted"):
         inst.ssh("true")
     test_cloud.instances.delete(name)
-    assert not test_cloud.backend.exists(name)
+    assert not test_cloud.provider.exists(name)

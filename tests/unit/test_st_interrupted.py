@@ -8,7 +8,7 @@ import pytest
 
 from nbcloud.core.errors import CloudError
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.services.networks import bridge_name
+from nbcloud.providers.libvirt.networks import bridge_name
 
 
 def _interrupted(cloud, verb: str, kind: str, name: str, **args) -> int:
@@ -27,7 +27,7 @@ def _define_marked(cloud, name: str) -> None:
             "networks": "", "volumes": "", "ip": "", "key": "default"}
     d = lx.DomainDef(name=name, vcpus=1, memory=128 << 20, domain_type="test",
                      boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(), metadata=meta)
-    cloud.backend.conn.defineXML(lx.domain_xml(d))
+    cloud.provider.conn.defineXML(lx.domain_xml(d))
 
 
 def _result(cloud, op: int) -> str:
@@ -37,14 +37,14 @@ def _result(cloud, op: int) -> str:
 @pytest.mark.parametrize("how", ["rollback", "resume"])
 def test_interrupted_volume_create(test_cloud, unique, how):
     name = unique("st-v")
-    pool = test_cloud.volumes.ensure_tier_pool("ssd")
-    test_cloud.backend.create_volume(pool, f"{name}.ssd.qcow2", 1 << 30, "qcow2")
+    pool = test_cloud.provider.ensure_tier_pool("ssd")
+    test_cloud.provider.create_volume(pool, f"{name}.ssd.qcow2", 1 << 30, "qcow2")
     op = _interrupted(test_cloud, "create", "volume", name, size=1 << 30, tier="ssd",
                       pool=pool)
     done = test_cloud.recover(op, how)
     if how == "rollback":
         assert f"volume {name}.ssd.qcow2 in pool {pool}" in done
-        assert name not in test_cloud.volumes._all() and _row(test_cloud, "volume", name) is None
+        assert name not in test_cloud.volumes.all() and _row(test_cloud, "volume", name) is None
     else:
         row = _row(test_cloud, "volume", name)
         assert (row.state, row.spec["tier"], row.spec["size"]) == ("available", "ssd", 1 << 30)
@@ -64,19 +64,19 @@ def test_interrupted_volume_create_that_made_nothing_is_made_on_resume(test_clou
 @pytest.mark.parametrize("how", ["rollback", "resume"])
 def test_interrupted_network_create(test_cloud, unique, how):
     name = unique("st-n")
-    bridge = bridge_name(name, test_cloud.backend.network_bridges())
+    bridge = bridge_name(name, test_cloud.provider.network_bridges())
     cidr = f"10.{90 + (how == 'resume')}.0.0/24"
-    test_cloud.backend.create_network(name, cidr, "isolated", bridge)
+    test_cloud.provider.create_network(name, cidr, "isolated", bridge)
     op = _interrupted(test_cloud, "create", "network", name, cidr=cidr, mode="isolated",
                       bridge=bridge, stack="st-s")
     done = test_cloud.recover(op, how)
     if how == "rollback":
         assert f"network {name}" in done
-        assert name not in test_cloud.backend.network_names()
+        assert name not in test_cloud.provider.network_names()
     else:
         row = _row(test_cloud, "network", name)
         assert (row.stack, row.spec["cidr"], row.spec["bridge"]) == ("st-s", cidr, bridge)
-        assert test_cloud.backend.network_active(name)
+        assert test_cloud.provider.network_active(name)
         test_cloud.networks.delete(name)
 
 
@@ -86,7 +86,7 @@ def test_interrupted_network_delete_is_finished_on_resume(test_cloud, unique):
     op = _interrupted(test_cloud, "delete", "network", name)
     assert test_cloud.recover(op, "resume") == [f"network {name}",
                                                  f"inventory row network {name}"]
-    assert name not in test_cloud.backend.network_names()
+    assert name not in test_cloud.provider.network_names()
 
 
 @pytest.mark.parametrize("how", ["rollback", "resume"])
@@ -97,14 +97,14 @@ def test_interrupted_instance_create_with_its_domain_defined(test_cloud, unique,
                       flavor="t.nano", networks=[], stack="st-s")
     done = test_cloud.recover(op, how)
     if how == "rollback":
-        assert done[0] == f"domain {name}" and not test_cloud.backend.exists(name)
+        assert done[0] == f"domain {name}" and not test_cloud.provider.exists(name)
         assert _row(test_cloud, "instance", name) is None
     else:
         assert f"started domain {name}" in done
-        assert test_cloud.backend.state(name) == "running"
+        assert test_cloud.provider.state(name) == "running"
         row = _row(test_cloud, "instance", name)
         assert (row.state, row.stack, row.spec["flavor"]) == ("running", "st-s", "t.nano")
-        test_cloud.backend.delete(name)
+        test_cloud.provider.delete(name)
 
 
 def test_interrupted_instance_delete(test_cloud, unique):
@@ -117,7 +117,7 @@ def test_interrupted_instance_delete(test_cloud, unique):
     op = _interrupted(test_cloud, "delete", "instance", name)
     assert test_cloud.recover(op, "resume")[:2] == [f"domain {name}",
                                                    f"inventory row instance {name}"]
-    assert not test_cloud.backend.exists(name)
+    assert not test_cloud.provider.exists(name)
     # and once the domain is undefined there is nothing to roll back to
     test_cloud.inventory.put(test_cloud.uri, "instance", name, state="running")
     op = _interrupted(test_cloud, "delete", "instance", name)
@@ -130,14 +130,14 @@ def test_interrupted_instance_delete(test_cloud, unique):
 
 def test_a_domain_without_the_mark_is_never_touched(test_cloud, unique):
     name = unique("st-f")
-    conn = test_cloud.backend.conn
+    conn = test_cloud.provider.conn
     conn.defineXML(f"<domain type='test'><name>{name}</name><memory>65536</memory>"
                    "<os><type>hvm</type></os></domain>")
     try:
         op = _interrupted(test_cloud, "create", "instance", name, networks=[])
         with pytest.raises(CloudError, match="not made by nbcloud"):
             test_cloud.recover(op, "rollback")
-        assert test_cloud.backend.exists(name)
+        assert test_cloud.provider.exists(name)
     finally:
         conn.lookupByName(name).undefine()
 
@@ -164,10 +164,10 @@ def test_recover_resume_magic(ip):
     assert "--resume" in str(report)
     msg = ip.run_line_magic("cloud", f"recover {op} --resume")
     assert str(msg).startswith(f"operation {op} resumed: started domain {name}")
-    assert cloud.backend.state(name) == "running"
+    assert cloud.provider.state(name) == "running"
     op2 = _interrupted(cloud, "delete", "instance", name)
     msg = ip.run_line_magic("cloud", f"recover {op2} --resume")
-    assert f"domain {name}" in str(msg) and not cloud.backend.exists(name)
+    assert f"domain {name}" in str(msg) and not cloud.provider.exists(name)
     with pytest.raises(Exception, match="not allowed with"):
         ip.run_line_magic("cloud", f"recover {op2} --resume --rollback")
     assert libvirt  # the test driver is libvirt's own
@@ -183,7 +183,7 @@ def test_recovered_objects_no_stack_declares_are_shown_in_adhoc(test_cloud, uniq
     test_cloud.volumes.create(vol, "1G", stack="gone")
     for kind, name in (("network", net), ("volume", vol)):
         test_cloud.inventory.remove(test_cloud.uri, kind, name)
-    rebuild(test_cloud)
+    rebuild(test_cloud.services)
     shown = {(row[0], row[1]): row for row in test_cloud.stacks.show("adhoc").rows}
     assert "recovered=True" in shown[("network", net)][3]
     assert shown[("volume", vol)][2] == "available" and \

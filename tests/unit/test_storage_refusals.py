@@ -8,8 +8,8 @@ from nbcloud.core.spec import VolumeSpec
 
 
 def snapshot(cloud):
-    vols = sorted((v.pool, v.name, v.capacity) for v in cloud.backend.all_volumes())
-    return (vols, cloud.backend.pool_names(),
+    vols = sorted((v.pool, v.name, v.capacity) for v in cloud.provider.all_volumes())
+    return (vols, cloud.provider.pool_names(),
             [(r.kind, r.name, r.state) for r in cloud.inventory.resources()],
             len(cloud.inventory.operations(10000)))
 

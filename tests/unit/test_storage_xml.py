@@ -8,8 +8,8 @@ import pytest
 
 from nbcloud.core.errors import CloudError
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.volumes import TIERS
 from nbcloud.services.cdroms import build_iso
-from nbcloud.services.volumes import TIERS
 
 
 @pytest.fixture

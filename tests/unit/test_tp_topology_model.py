@@ -6,7 +6,13 @@ import pytest
 from IPython.core.error import UsageError
 
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.ui.topology import LiveTopology, hooked, live_topologies, refresh_all
+from nbcloud.ui.topology import (
+    LiveTopology,
+    figure,
+    hooked,
+    live_topologies,
+    refresh_all,
+)
 from nbcloud.workflows.topology import (
     HOP,
     STATE_COLOURS,
@@ -16,7 +22,6 @@ from nbcloud.workflows.topology import (
     Node,
     build_graph,
     colour,
-    figure,
 )
 
 
@@ -26,7 +31,7 @@ def _domain(cloud, name: str, networks: str, volumes: str = "", ip: str = "10.21
     meta = {"kind": "instance", "stack": "adhoc", "image": "tiny", "flavor": "t.nano",
             "networks": networks, "volumes": volumes, "ip": ip,
             "ips": ",".join(f"{n}={ip}" for n in networks.split(",")), "key": "default"}
-    dom = cloud.backend.conn.defineXML(lx.domain_xml(lx.DomainDef(
+    dom = cloud.provider.conn.defineXML(lx.domain_xml(lx.DomainDef(
         name=name, vcpus=1, memory=128 << 20, domain_type="test",
         boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(), metadata=meta)))
     if start:
@@ -37,7 +42,7 @@ def _domain(cloud, name: str, networks: str, volumes: str = "", ip: str = "10.21
 
 
 def _drop_domain(cloud, name: str) -> None:
-    dom = cloud.backend.conn.lookupByName(name)
+    dom = cloud.provider.conn.lookupByName(name)
     if dom.isActive():
         dom.destroy()
     dom.undefine()
@@ -52,20 +57,20 @@ def world(test_cloud, unique):
     octet = int(names["net"].removeprefix("tp-net")) % 200
     c.networks.create(names["net"], f"10.213.{octet}.0/24", "isolated")
     c.volumes.create(names["vol"], "1G", "ssd")
-    pool = c.volumes.ensure_tier_pool("ssd")
-    c.backend.create_volume(pool, f"{names['iso']}.iso", 1 << 20, "raw")
-    c.volumes._record(names["iso"], "attached", "cdrom", pool=pool, attached_to=names["vm"])
+    pool = c.provider.ensure_tier_pool("ssd")
+    c.provider.create_volume(pool, f"{names['iso']}.iso", 1 << 20, "raw")
+    c.volumes.record(names["iso"], "attached", "cdrom", pool=pool, attached_to=names["vm"])
     _domain(c, names["vm"], names["net"], f"{names['vol']},{names['iso']}")
     yield c, names
     _drop_domain(c, names["vm"])
-    c.backend.delete_volume(pool, f"{names['iso']}.iso")
+    c.provider.delete_volume(pool, f"{names['iso']}.iso")
     c.volumes.delete(names["vol"])
     c.networks.delete(names["net"])
 
 
 def test_nodes_and_edges_follow_libvirt(world):
     cloud, n = world
-    g = build_graph(cloud)
+    g = build_graph(cloud.services)
     vm, net, vol, iso = (("instance", n["vm"]), ("network", n["net"]), ("volume", n["vol"]),
                          ("cdrom", n["iso"]))
     pool = ("pool", "nbcloud-ssd")
@@ -84,7 +89,7 @@ def test_nodes_and_edges_follow_libvirt(world):
 
 def test_trace_values_hover_and_colours(world):
     cloud, n = world
-    fig = figure(build_graph(cloud))
+    fig = figure(build_graph(cloud.services))
     by_kind = {t.meta: t for t in fig.data[1:]}
     assert list(by_kind) == list(STYLES)        # one trace per known kind, always
     inst = by_kind["instance"]
@@ -99,7 +104,7 @@ def test_trace_values_hover_and_colours(world):
     vols = by_kind["volume"]
     assert "size: 1G" in vols.hovertext[list(vols.text).index(n["vol"])]
     # the edges trace: one polyline per edge, from node to node
-    g = build_graph(cloud)
+    g = build_graph(cloud.services)
     pos = {(t.meta, name): (x, y) for t in fig.data[1:]
            for name, x, y in zip(t.text, t.x, t.y)}
     lines = segments(fig.data[0])
@@ -137,12 +142,12 @@ def test_an_edge_that_skips_columns_runs_between_the_rows():
 
 def test_stopped_and_missing_instances_change_colour(world):
     cloud, n = world
-    cloud.backend.conn.lookupByName(n["vm"]).destroy()
-    g = build_graph(cloud)
+    cloud.provider.conn.lookupByName(n["vm"]).destroy()
+    g = build_graph(cloud.services)
     assert g.nodes[("instance", n["vm"])].state == "stopped"
     cloud.inventory.put(cloud.uri, "instance", "tp-ghost", state="running",
                         spec={"networks": [n["net"]]})
-    g = build_graph(cloud)
+    g = build_graph(cloud.services)
     ghost = g.nodes[("instance", "tp-ghost")]
     assert ghost.state == "missing"
     assert colour("instance", "missing") == STATE_COLOURS["missing"]
@@ -161,7 +166,7 @@ def test_other_kinds_are_drawn_with_edges_from_their_spec(world):
     inv.put(uri, "ipool", "tp-ip", state="active", spec={"members": [n["vm"]]})
     inv.put(uri, "gadget", "tp-gz", state="odd", spec={"instance": n["vm"]})
     try:
-        g = build_graph(cloud)
+        g = build_graph(cloud.services)
         vm = ("instance", n["vm"])
         for kind, name in [("secgroup", "tp-sg"), ("loadbalancer", "tp-lb"),
                            ("floating", "tp-fip"), ("ipool", "tp-ip"), ("gadget", "tp-gz")]:
@@ -182,7 +187,7 @@ def test_stack_filter_keeps_the_stack_and_what_it_names(world):
     cloud, n = world
     cloud.inventory.put(cloud.uri, "volume", n["vol"], state="attached", stack="tp-s",
                         spec={"pool": "nbcloud-ssd"})
-    g = build_graph(cloud, stack="tp-s")
+    g = build_graph(cloud.services, stack="tp-s")
     assert set(g.nodes) == {("volume", n["vol"]), ("pool", "nbcloud-ssd")}
     assert g.edges == {(("pool", "nbcloud-ssd"), ("volume", n["vol"]))}
 
@@ -232,7 +237,7 @@ def test_live_topology_refreshes_in_place(test_cloud, unique):
         vm = unique("tp-lvm")
         _domain(test_cloud, vm, "default", start=True)
         topo.refresh()
-        test_cloud.backend.conn.lookupByName(vm).destroy()
+        test_cloud.provider.conn.lookupByName(vm).destroy()
         assert topo.refresh_if_changed() is False       # the inventory still says running
         assert refresh_all(test_cloud) == 1
         inst = next(t for t in fig.data if t.meta == "instance")

@@ -8,7 +8,8 @@ import pytest
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.services.instances import USER_NETWORK, default_network
+from nbcloud.providers.libvirt.compute import default_network
+from nbcloud.providers.types import USER_NETWORK
 
 
 def test_user_nic_is_a_netdev_with_ssh_forwarded_from_loopback():
@@ -34,4 +35,4 @@ def test_user_cannot_be_combined_or_created(test_cloud):
         cloud.instances.create("u2", network=["user", "nbcloud"])
     with pytest.raises((InvalidSpec, CloudError), match="reserved"):
         cloud.networks.create("user", "10.99.0.0/24")
-    assert "u2" not in cloud.backend.managed()
+    assert "u2" not in cloud.provider.managed()

@@ -61,9 +61,9 @@ def make_instance(cloud, name: str, port: int, state: str = "running") -> None:
             "key": "default"}
     d = lx.DomainDef(name=name, vcpus=1, memory=128 << 20, domain_type="test",
                      boot=lx.KernelBoot("/k", "/i", ""), metadata=meta)
-    uuid = cloud.backend.define(d)
+    uuid = cloud.provider.define(d)
     if state == "running":
-        cloud.backend.start(name)
+        cloud.provider.start(name)
     cloud.inventory.put(cloud.uri, "instance", name, state=state, uuid=uuid, stack="wg",
                         spec={"image": "tiny", "flavor": "t.nano", "networks": []})
 
@@ -79,7 +79,7 @@ def lab(test_cloud, unique, banner_port):
     test_cloud.ssh_timeout = 3
     yield test_cloud, a, b
     for name in (a, b):
-        if test_cloud.backend.exists(name):
+        if test_cloud.provider.exists(name):
             test_cloud.instances.delete(name)
 
 
@@ -96,7 +96,7 @@ def test_ls_rows_show_the_inventory_with_live_state(lab):
     assert rows[a]["kind"] == "instance" and rows[a]["state"] == "running"
     assert "127.0.0.1 t.nano tiny" == rows[a]["detail"]
     assert any(r["kind"] == "volume" and r["detail"] == "1 GiB ssd" for r in w.rows)
-    cloud.backend.stop(a, timeout=0)          # behind the widget's back
+    cloud.provider.stop(a, timeout=0)          # behind the widget's back
     w.refresh()
     assert {r["name"]: r["state"] for r in w.rows}[a] == "stopped"
 
@@ -116,13 +116,13 @@ def test_ls_actions_change_the_domain(lab):
     cloud, a, _ = lab
     w = ls_widget(cloud)
     w.click(a, "stop").result(timeout=30)
-    assert cloud.backend.state(a) == "stopped"
+    assert cloud.provider.state(a) == "stopped"
     assert w.row(a).row.state == "stopped" and w.row(a).error == ""
     assert w.row(a).buttons["start"].disabled is False
     assert w.row(a).buttons["stop"].disabled is True
     assert w.click(a, "stop") is None          # disabled: the press does nothing
     w.click(a, "start").result(timeout=30)     # waits for the (loopback) banner
-    assert cloud.backend.state(a) == "running" and w.row(a).row.state == "running"
+    assert cloud.provider.state(a) == "running" and w.row(a).row.state == "running"
     w.click(a, "reboot").result(timeout=30)
     assert w.row(a).error == ""
 
@@ -132,9 +132,9 @@ def test_ls_delete_asks_for_a_second_click(lab):
     w = ls_widget(cloud)
     assert w.click(b, "delete") is None        # armed only
     assert w.row(b).buttons["delete"].description == "confirm?"
-    assert cloud.backend.exists(b)
+    assert cloud.provider.exists(b)
     w.click(b, "delete").result(timeout=30)
-    assert not cloud.backend.exists(b)
+    assert not cloud.provider.exists(b)
     assert b not in {r["name"] for r in w.rows}
     assert b not in {r.name for r in cloud.inventory.resources(cloud.uri, "instance")}
 
@@ -230,7 +230,7 @@ def test_form_errors_are_one_line_and_make_nothing(test_cloud, unique):
     assert form.create() is None
     assert form.error.startswith("NotFound: image 'tiny' does not exist")
     assert "\n" not in form.error
-    assert not test_cloud.backend.exists(name)
+    assert not test_cloud.provider.exists(name)
     assert not [r for r in test_cloud.inventory.resources(test_cloud.uri) if r.name == name]
 
 
@@ -266,23 +266,23 @@ def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypa
         watch.stage(spec.name, "provisioning")
         if spec.name.endswith("-3"):
             raise AlreadyExists(f"instance {spec.name!r} exists already")
-        op = self.cloud.inventory.begin(self.cloud.uri, "create", "instance", spec.name)
+        op = self.ctx.inventory.begin("create", "instance", spec.name)
         if spec.name != first:          # still provisioning when Ctrl-C comes
             while not watch.cancelled():
                 time.sleep(0.02)
-            self.cloud.inventory.finish(op, "failed", "interrupted, rolled back")
+            self.ctx.inventory.finish(op, "failed", "interrupted, rolled back")
             raise KeyboardInterrupt
-        make_instance(self.cloud, spec.name, closed_port(), state="running")
-        self.cloud.inventory.set_state(self.cloud.uri, "instance", spec.name, "starting")
+        make_instance(test_cloud, spec.name, closed_port(), state="running")
+        self.ctx.inventory.set_state("instance", spec.name, "starting")
         watch.stage(spec.name, "booting")
         try:
-            Instance(self.cloud, spec.name).wait_ready(timeout=60,
+            Instance(self, spec.name).wait_ready(timeout=60,
                                                        cancelled=watch.cancelled)
         except KeyboardInterrupt:
-            self.cloud.inventory.finish(op, "interrupted", "left running")
+            self.ctx.inventory.finish(op, "interrupted", "left running")
             raise
-    monkeypatch.setattr(Instances, "_create_one", fake_create_one)
-    monkeypatch.setattr(test_cloud, "accelerator", lambda probe=True: {"accelerator": "test"})
+    monkeypatch.setattr(Instances, "create_one", fake_create_one)
+    monkeypatch.setattr(test_cloud.provider, "accelerator", lambda probe=True: {"accelerator": "test"})
     progress = _Interrupting(after=1.0)
     t0 = time.monotonic()
     with pytest.raises(Interrupted) as caught:
@@ -297,7 +297,7 @@ def test_ctrl_c_in_a_count_create_says_what_is_left(test_cloud, unique, monkeypa
     assert rows[0][0] == first and rows[0][1].startswith("booting ")
     inv = {r.name: r.state for r in test_cloud.inventory.resources(test_cloud.uri)}
     assert inv.get(first) == "starting" and f"{base}-2" not in inv
-    assert not test_cloud.backend.exists(f"{base}-2")
+    assert not test_cloud.provider.exists(f"{base}-2")
     test_cloud.instances.delete(first)
 
 
@@ -443,7 +443,7 @@ def test_screenshot_of_a_test_domain(lab, tmp_path, monkeypatch):
     assert "data:image/png;base64," in shot._repr_html_()
     # an older QEMU answers PPM: converted
     ppm = b"P6\n2 1\n255\n" + bytes([255, 0, 0, 0, 0, 255])
-    monkeypatch.setattr(cloud.backend, "screenshot", lambda name: ("image/x-portable-pixmap",
+    monkeypatch.setattr(cloud.provider, "screenshot", lambda name: ("image/x-portable-pixmap",
                                                                    ppm))
     shot = cloud.instances.get(a).screenshot()
     assert shot.size == (2, 1) and shot.colours() == 2
@@ -454,7 +454,7 @@ def test_screenshot_of_a_test_domain(lab, tmp_path, monkeypatch):
 def test_screenshot_of_a_stopped_instance_says_why(lab):
     from nbcloud.core.errors import CloudError
     cloud, a, _ = lab
-    cloud.backend.stop(a, timeout=0)
+    cloud.provider.stop(a, timeout=0)
     with pytest.raises(CloudError, match="is not running: it has no screen"):
         cloud.instances.get(a).screenshot()
 

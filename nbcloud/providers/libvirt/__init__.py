@@ -1,2 +1,1 @@
-"""libvirt backend: connection, XML builders, and the operations the API needs."""
-from nbcloud.providers.libvirt.provider import LibvirtBackend  # noqa: F401
+"""The libvirt provider: connection, XML builders, and the operations services use."""

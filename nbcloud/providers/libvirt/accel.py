@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nbcloud.core import config
 from nbcloud.providers.libvirt import xml as lx
-from nbcloud.providers.libvirt.provider import is_local
+from nbcloud.providers.libvirt.local import is_local
 
 PROBE_VERSION = 2           # bump when the probe changes: cached answers are then redone
 PROBE_TIMEOUT = 8.0          # KVM reaches init in well under a second; TCG needs ~3-4 s

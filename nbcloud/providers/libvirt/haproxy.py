@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbcloud.core import config
 from nbcloud.core.errors import CloudError, HostError
+from nbcloud.providers.libvirt.local import is_local
 
 HEALTH_CHECK = "check inter 1s fall 2 rise 1"
 
@@ -230,3 +232,71 @@ def tproxy_teardown() -> None:
                  ["ip", "rule", "del", "fwmark", "0x6e62", "lookup", "2462"],
                  ["ip", "route", "flush", "table", "2462"]):
         subprocess.run(argv, capture_output=True, check=False)
+
+
+class BalancerMixin:
+    """The load-balancer operations of `LibvirtProvider` (providers/base.py, Balancers):
+    one supervised HAProxy per balancer, beside the daemon, configured from the record."""
+
+    uri: str
+
+    @property
+    def runs_balancers(self) -> bool:
+        """Whether balancers run here as processes. The test driver has no bridge to
+        listen on: configurations are generated and checked by `haproxy -c`, but no
+        process is started."""
+        return self.uri.startswith("qemu") and is_local(self.uri)
+
+    @property
+    def balancers_possible(self) -> bool:
+        """Whether balancers can be made at all: beside a local daemon, or generated only
+        (test driver)."""
+        return self.runs_balancers or self.uri.startswith("test:")
+
+    def _balancer_dir(self) -> Path:
+        return config.home() / "lb"
+
+    def _balancer(self, name: str) -> Process:
+        return Process(self._balancer_dir(), name)
+
+    def balancer_config(self, name: str, spec: dict, addresses: dict[str, str]) -> str:
+        port = spec.get("member_port") or spec["port"]
+        backends = [Backend(m, addresses[m], port)
+                    for m in spec["members"] if m in addresses]  # deleted ones drop out
+        sock = self._balancer(name).socket if self.runs_balancers else None
+        return config_text(name, spec["address"], spec["port"], spec["algorithm"],
+                           backends, spec["keep_client_address"], sock)
+
+    def apply_balancer(self, name: str, spec: dict, addresses: dict[str, str]) -> None:
+        """Make balancer `name` serve `spec` (its record) over the members' `addresses`
+        (member -> address on the balancer's network): checked, then (re)started."""
+        text = self.balancer_config(name, spec, addresses)
+        check(text, self._balancer_dir())
+        if self.runs_balancers:
+            if spec["keep_client_address"]:
+                why = tproxy_setup()
+                if why:
+                    raise CloudError(f"cannot keep the client address here ({why}): "
+                                     "create the balancer without --keep-client-address")
+            self._balancer(name).start(text)
+
+    def ensure_balancer(self, name: str, spec: dict, addresses: dict[str, str]) -> bool:
+        """Start `name`'s HAProxy again if it is not running (or runs an old config)."""
+        if not self.runs_balancers:
+            return False
+        return self._balancer(name).ensure(self.balancer_config(name, spec, addresses))
+
+    def stop_balancer(self, name: str, *, last_keeping_client: bool = False) -> None:
+        """Stop `name`'s HAProxy; `last_keeping_client` also removes the TPROXY set-up
+        (no balancer keeps client addresses any more)."""
+        self._balancer(name).stop()
+        if self.runs_balancers and last_keeping_client:
+            tproxy_teardown()
+
+    def balancer_health(self, name: str) -> dict[str, str]:
+        """member -> 'UP' / 'DOWN' / ... from HAProxy's own health checks."""
+        return self._balancer(name).health()
+
+    def balancer_running(self, name: str) -> bool | None:
+        """Whether `name`'s HAProxy runs (None where balancers are not processes)."""
+        return self._balancer(name).alive() if self.runs_balancers else None

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from nbcloud.core.errors import HostError
 from nbcloud.core.spec import check_name
+from nbcloud.providers.libvirt.networks import DEFAULT_CIDR
+from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 from nbcloud.providers.libvirt import nsexec
 
 SOCKET = Path("/var/run/libvirt/libvirt-sock")
@@ -178,23 +180,15 @@ def start_daemons(netns: str | None) -> list[str]:
 
 def up(netns: str | None = None) -> list[str]:
     """Bring the host up; returns the list of changes (empty when all was in place)."""
-    from nbcloud.api import IMAGE_POOL, INSTANCE_POOL, Cloud, storage_paths
-    from nbcloud.providers.libvirt import LibvirtBackend
+    from nbcloud.providers.libvirt.provider import LibvirtProvider
     done = start_daemons(netns)
-    uri = "qemu:///system"
-    paths = storage_paths(uri)
-    # the pools first, on a bare connection: Cloud() would make them without saying so
-    backend = LibvirtBackend(uri)
+    provider = LibvirtProvider("qemu:///system")
     try:
-        changed = [backend.ensure_pool(pool, str(paths[pool]))
+        changed = [provider.ensure_pool(pool, str(provider.paths[pool]))
                    for pool in (INSTANCE_POOL, IMAGE_POOL)]
+        changed.append(provider.ensure_default_network(DEFAULT_CIDR))
     finally:
-        backend.close()
-    cloud = Cloud(uri)
-    try:
-        changed.append(cloud.ensure_default_network())
-    finally:
-        cloud.close()
+        provider.close()
     if any(changed):
         done.append("made sure the nbcloud pools and network exist and are active")
     return done
@@ -244,8 +238,8 @@ def down() -> list[str]:
 def _stop_guests_and_networks() -> list[str]:
     """Guests and networks (dnsmasq) outlive libvirtd; stop them so nothing is left.
     Their definitions stay, so `up` and `start` bring them back."""
-    from nbcloud.providers.libvirt import LibvirtBackend
-    backend = LibvirtBackend("qemu:///system")
+    from nbcloud.providers.libvirt.provider import LibvirtProvider
+    backend = LibvirtProvider("qemu:///system")
     try:
         return backend.stop_everything()
     finally:

@@ -12,48 +12,19 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
 from nbcloud.core.spec import check_name
-
-IMAGE_POOL = "nbcloud-images"
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    kind: str                      # 'kernel' (direct kernel boot) or 'disk'
-    digest: str
-    size: int                      # bytes on disk, all volumes
-    kernel: str | None = None      # volume paths on the host
-    initrd: str | None = None
-    cmdline: str | None = None
-    disk: str | None = None
-    disk_format: str | None = None
-    virtual_size: int | None = None   # bytes the guest sees (disk images)
-
-    @property
-    def boot(self) -> str:
-        """'kernel' (direct kernel boot) or 'disk' (the image's own boot loader)."""
-        return "kernel" if self.kernel else "disk"
-
-    def __str__(self) -> str:
-        return (f"image {self.name}: {self.kind} image, {self.boot} boot, "
-                f"{self.size / 2**20:.1f} MiB, digest {self.digest[:12]}")
-
-    def _repr_html_(self) -> str:
-        from html import escape
-        return (f"<b>image</b> {escape(self.name)} ({escape(self.kind)} image, "
-                f"{escape(self.boot)} boot, {self.size / 2**20:.1f} MiB)")
+from nbcloud.providers.libvirt.volumes import IMAGE_POOL
+from nbcloud.providers.types import Image
 
 
 class ImageStore:
     """Images in one libvirt connection's image pool."""
 
-    def __init__(self, backend):
-        self.backend = backend
+    def __init__(self, provider):
+        self.provider = provider
 
     def _describe(self, name: str, volumes: dict[str, tuple[str, int]]) -> Image | None:
         meta_vol = volumes.get(f"{name}.json")
@@ -77,13 +48,13 @@ class ImageStore:
                      virtual_size=meta.get("virtual_size"))
 
     def list(self) -> list[Image]:
-        volumes = self.backend.volumes(IMAGE_POOL)
+        volumes = self.provider.volumes(IMAGE_POOL)
         names = sorted(v[:-5] for v in volumes if v.endswith(".json"))
         return [img for n in names if (img := self._describe(n, volumes))]
 
     def get(self, name: str) -> Image:
         check_name(name, "image name")
-        image = self._describe(name, self.backend.volumes(IMAGE_POOL))
+        image = self._describe(name, self.provider.volumes(IMAGE_POOL))
         if image is None:
             hint = "`%cloud image build tiny`" if name == "tiny" else "`%cloud image import`"
             raise NotFound(f"image {name!r} does not exist: create it with {hint}")
@@ -99,15 +70,15 @@ class ImageStore:
                 return current
         except NotFound:
             pass
-        self.backend.upload_volume(IMAGE_POOL, f"{name}.vmlinuz", kernel)
-        self.backend.upload_volume(IMAGE_POOL, f"{name}.initrd", initrd)
+        self.provider.upload_volume(IMAGE_POOL, f"{name}.vmlinuz", kernel)
+        self.provider.upload_volume(IMAGE_POOL, f"{name}.initrd", initrd)
         # The description goes last: an interrupted upload leaves no half image listed.
         self._put_meta(name, {"kind": "kernel", "cmdline": cmdline, "digest": digest})
         return self.get(name)
 
     def exists(self, name: str) -> bool:
         """Whether NAME.json (what makes an image listed) is in the pool."""
-        return f"{name}.json" in self.backend.volumes(IMAGE_POOL)
+        return f"{name}.json" in self.provider.volumes(IMAGE_POOL)
 
     def import_disk(self, name: str, source: str, *, sha256: str | None = None,
                     progress=None, spool_dir: Path | None = None) -> Image:
@@ -126,7 +97,7 @@ class ImageStore:
         def upload(fmt: str, size: int, read) -> None:
             vol = f"{name}.{fmt}"
             stored.append(vol)
-            paths.append(self.backend.upload_volume_stream(IMAGE_POOL, vol, size, read))
+            paths.append(self.provider.upload_volume_stream(IMAGE_POOL, vol, size, read))
 
         try:
             got = stream_into(upload, source, sha256=sha256, progress=progress,
@@ -137,7 +108,7 @@ class ImageStore:
                                   "source": source})
         except BaseException:
             for vol in stored:
-                self.backend.delete_volume(IMAGE_POOL, vol)
+                self.provider.delete_volume(IMAGE_POOL, vol)
             raise
         return self.get(name)
 
@@ -152,12 +123,12 @@ class ImageStore:
             if current.digest == digest:
                 return current
             self._in_use_check(name)
-        self.backend.delete_volume(IMAGE_POOL, f"{name}.json")
+        self.provider.delete_volume(IMAGE_POOL, f"{name}.json")
         uploads = [(disk, f"{name}.{fmt}")]
         if kernel and initrd:
             uploads += [(kernel, f"{name}.vmlinuz"), (initrd, f"{name}.initrd")]
         for path, vol in uploads:
-            self.backend.upload_volume(IMAGE_POOL, vol, path)
+            self.provider.upload_volume(IMAGE_POOL, vol, path)
         meta = {"kind": "disk", "format": fmt, "digest": digest,
                 "virtual_size": self._virtual_size(str(disk)) or disk.stat().st_size}
         if kernel and initrd:
@@ -179,7 +150,7 @@ class ImageStore:
 
     def users(self, name: str) -> list[str]:
         """Instances whose disks come from image `name`."""
-        return sorted(n for n, meta in self.backend.managed().items()
+        return sorted(n for n, meta in self.provider.managed().items()
                       if meta.get("image") == name)
 
     def _in_use_check(self, name: str) -> None:
@@ -192,11 +163,11 @@ class ImageStore:
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             json.dump(meta, f)
             f.flush()
-            self.backend.upload_volume(IMAGE_POOL, f"{name}.json", Path(f.name))
+            self.provider.upload_volume(IMAGE_POOL, f"{name}.json", Path(f.name))
 
     def delete(self, name: str) -> None:
         self.get(name)  # NotFound with a hint if there is no such image
         self._in_use_check(name)
-        self.backend.delete_volume(IMAGE_POOL, f"{name}.json")
+        self.provider.delete_volume(IMAGE_POOL, f"{name}.json")
         for suffix in ("vmlinuz", "initrd", "qcow2", "raw"):
-            self.backend.delete_volume(IMAGE_POOL, f"{name}.{suffix}")
+            self.provider.delete_volume(IMAGE_POOL, f"{name}.{suffix}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import libvirt
 
 from nbcloud.core.errors import AlreadyExists, CloudError, HostError, NotFound
+from nbcloud.core.spec import check_name
 from nbcloud.providers.libvirt import xml as lx
 
 # The DHCP lease of a reserved address. libvirt cannot end a lease (and dhcp_release from
@@ -30,6 +31,29 @@ class Reservation:
     host_xml: str
     live: Future | None = None
     dns_xml: str = ""
+
+
+DEFAULT_NETWORK = "nbcloud"
+DEFAULT_CIDR = "10.77.0.0/24"
+DEFAULT_BRIDGE = "virbr-nbcloud"
+BRIDGE_PREFIX = "nbc-"
+BRIDGE_MAX = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names
+
+
+def bridge_name(name: str, taken: set[str]) -> str:
+    """A bridge name for network `name`: at most 15 characters, not in `taken`."""
+    candidates = [f"{BRIDGE_PREFIX}{name[:10]}"]
+    candidates += [f"{BRIDGE_PREFIX}{name[:7]}-{i:02d}" for i in range(1, 100)]
+    for candidate in candidates:
+        if candidate not in taken:
+            assert len(candidate) <= BRIDGE_MAX
+            return candidate
+    raise CloudError(f"no free bridge name for network {name!r}: rename the network")
+
+
+def is_managed(info: lx.NetworkInfo) -> bool:
+    """Whether nbcloud made this network (its default one, or a bridge named by us)."""
+    return info.name == DEFAULT_NETWORK or info.bridge.startswith(BRIDGE_PREFIX)
 
 
 class NetworkMixin:
@@ -77,8 +101,22 @@ class NetworkMixin:
                 out.add(bridge.get("name"))
         return out
 
-    def create_network(self, name: str, cidr: str, mode: str, bridge: str) -> None:
-        """Define, start and autostart a new network; nothing is left if a step fails."""
+    def network_managed(self, info: lx.NetworkInfo) -> bool:
+        """Whether nbcloud made network `info` (so it may delete it)."""
+        return is_managed(info)
+
+    def ensure_default_network(self, cidr: str = DEFAULT_CIDR) -> bool:
+        """nbcloud's default NAT network, defined, started and autostarted; True if
+        anything changed."""
+        return self.ensure_network(DEFAULT_NETWORK, cidr, "nat", DEFAULT_BRIDGE)
+
+    def new_bridge(self, name: str) -> str:
+        """A free bridge name for new network `name`."""
+        return bridge_name(name, self.network_bridges())
+
+    def create_network(self, name: str, cidr: str, mode: str, bridge: str) -> str:
+        """Define, start and autostart a new network on `bridge`; nothing is left if a
+        step fails. Returns the bridge."""
         try:
             self.conn.networkLookupByName(name)
             raise AlreadyExists(f"network {name!r} exists already: pick another name or "
@@ -99,6 +137,7 @@ class NetworkMixin:
             net.undefine()
             raise CloudError(f"network {name!r} did not start: {exc.get_error_message()}") \
                 from None
+        return bridge
 
     def delete_network(self, name: str) -> None:
         """Stop and undefine network `name`."""
@@ -112,6 +151,7 @@ class NetworkMixin:
         net.undefine()
 
     def network(self, name: str) -> lx.NetworkInfo:
+        check_name(name, "network name")  # before libvirt hears it
         try:
             net = self.conn.networkLookupByName(name)
         except libvirt.libvirtError:

@@ -1,37 +1,50 @@
-"""LibvirtBackend: every call nbcloud makes to libvirt goes through this class.
+"""LibvirtProvider: every call nbcloud makes to libvirt goes through this class.
 
-Its operations live in one mixin per kind of object: storage.py, networks.py, domains.py,
-devices.py, nwfilters.py.
+Its operations live in one mixin per kind of object: storage.py, volumes.py, networks.py,
+domains.py, devices.py, nwfilters.py, stats.py, screen.py, adoption.py.
 """
 from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import libvirt
 
 from nbcloud.core.errors import HostError
+from nbcloud.providers.base import Provider
 from nbcloud.providers.libvirt.adoption import AdoptionMixin
+from nbcloud.providers.libvirt.compute import ComputeMixin
+from nbcloud.providers.libvirt.firewall import FirewallMixin
+from nbcloud.providers.libvirt.forwards import ForwardMixin
+from nbcloud.providers.libvirt.haproxy import BalancerMixin
 from nbcloud.providers.libvirt.devices import DeviceMixin
 from nbcloud.providers.libvirt.domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
+from nbcloud.providers.libvirt.local import is_local, storage_paths  # noqa: F401
 from nbcloud.providers.libvirt.networks import NetworkMixin
 from nbcloud.providers.libvirt.nwfilters import NWFilterMixin
 from nbcloud.providers.libvirt.screen import ScreenMixin
 from nbcloud.providers.libvirt.stats import StatsMixin
 from nbcloud.providers.libvirt.storage import StorageMixin
+from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL, DataVolumeMixin
 
 # libvirt prints every error to stderr by default; we raise our own messages instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin, NWFilterMixin,
-                     StatsMixin, ScreenMixin, AdoptionMixin):
+class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, NetworkMixin,
+                      SnapshotMixin, DeviceMixin, NWFilterMixin, FirewallMixin, ForwardMixin,
+                      BalancerMixin, StatsMixin, ScreenMixin, AdoptionMixin):
     """A connection to one libvirt URI and the operations on it."""
+
+    name = "libvirt"
+    capabilities = frozenset({"compute", "volumes", "cdroms", "storage-pools", "networks",
+                              "secgroups", "floating", "loadbalancers", "dns", "folders",
+                              "snapshots", "screenshots", "console", "stats", "adopt"})
 
     def __init__(self, uri: str):
         self.uri = uri
+        self.paths = storage_paths(uri)
         try:
             self.conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
@@ -40,6 +53,22 @@ class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin, NWF
         # networkUpdate of one network is not atomic across threads of ours.
         self._net_lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbcloud-net")
+
+    def prepare(self) -> None:
+        """The instance and image pools, and the console log folder of a session daemon
+        (QEMU, run as this user, writes there)."""
+        for pool in (INSTANCE_POOL, IMAGE_POOL):
+            self.ensure_pool(pool, str(self.paths[pool]))
+        if self.uri.startswith("qemu:///session"):
+            self.paths["logs"].mkdir(parents=True, exist_ok=True)
+
+    @property
+    def images(self):
+        """The image store (the `nbcloud-images` pool)."""
+        if getattr(self, "_images", None) is None:
+            from nbcloud.providers.libvirt.images import ImageStore
+            self._images = ImageStore(self)
+        return self._images
 
     def close(self) -> None:
         self._background.shutdown(wait=True)
@@ -69,9 +98,3 @@ class LibvirtBackend(StorageMixin, NetworkMixin, SnapshotMixin, DeviceMixin, NWF
             if arch is not None and arch.get("name") in ("x86_64", "i686"):
                 types += [d.get("type", "") for d in arch.findall("domain")]
         return sorted(set(types))
-
-
-def is_local(uri: str) -> bool:
-    """Whether files the daemon writes (console logs) are on this machine."""
-    parts = urlsplit(uri)
-    return "+" not in parts.scheme and parts.hostname in (None, "", "localhost")

@@ -3,33 +3,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 
 from nbcloud.core.errors import AlreadyExists, CloudError, HostError, NotFound
 from nbcloud.providers.libvirt import xml as lx
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    pool: str
-    name: str                     # libvirt's volume name (the file name)
-    path: str
-    capacity: int                 # bytes the guest sees
-    allocation: int               # bytes used on the host
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    name: str
-    path: str
-    active: bool
-    capacity: int
-    allocation: int
-    available: int
-    volumes: int
+from nbcloud.providers.types import PoolInfo, VolumeInfo
 
 
 class StorageMixin:

@@ -10,6 +10,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+from nbcloud.providers.types import USER_NETWORK, NetworkInfo
+
 NS = "http://nbcloud.org/xmlns/instance/1"
 ET.register_namespace("nbcloud", NS)
 
@@ -18,9 +20,6 @@ META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "ips", "mac",
              "key", "created", "volumes", "ssh_port", "adopted", "ssh_user")
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 ET.register_namespace("qemu", QEMU_NS)
-
-#: The pseudo-network of user-mode (SLIRP) networking: no bridge, no root needed.
-USER_NETWORK = "user"
 
 
 @dataclass(frozen=True)
@@ -262,19 +261,6 @@ def dns_host_xml(ip: str, names: tuple[str, ...] | list[str]) -> str:
     for name in names:
         _sub(host, "hostname", name)
     return _tostring(host)
-
-
-@dataclass(frozen=True)
-class NetworkInfo:
-    name: str
-    bridge: str
-    mode: str
-    network: ipaddress.IPv4Network
-    gateway: str
-    dhcp_start: str
-    dhcp_end: str
-    hosts: tuple[tuple[str, str, str], ...]     # (mac, ip, name) reservations
-    dns_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()   # (ip, names) DNS records
 
 
 def parse_network(text: str) -> NetworkInfo:

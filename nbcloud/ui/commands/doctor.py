@@ -7,5 +7,5 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(cloud, args, namespace):
-    from nbcloud.workflows.doctor import diagnose
+    from nbcloud.ui.doctor import diagnose
     return diagnose(cloud=cloud)

@@ -14,7 +14,7 @@ def add_parser(sub, name: str) -> None:
 
 def run(cloud, args, namespace):
     from nbcloud.workflows import export
-    out = export.ansible(cloud) if args.verb == "ansible" else export.cells(cloud)
+    out = export.ansible(cloud.services) if args.verb == "ansible" else export.cells(cloud.services)
     if args.output:
         out.save(args.output)
     return out

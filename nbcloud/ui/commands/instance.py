@@ -7,7 +7,8 @@ import html
 from pathlib import Path
 
 from nbcloud.core.display import Message, Table
-from nbcloud.core.spec import USER_DATA_MAX
+from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.spec import USER_DATA_MAX, check_path
 from nbcloud.ui.commands.base import CommandError, verbs
 from nbcloud.ui.progress import launch_progress
 
@@ -71,7 +72,7 @@ def read_user_data(value: str | None, namespace: dict | None,
     if option != "--user-data":
         try:
             return read_user_data(value, namespace)
-        except CommandError as exc:
+        except (CommandError, InvalidSpec) as exc:
             raise CommandError(str(exc).replace("--user-data", option, 1)) from None
     if value.startswith("$"):
         name = value[1:]
@@ -80,9 +81,7 @@ def read_user_data(value: str | None, namespace: dict | None,
                                "the notebook")
         return str(namespace[name])
     path = Path(value).expanduser()
-    if ".." in path.parts:  # the same rule as image import sources and pool paths
-        raise CommandError(f"--user-data {value}: give the path without '..' (an absolute "
-                           "path works)")
+    check_path(path, "--user-data")
     if not path.is_file():
         raise CommandError(f"--user-data {value}: no such file (give a file path or "
                            "$variable)")
@@ -107,18 +106,12 @@ def run(cloud, args, namespace):
                                                      "--provision"))
         return result
     if args.verb == "provision":
+        inst = cloud.instances.get(args.name)
         if args.log or not args.script:
-            return cloud.sync.provision_log(args.name, wait=60.0)
-        return cloud.sync.provision(args.name,
-                                    read_user_data(args.script, namespace, "provision"))
+            return cloud.sync.provision_log(inst, wait=60.0)
+        return cloud.sync.provision(inst, read_user_data(args.script, namespace, "provision"))
     if args.verb == "list":
-        # one metadata read per domain and one bulk state call, not a lookup per column
-        managed, states = cloud.backend.managed(), cloud.backend.domain_states()
-        return Table(["name", "state", "ip", "flavor", "image"],
-                     [(name, states.get(name, "unknown"), meta.get("ip", ""),
-                       meta.get("flavor", ""), meta.get("image", ""))
-                      for name, meta in sorted(managed.items())
-                      if meta.get("kind") == "instance"], "instances")
+        return cloud.instances.table()
     if args.verb == "ssh":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:

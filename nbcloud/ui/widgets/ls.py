@@ -72,7 +72,7 @@ def inventory_rows(cloud: Cloud, kind: str | None = None) -> list[Row]:
     resources = cloud.inventory.resources(cloud.uri, kind)
     live: dict[str, dict] = {}
     if any(r.kind == "instance" for r in resources):
-        live, _ = cloud.backend.domains_live()
+        live = cloud.instances.live()
     rows = []
     for r in resources:
         state = r.state
@@ -280,11 +280,9 @@ class LsWidget:
     def _settle(self, view: _RowView, verb: str) -> None:
         """After an action: the row's live state, or the row gone after a delete."""
         name = view.row.name
-        try:
-            gone = not self.cloud.backend.exists(name)
-            state = "missing" if gone else self.cloud.backend.state(name)
-        except CloudError:  # deleted meanwhile
-            gone, state = True, "missing"
+        state = self.cloud.instances.state_of(name)
+        gone = state is None
+        state = state or "missing"
         if verb == "delete" and gone and not view.error:
             self.views.pop(("instance", name), None)
             self.body.children = tuple(v.box for v in self.views.values())

@@ -47,11 +47,12 @@ class Report:
 
 def diagnose(uri: str | None = None, cloud=None) -> Report:
     """Check the daemon, accelerator, pools, networks and images of `uri`."""
-    from nbcloud.api import DEFAULT_NETWORK, INSTANCE_POOL, Cloud
+    from nbcloud.api import Cloud
     from nbcloud.core import config
+    from nbcloud.core.spec import USER_NETWORK
     from nbcloud.providers.libvirt import host
-    from nbcloud.providers.libvirt.images import IMAGE_POOL
-    from nbcloud.services.instances import USER_NETWORK, default_network
+    from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
+    from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 
     checks: list[Check] = []
     missing = host.missing_programs()
@@ -69,26 +70,26 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
                             uri.startswith("qemu:///system") else str(exc)))
         return Report(checks)
     try:
-        v = cloud.backend.versions()
+        v = cloud.provider.versions()
         checks.append(Check("libvirt", v["libvirt"]))
         checks.append(Check("hypervisor", v["hypervisor"]))
         acc = cloud.accelerator()
         checks.append(Check("accelerator", acc["accelerator"]))
         checks.append(Check("accelerator reason", acc["reason"]))
-        pools = cloud.backend.pool_names()
+        pools = cloud.provider.pool_names()
         checks.append(Check("pools", ", ".join(pools) or "(none)",
                             INSTANCE_POOL in pools and IMAGE_POOL in pools,
                             "run `nbcloud host up`"))
-        nets = cloud.backend.network_names()
-        if default_network(cloud.uri) == USER_NETWORK:
+        nets = cloud.provider.network_names()
+        if cloud.provider.default_network == USER_NETWORK:
             # a session daemon cannot make bridges: instances default to user networking
             checks.append(Check("networks", ", ".join(["user (user-mode; SSH through a "
                                                        "loopback port)", *nets])))
         else:
             net_ok = DEFAULT_NETWORK in nets and \
-                cloud.backend.network_active(DEFAULT_NETWORK)
+                cloud.provider.network_active(DEFAULT_NETWORK)
             checks.append(Check("networks", ", ".join(nets) or "(none)", net_ok or
-                                cloud.backend.is_test_driver,
+                                cloud.provider.is_test_driver,
                                 f"run `nbcloud host up` to create and start the "
                                 f"{DEFAULT_NETWORK!r} NAT network"))
         images = [i.name for i in cloud.images.list()]

@@ -1,0 +1,26 @@
+"""Where a libvirt daemon's files are: on this machine or another, and in which folders."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from nbcloud.core import config
+from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
+
+
+def is_local(uri: str) -> bool:
+    """Whether files the daemon writes (console logs) are on this machine."""
+    parts = urlsplit(uri)
+    return "+" not in parts.scheme and parts.hostname in (None, "", "localhost")
+
+
+def storage_paths(uri: str) -> dict[str, Path]:
+    """Where the instance and image pools and console logs live for `uri`."""
+    if uri.startswith("qemu:///system"):
+        root, logs = Path("/var/lib/nbcloud"), Path("/var/log/libvirt/qemu")
+    elif uri.startswith("test:"):
+        root = logs = Path("/nbcloud-test")
+    else:
+        root = config.home() / "pools"
+        logs = config.home() / "console"
+    return {INSTANCE_POOL: root / "instances", IMAGE_POOL: root / "images", "logs": logs}
