@@ -14,6 +14,8 @@ ipython_dir=$(mktemp -d)
 mkdir -p "$ipython_dir/profile_default/startup"
 cp tests/notebook_startup.py "$ipython_dir/profile_default/startup/00-usage-errors.py"
 rc=0
+# The layer rules of DESIGN.md, as import-linter contracts (.importlinter).
+.venv/bin/lint-imports || rc=$?
 IPYTHONDIR="$ipython_dir" ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 \
     tests --nbval-lax notebooks || rc=$?
 # The same notebooks again on the session tier: an unprivileged user, qemu:///session,

@@ -5,28 +5,25 @@ import os
 from pathlib import Path
 
 
+def _folder(env: str, xdg: str, fallback: str, mode: int = 0o777) -> Path:
+    """$env if set, else $xdg (or `fallback`) / nbcloud; made if missing."""
+    if os.environ.get(env):
+        path = Path(os.environ[env])
+    else:
+        base = os.environ.get(xdg) or os.path.expanduser(fallback)
+        path = Path(base) / "nbcloud"
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
+
+
 def home() -> Path:
     """nbcloud's data folder (keys, inventory, probe cache)."""
-    env = os.environ.get("NBCLOUD_HOME")
-    if env:
-        path = Path(env)
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-        path = Path(base) / "nbcloud"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return _folder("NBCLOUD_HOME", "XDG_DATA_HOME", "~/.local/share", 0o700)
 
 
 def cache_dir() -> Path:
     """Downloaded packages and built images (safe to delete)."""
-    env = os.environ.get("NBCLOUD_CACHE")
-    if env:
-        path = Path(env)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-        path = Path(base) / "nbcloud"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("NBCLOUD_CACHE", "XDG_CACHE_HOME", "~/.cache")
 
 
 def default_uri() -> str:

@@ -265,31 +265,30 @@ def _unlz4_legacy(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _lz4_length(src: bytes, i: int, length: int) -> tuple[int, int]:
+    """An LZ4 length field: 15 in the token means more bytes follow (each 255: more yet)."""
+    if length == 15:
+        while src[i] == 255:
+            length += 255
+            i += 1
+        length += src[i]
+        i += 1
+    return length, i
+
+
 def _unlz4_block(src: bytes, out: bytearray) -> None:
     i, n = 0, len(src)
     while i < n:
         token = src[i]
         i += 1
-        literals = token >> 4
-        if literals == 15:
-            while src[i] == 255:
-                literals += 255
-                i += 1
-            literals += src[i]
-            i += 1
+        literals, i = _lz4_length(src, i, token >> 4)
         out += src[i:i + literals]
         i += literals
         if i >= n:
             break
         offset = src[i] | src[i + 1] << 8
         i += 2
-        length = token & 15
-        if length == 15:
-            while src[i] == 255:
-                length += 255
-                i += 1
-            length += src[i]
-            i += 1
+        length, i = _lz4_length(src, i, token & 15)
         length += 4
         start = len(out) - offset
         if offset >= length:

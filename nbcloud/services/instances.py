@@ -175,22 +175,30 @@ class Instance(Handle):
         return self.service.logged("resize", self.name, self._resize, new, timeout)
 
     def _resize(self, new, timeout: float) -> str:
-        backend, meta = self.provider, self.meta
+        provider, meta = self.provider, self.meta
         old = get_flavor(meta["flavor"])
         running = self.state == "running"
         if (new.vcpus, new.memory) == (old.vcpus, old.memory):
             how = "live"
-            if running and not backend.set_cpu_share(self.name, new.cpu_share):
+            if running and not provider.set_cpu_share(self.name, new.cpu_share):
                 how = "live (the CPU share is not enforced on this host)"
         else:
             how = "stopped, redefined and started" if running else "redefined"
             if running:
                 self.stop(timeout)
-            backend.resize(self.name, new.vcpus, new.memory)
-        backend.set_metadata(self.name, {**meta, "flavor": new.name})
+            provider.resize(self.name, new.vcpus, new.memory)
+        provider.set_metadata(self.name, {**meta, "flavor": new.name})
         if running and how.startswith(("stopped", "redefined")):
             self.start()
         return how
+
+    def provision(self, script: str, timeout: float = 600.0):
+        """Run shell `script` in the instance now, over SSH (output recorded)."""
+        return self.service.folders.provision(self, script, timeout)
+
+    def provision_log(self, wait: float = 0.0):
+        """The first-boot provisioner's output (waiting up to `wait` s for it)."""
+        return self.service.folders.provision_log(self, wait)
 
     def console(self) -> str:
         """The serial console log of the current boot."""

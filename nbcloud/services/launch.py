@@ -68,10 +68,10 @@ def _fate(instances, name: str, future: concurrent.futures.Future,
             return f"{name} is SSH-ready" if wait else f"{name} is running"
         if not isinstance(exc, KeyboardInterrupt):  # failed on its own, before Ctrl-C
             return f"{name} failed ({exc})"
-    backend = instances.provider
-    if backend.exists(name):
+    provider = instances.provider
+    if provider.exists(name):
         try:
-            state = backend.state(name)
+            state = provider.state(name)
         except CloudError:  # gone meanwhile
             state = "gone"
         if state == "running":

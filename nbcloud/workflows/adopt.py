@@ -80,13 +80,13 @@ def _pin_adopted(cloud: Services, name: str, login: tuple[str, str]) -> str:
 
 def _instance(cloud: Services, name: str, stack: str,
               login: tuple[str, str] | None = None) -> str:
-    backend = cloud.provider
-    facts = backend.domain_facts(name)   # NotFound
+    provider = cloud.provider
+    facts = provider.domain_facts(name)   # NotFound
     flavor = flavor_for(facts["vcpus"], facts["memory"])
     nets = [n for n, _mac in facts["nics"]]
     if facts["marked"]:
         # nbcloud's already (made from another inventory): record it as its mark says
-        meta = backend.metadata(name)
+        meta = provider.metadata(name)
         done = f"recorded instance {name} (it carries nbcloud's mark already)"
         if login and meta.get("adopted"):   # adopted by another inventory
             done = f"{done}; {_pin_adopted(cloud, name, login)}"
@@ -99,7 +99,7 @@ def _instance(cloud: Services, name: str, stack: str,
         if login:   # the key is fetched before anything is written
             values, shown = hostkeys.pin(cloud, name, facts, *login)
             meta.update(values)
-        backend.mark_domain(name, meta)
+        provider.mark_domain(name, meta)
         done = (f"adopted instance {name} into stack {stack} as {flavor} on "
                 f"{','.join(nets) or 'no network'}" + (f"; {shown}" if shown else ""))
     cloud.inventory.put(

@@ -40,17 +40,17 @@ def guest_address(cloud: Services, name: str, facts: dict) -> str:
     if not facts["running"]:
         raise CloudError(f"instance {name!r} is not running, so it has no address to SSH "
                          f"to: start it (`virsh start {name}`) and adopt it again with --ssh")
-    backend = cloud.provider
+    provider = cloud.provider
     nics = [(net, mac) for net, mac in facts["nics"] if ":" not in net and mac]
     for net, mac in nics:
         try:
-            hosts = backend.network(net).hosts
+            hosts = provider.network(net).hosts
         except CloudError:
             continue
         found = next((ip for h_mac, ip, _n in hosts if h_mac.lower() == mac), "")
         if found:
             return found
-        leases = [lease for lease in backend.leases(net)
+        leases = [lease for lease in provider.leases(net)
                   if lease.get("mac", "").lower() == mac and lease.get("ipaddr")
                   and lease.get("type", 0) == 0]   # 0: IPv4 (VIR_IP_ADDR_TYPE_IPV4)
         if leases:

@@ -67,11 +67,11 @@ def settle(cloud: Services, op_id: int, how: str = "rollback") -> list[str]:
 def _instance_leftovers(cloud: Services, name: str, networks: list[str]) -> list[str]:
     """Remove what an instance whose domain is gone leaves: its disks, address
     reservations, volume attachments and inventory row."""
-    inv, backend = cloud.inventory, cloud.provider
-    done = [f"volume {f}" for f in backend.remove_instance_files(name)]
-    for net in networks or [i.name for i in backend.network_infos()]:
-        for r, _live in backend.host_reservations(net, name):
-            if backend.release_address(net, r.mac):
+    inv, provider = cloud.inventory, cloud.provider
+    done = [f"volume {f}" for f in provider.remove_instance_files(name)]
+    for net in networks or [i.name for i in provider.network_infos()]:
+        for r, _live in provider.host_reservations(net, name):
+            if provider.release_address(net, r.mac):
                 done.append(f"address reservation {r.mac} on {net}")
     for r in inv.all("volume"):
         if r.spec.get("attached_to") == name:
@@ -110,22 +110,22 @@ def rollback_create_instance(cloud: Services, name: str, args: dict) -> list[str
 def resume_create_instance(cloud: Services, name: str, args: dict) -> list[str]:
     """A defined domain is started and recorded; short of that, what is there is removed
     and the instance created again from the operation's arguments."""
-    backend = cloud.provider
-    if not backend.exists(name):
+    provider = cloud.provider
+    if not provider.exists(name):
         done = _instance_leftovers(cloud, name, args.get("networks", []))
         cloud.instances.create(name, args.get("image", "tiny"), args.get("flavor", "t.nano"),
                                args.get("networks") or None, wait=False,
                                stack=args.get("stack", "adhoc"))
         return done + [f"created instance {name} again"]
-    meta = backend.metadata(name)  # NotManaged: never touched
+    meta = provider.metadata(name)  # NotManaged: never touched
     done = []
     for net in filter(None, meta.get("networks", "").split(",")):
-        for r, live in backend.host_reservations(net, name):
+        for r, live in provider.host_reservations(net, name):
             if not live:  # the create died before telling dnsmasq
-                backend.publish(r).result()
+                provider.publish(r).result()
                 done.append(f"published {r.ip} on {net}")
-    if backend.state(name) != "running":
-        backend.start(name)
+    if provider.state(name) != "running":
+        provider.start(name)
         done.append(f"started domain {name}")
     return done + [_record_instance(cloud, name)]
 

@@ -264,13 +264,13 @@ class Stacks:
     def _forget_vanished(self, name: str) -> None:
         """An instance deleted behind our back leaves its disks, address reservations and
         inventory row: remove them so that the name can be used again."""
-        cloud, backend = self.cloud, self.cloud.provider
+        cloud, provider = self.cloud, self.cloud.provider
         with cloud.inventory.operation("forget", "instance", name):
-            backend.remove_instance_files(name)
-            for info in backend.network_infos():
+            provider.remove_instance_files(name)
+            for info in provider.network_infos():
                 for mac, _ip, host in info.hosts:
                     if host == name:
-                        backend.release_address(info.name, mac)
+                        provider.release_address(info.name, mac)
             for r in cloud.inventory.all("volume"):
                 if r.spec.get("attached_to") == name:
                     cloud.volumes.record(r.name, "available", attached_to="", target="")
@@ -316,15 +316,15 @@ class Stacks:
     def _restore_nics(self, name: str) -> None:
         """Unplug the NICs added or moved behind our back, plug back the ones removed or
         moved, each with the MAC (so the address reservation) nbcloud gave it."""
-        backend = self.cloud.provider
+        provider = self.cloud.provider
 
         def revert() -> str:
-            want = nic_pairs(backend.metadata(name))
-            have = set(backend.domain_facts(name)["nics"])
+            want = nic_pairs(provider.metadata(name))
+            have = set(provider.domain_facts(name)["nics"])
             for _net, mac in sorted(have - want):
-                backend.detach_nic(name, mac)
+                provider.detach_nic(name, mac)
             for net, mac in sorted(want - have):
-                backend.attach_nic(name, net, mac)
+                provider.attach_nic(name, net, mac)
             return (f"NICs restored: unplugged {len(have - want)}, plugged "
                     f"{len(want - have)}")
         self.cloud.instances.logged("restore-nics", name, revert)

@@ -3,7 +3,7 @@
 This kills the CLIENT, not the libvirt daemon: an instance create runs in a child process,
 which is SIGKILLed once its intent is in the operations log and its domain is defined,
 before the outcome is recorded. (Killing libvirtd itself is done on a private daemon, in
-tests/reliability/test_st_daemon_kill.py: this one is shared by the other tests.)
+tests/reliability/test_daemon_kill.py: this one is shared by the other tests.)
 A new Cloud on the same inventory then reports the operation interrupted, and rolling it
 back leaves nothing behind: no domain, volumes, address reservations or inventory row."""
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from waiting import wait_for
+from tests.integration.waiting import wait_for
 
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 

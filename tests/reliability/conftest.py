@@ -71,7 +71,7 @@ def recorder(request) -> Recorder:
 def cloud(tmp_path_factory, recorder):
     """A Cloud on the real daemon with an inventory of its own; at the end of the session
     anything named rl-* still in libvirt or the inventory is recorded as leaked."""
-    from rl_leaks import leftovers
+    from tests.reliability.leaks import leftovers
 
     from nbcloud.api import Cloud
     from nbcloud.core.errors import CloudError

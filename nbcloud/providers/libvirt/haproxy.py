@@ -256,14 +256,15 @@ class BalancerMixin:
     def _balancer_dir(self) -> Path:
         return config.home() / "lb"
 
-    def _balancer(self, name: str) -> Process:
+    def balancer_process(self, name: str) -> Process:
+        """The supervised HAProxy of balancer `name` (its pid file, config, socket)."""
         return Process(self._balancer_dir(), name)
 
     def balancer_config(self, name: str, spec: dict, addresses: dict[str, str]) -> str:
         port = spec.get("member_port") or spec["port"]
         backends = [Backend(m, addresses[m], port)
                     for m in spec["members"] if m in addresses]  # deleted ones drop out
-        sock = self._balancer(name).socket if self.runs_balancers else None
+        sock = self.balancer_process(name).socket if self.runs_balancers else None
         return config_text(name, spec["address"], spec["port"], spec["algorithm"],
                            backends, spec["keep_client_address"], sock)
 
@@ -278,25 +279,25 @@ class BalancerMixin:
                 if why:
                     raise CloudError(f"cannot keep the client address here ({why}): "
                                      "create the balancer without --keep-client-address")
-            self._balancer(name).start(text)
+            self.balancer_process(name).start(text)
 
     def ensure_balancer(self, name: str, spec: dict, addresses: dict[str, str]) -> bool:
         """Start `name`'s HAProxy again if it is not running (or runs an old config)."""
         if not self.runs_balancers:
             return False
-        return self._balancer(name).ensure(self.balancer_config(name, spec, addresses))
+        return self.balancer_process(name).ensure(self.balancer_config(name, spec, addresses))
 
     def stop_balancer(self, name: str, *, last_keeping_client: bool = False) -> None:
         """Stop `name`'s HAProxy; `last_keeping_client` also removes the TPROXY set-up
         (no balancer keeps client addresses any more)."""
-        self._balancer(name).stop()
+        self.balancer_process(name).stop()
         if self.runs_balancers and last_keeping_client:
             tproxy_teardown()
 
     def balancer_health(self, name: str) -> dict[str, str]:
         """member -> 'UP' / 'DOWN' / ... from HAProxy's own health checks."""
-        return self._balancer(name).health()
+        return self.balancer_process(name).health()
 
     def balancer_running(self, name: str) -> bool | None:
         """Whether `name`'s HAProxy runs (None where balancers are not processes)."""
-        return self._balancer(name).alive() if self.runs_balancers else None
+        return self.balancer_process(name).alive() if self.runs_balancers else None

@@ -108,8 +108,8 @@ def run(cloud, args, namespace):
     if args.verb == "provision":
         inst = cloud.instances.get(args.name)
         if args.log or not args.script:
-            return cloud.sync.provision_log(inst, wait=60.0)
-        return cloud.sync.provision(inst, read_user_data(args.script, namespace, "provision"))
+            return inst.provision_log(wait=60.0)
+        return inst.provision(read_user_data(args.script, namespace, "provision"))
     if args.verb == "list":
         return cloud.instances.table()
     if args.verb == "ssh":

@@ -11,7 +11,7 @@ import subprocess
 import urllib.request
 
 import pytest
-from waiting import wait_for
+from tests.integration.waiting import wait_for
 
 from nbcloud.core.errors import CloudError, InvalidSpec
 
@@ -92,7 +92,7 @@ def test_leastconn_and_member_remove_regenerate_the_config(cloud, members):
     lb = cloud.lbs.create("lb-lc", "nbcloud", 8081, members=["lb-1", "lb-2"],
                           algorithm="leastconn", member_port=80)
     try:
-        cfg = cloud.lbs._process("lb-lc").cfg.read_text()
+        cfg = cloud.provider.balancer_process("lb-lc").cfg.read_text()
         assert "balance leastconn" in cfg
         wait_for(lambda: len(lb.health()) == 2 and set(lb.health().values()) == {"UP"},
                  15, "two members UP")
@@ -107,7 +107,7 @@ def test_leastconn_and_member_remove_regenerate_the_config(cloud, members):
 
 
 def test_killed_haproxy_is_restarted_when_touched(cloud, balancer):
-    proc = cloud.lbs._process("lb-web")
+    proc = cloud.provider.balancer_process("lb-web")
     os.kill(proc.pid(), signal.SIGKILL)
     wait_for(lambda: not proc.alive(), 5, "haproxy gone")
     assert _get(f"http://{balancer.address}/", timeout=1) == ""
@@ -131,7 +131,7 @@ def test_member_not_on_the_network_is_refused_and_nothing_changes(cloud, members
         with pytest.raises(CloudError, match="taken by load balancer 'lb-web'"):
             cloud.lbs.create("lb-bad", "nbcloud", 80)
         assert not any(lb.name == "lb-bad" for lb in cloud.lbs.list())
-        assert not cloud.lbs._process("lb-bad").cfg.exists()
+        assert not cloud.provider.balancer_process("lb-bad").cfg.exists()
         assert len(cloud.inventory.operations(1000)) == before
     finally:
         cloud.networks.delete(net)
@@ -140,7 +140,7 @@ def test_member_not_on_the_network_is_refused_and_nothing_changes(cloud, members
 def test_delete_stops_the_process(cloud, members):
     lb = cloud.lbs.create("lb-del", "nbcloud", 8083, members=["lb-3"],
                           member_port=80)
-    address, proc = lb.address, cloud.lbs._process("lb-del")
+    address, proc = lb.address, cloud.provider.balancer_process("lb-del")
     pid = proc.pid()
     assert pid
     wait_for(lambda: _get(f"http://{address}/") == "lb-3", 10, "lb-del answering")
@@ -185,7 +185,7 @@ def test_keep_client_address_shows_the_member_the_real_client(cloud, members,
     kept = cloud.lbs.create("lb-kept", "nbcloud", 8085, members=["lb-1"], member_port=80,
                             keep_client_address=True)
     try:
-        assert "usesrc clientip" in cloud.lbs._process("lb-kept").cfg.read_text()
+        assert "usesrc clientip" in cloud.provider.balancer_process("lb-kept").cfg.read_text()
         gateway = plain.address.split(":")[0]
         # without: the member sees the balancer's address; with: the client's own
         assert wait_for(lambda: _remote_addr(plain.address, outside_client), 10,
@@ -213,7 +213,7 @@ loadbalancer:
     finally:
         cloud.stacks.destroy("lb-stack")
     assert not any(x.name == "lb-stacked" for x in cloud.lbs.list())
-    assert not cloud.lbs._process("lb-stacked").alive()
+    assert not cloud.provider.balancer_process("lb-stacked").alive()
 
 
 def test_failover_record_follows_the_first_healthy_member(cloud, members):

@@ -2,7 +2,7 @@
 mid-create and mid-delete; after it restarts, recovery leaves nothing behind (rollback) or
 finishes the operation (resume).
 
-The daemon killed is a private one (st_private_daemon.py: its own network and mount
+The daemon killed is a private one (private_daemon.py: its own network and mount
 namespaces), not the shared daemon the other tests use. The kill is placed exactly, by
 wrapping one backend call so that it first kills the daemon and then makes its real call:
 the operation then fails on a dead connection, its own undo fails too, and it is recorded
@@ -15,7 +15,7 @@ import shutil
 
 import libvirt
 import pytest
-from st_private_daemon import PrivateDaemon
+from tests.reliability.private_daemon import PrivateDaemon
 
 from nbcloud.api import Cloud
 from nbcloud.core.errors import CloudError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from waiting import wait_for
+from tests.integration.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
 from nbcloud.ui import commands
@@ -61,7 +61,7 @@ def test_provisioner_output_is_recorded(cloud, synced):
     ops = cloud.inventory.operations(20)
     assert any(o["verb"] == "provision log" and f"provisioned {NAME}" in o["detail"]
                for o in ops)
-    now = cloud.sync.provision(NAME, "echo on-demand; exit 3\n")
+    now = cloud.instances.get(NAME).provision("echo on-demand; exit 3\n")
     assert (now.returncode, now.output.strip()) == (3, "on-demand")
     assert any(o["verb"] == "provision" and "rc=3" in o["detail"] and "on-demand" in
                o["detail"] for o in cloud.inventory.operations(20))

@@ -4,7 +4,7 @@ balancer); the burner stops -> it shrinks back to one. Rule windows are seconds 
 from __future__ import annotations
 
 import pytest
-from waiting import wait_for
+from tests.integration.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
 
@@ -22,7 +22,7 @@ def _wait(cloud, predicate, timeout: float, what: str) -> None:
         wait_for(predicate, timeout, what)
     except pytest.fail.Exception:
         last = [(round(t), d.action, d.reason) for t, _p, d in
-                cloud.ipools.autoscaler.decisions[-3:]]
+                cloud.autoscaler.decisions[-3:]]
         pytest.fail(f"timed out waiting for {what}; last decisions {last}; latest samples "
                     f"{cloud.monitor.latest}")
 
@@ -57,7 +57,7 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
         assert "lbp-1" in cloud.monitor.watched and cloud.monitor.running
         cloud.instances.get("lbp-1").ssh(BURN)
 
-        _wait(cloud, lambda: pool.size == 2 and not cloud.ipools.autoscaler.busy, 150,
+        _wait(cloud, lambda: pool.size == 2 and not cloud.autoscaler.busy, 150,
               "the pool to scale out to 2")
         assert pool.members == ["lbp-1", "lbp-2"]
         assert lb.members == ["lbp-1", "lbp-2"]          # the new member joined the lb
@@ -66,7 +66,7 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
         assert out and "autoscale out: cpu>20% for 6s" in out[0]["detail"], out[:1]
 
         cloud.instances.get("lbp-1").ssh("kill $(cat /tmp/burn.pid)")
-        _wait(cloud, lambda: pool.size == 1 and not cloud.ipools.autoscaler.busy, 90,
+        _wait(cloud, lambda: pool.size == 1 and not cloud.autoscaler.busy, 90,
               "the pool to scale back in to 1")
         assert pool.members == ["lbp-1"] and lb.members == ["lbp-1"]
         assert not cloud.provider.exists("lbp-2")
@@ -75,7 +75,7 @@ def test_pool_scales_out_under_a_cpu_burner_and_back_in(cloud):
         # the decisions and their reasons are in the operations log
         assert any(op["verb"] == "autoscale" for op in _ops(cloud, "lbp"))
         # at --max the rule holds but nothing grows; at --min likewise
-        assert all(d.size <= 2 for _t, p, d in cloud.ipools.autoscaler.decisions
+        assert all(d.size <= 2 for _t, p, d in cloud.autoscaler.decisions
                    if p == "lbp")
     finally:
         if any(p.name == "lbp" for p in cloud.ipools.list()):

@@ -1,4 +1,4 @@
-"""The runbooks' test (tests/integration/test_rb_runbooks.py) again on the session tier:
+"""The runbooks' test (tests/integration/test_runbooks.py) again on the session tier:
 qemu:///session as an unprivileged user, user-mode networking, SSH through loopback ports.
 The same tests, fixtures and assertions; the module picks its tier from NBCLOUD_URI."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-_path = Path(__file__).resolve().parents[1] / "integration" / "test_rb_runbooks.py"
+_path = Path(__file__).resolve().parents[1] / "integration" / "test_runbooks.py"
 _spec = importlib.util.spec_from_file_location("rb_runbooks_on_session", _path)
 _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)

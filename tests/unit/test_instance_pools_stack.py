@@ -352,7 +352,7 @@ def test_pool_joins_a_balancer_of_its_stack(test_cloud, unique, fake_boot,
         assert _ops(plan)[-2:] == [("create", "loadbalancer", lb), ("create", "ipool", pool)]
         assert test_cloud.lbs.get(lb).members == members
         # the members the pool added to the balancer are no change (secgroups: the test
-        # driver has no nwfilters; tests/integration/test_ip_stack_pool.py has them)
+        # driver has no nwfilters; tests/integration/test_instance_pools_stack.py has them)
         assert test_cloud.stacks.plan(stack, body).actions == []
         # a change of the balancer keeps the pool's members in it
         test_cloud.stacks.apply(stack, body.replace("member_port: 80",

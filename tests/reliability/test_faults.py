@@ -1,6 +1,6 @@
 """Faults: the disk fills while an image is imported, a guest never answers SSH, a guest's
 SSH host key is not the one nbcloud pinned. (The libvirt daemon killed mid-create and
-mid-delete is test_st_daemon_kill.py.)
+mid-delete is test_daemon_kill.py.)
 
 Each fault ends in one line a student understands, and leaves nothing half-made: no
 volume, file, domain, address reservation, DNS record or inventory row of the failed step.
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rl_leaks import leftovers
+from tests.reliability.leaks import leftovers
 
 from nbcloud.core.errors import CloudError, SSHError
 from nbcloud.providers.libvirt import images as store

@@ -5,7 +5,7 @@ RL_SOAK_SECONDS, default 75), at most three at a time. Most are created with
 `wait=False` (the domain is started, SSH is not waited for); every tenth waits for SSH
 and runs a command, so the loop also proves that the guests it makes are real.
 
-Leaks are read from libvirt and the inventory directly (rl_leaks.py): domains, overlays
+Leaks are read from libvirt and the inventory directly (leaks.py): domains, overlays
 and scratch disks, seed ISOs, DHCP reservations and DNS records (definition and live),
 console logs, inventory rows, operations never finished.
 """
@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from rl_leaks import leftovers
+from tests.reliability.leaks import leftovers
 
 PREFIX = "rl-soak-"
 COUNT = int(os.environ.get("RL_SOAK_COUNT", "50"))

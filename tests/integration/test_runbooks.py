@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 pm = pytest.importorskip("papermill")
 
-# qemu:///system here; tests/session/test_rb_runbooks_session.py runs this module again on
+# qemu:///system here; tests/session/test_runbooks.py runs this module again on
 # the session tier (NBCLOUD_URI=qemu:///session: user-mode networking, no lab network)
 URI = os.environ.get("NBCLOUD_TEST_URI") or (
     os.environ["NBCLOUD_URI"] if os.environ.get("NBCLOUD_URI", "").startswith(

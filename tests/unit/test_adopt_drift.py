@@ -127,7 +127,7 @@ def test_adopt_magic_and_stack_show(ip):
     assert not _magics.api.provider.exists("st-magic-ad")
 
 # Reverting NIC drift needs device hot-plug, which the test driver does not have: it is
-# tested on the real daemon (tests/integration/test_st_adopt_nics.py).
+# tested on the real daemon (tests/integration/test_adopt_nics.py).
 
 
 def test_an_adopted_instance_shows_without_a_host_key_and_refuses_ssh(test_cloud, unique):

@@ -1,0 +1,1 @@
+"""nbcloud's tests: one package per tier (unit, integration, reliability, slow, session)."""
