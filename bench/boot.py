@@ -10,7 +10,6 @@ Run inside the daemon's network namespace (guests are reachable only there):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import create_to_ssh, summary  # noqa: E402
+from timing import create_to_ssh, print_spread, save, summary  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 from nbcloud.services import (
@@ -31,7 +30,6 @@ from nbcloud.services import (
     ssh,  # noqa: E402
 )
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def ssh_ready(meta: dict, timeout: float = 120.0) -> None:
@@ -116,13 +114,10 @@ def main() -> int:
               "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds,
               "flavor": args.flavor,
               "nbcloud": nb, "floor": fl, "ratio": ratio}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "boot.json").write_text(json.dumps(result, indent=1))
+    save("boot", result)
     print(f"create -> SSH-ready, tiny image, {args.flavor}, {accel}, "
           f"{args.rounds} interleaved rounds")
-    print(f"  {'':10} {'median':>8} {'min':>8} {'max':>8}")
-    for label, s in (("nbcloud", nb), ("floor", fl)):
-        print(f"  {label:10} {s['median']:8.2f} {s['min']:8.2f} {s['max']:8.2f}  s")
+    print_spread((("nbcloud", nb), ("floor", fl)))
     print(f"  ratio nbcloud/floor: {ratio:.3f} (target <= 1.10); "
           f"tiny SSH-ready median {nb['median']:.2f} s (target <= 5 s)")
     cloud.close()

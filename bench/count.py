@@ -8,7 +8,6 @@ fast as one, but they must finish well before four boots in a row would.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -16,13 +15,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import save  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import machine  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def timed_create(cloud: Cloud, count: int) -> float:
@@ -55,8 +54,7 @@ def main() -> int:
               "accelerator": accel, "cores": os.cpu_count(),
               "machine": f"{platform.node()} {platform.release()}", "host": machine.describe(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "count.json").write_text(json.dumps(result, indent=1))
+    save("count", result)
     print(f"create --count N -> all SSH-ready, tiny image, m.nano, {accel}, "
           f"{os.cpu_count()} cores")
     print(f"  {'N':>3} {'wall s':>8} {'N x one s':>10} {'overlap':>8}")

@@ -10,7 +10,6 @@ Boots two tiny guests (busybox httpd). Run inside the daemon's network namespace
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -20,11 +19,11 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import save  # noqa: E402
 
 from nbcloud.api import Cloud
 from nbcloud.inventory import Inventory
 
-RESULTS = Path(__file__).parent / "results"
 USER_DATA = "#!/bin/sh\nmkdir -p /srv/www\nhostname > /srv/www/index.html\n" \
             "httpd -p 80 -h /srv/www\n"
 
@@ -85,8 +84,7 @@ def main() -> None:
               "ratio": round(through / direct, 2) if direct else None,
               "dead_member_out_s": out, "member_back_s": back,
               "health_check": "inter 1s fall 2 rise 1"}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lb.json").write_text(json.dumps(result, indent=2) + "\n")
+    save("lb", result, 2)
     print(f"requests/s: direct {direct}, through the balancer {through} "
           f"(ratio {result['ratio']}); dead member out after {out} s, back after {back} s "
           f"(checks every 1 s, out after 2 failures, back after 1 success)")

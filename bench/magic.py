@@ -12,7 +12,6 @@ each domain.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import save  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt  # noqa: E402
@@ -28,7 +28,6 @@ import machine  # noqa: E402
 
 from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"
 
 
@@ -113,8 +112,7 @@ def main() -> int:
               "statistic": "median", "machine": machine.describe(),
               "libvirt": libvirt.getVersion(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "rows": [row]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "magic.json").write_text(json.dumps(result, indent=1))
+    save("magic", result)
     print(f"median of {args.runs} runs, {URI}")
     print(f"  {row['what']}: {magic_ms} ms (raw {raw_ms} ms, {row['ratio']}x; "
           f"{row['per_instance_ms']} ms per instance)")

@@ -15,7 +15,6 @@ Size 0 means the XML without a <tcg> element: QEMU's own default.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import save  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boot  # noqa: E402
@@ -33,7 +33,6 @@ import machine  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 URI = "qemu:///system"
 SETTLE = 3.0          # seconds after SSH-ready for the second RSS reading
 
@@ -146,8 +145,7 @@ def main() -> int:
               "rounds": args.rounds, "accelerator": cloud.accelerator()["accelerator"],
               "machine": machine.describe(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(result, indent=1))
+    save("memory", result)
     print(f"QEMU RSS per tiny instance ({args.flavor}, {result['guest_memory_mib']} MiB guest), "
           f"{args.rounds} interleaved rounds")
     print(f"  {'tb-cache':>12} {'boot s':>7} {'vs dflt':>8} {'CPU s':>6} {'vs dflt':>8} "

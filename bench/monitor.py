@@ -12,7 +12,6 @@ one core.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import save  # noqa: E402
 
 import libvirt  # noqa: E402
 
@@ -31,7 +31,6 @@ from nbcloud.core.errors import CloudError  # noqa: E402
 from nbcloud.inventory import Inventory  # noqa: E402
 from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 COUNT, REAL_URI, PREFIX = 50, "qemu:///system", "mo-bench"
 GROUPS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
@@ -176,8 +175,7 @@ def main() -> int:
               "machine": f"{platform.node()} {platform.release()}",
               "python": platform.python_version(), "libvirt": libvirt.getVersion(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "monitor.json").write_text(json.dumps(result, indent=1))
+    save("monitor", result)
     print(f"{args.ticks} ticks every {args.interval:g} s: {COUNT} test:///default domains + "
           f"{len(real_names)} real guests; {stored} samples written; {note}")
     print(f"  {'':<48} {'ms/tick':>8} {'raw ms':>7} {'ratio':>6} {'% core':>7} {'target':>7}")

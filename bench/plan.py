@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import save  # noqa: E402
 
 import libvirt  # noqa: E402
 from timing import median_ms  # noqa: E402  (bench/timing.py)
@@ -30,7 +31,6 @@ from nbcloud.inventory import Inventory  # noqa: E402
 from nbcloud.plan.compare import user_data_digest  # noqa: E402
 from nbcloud.providers.libvirt import xml as lx  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 URI = "test:///default"
 STACK, NET, INSTANCES = "bench", "bench-net", 199      # + the network = 200 resources
 LS_ROWS = 10_000
@@ -118,8 +118,7 @@ def main() -> int:
               "machine": f"{platform.node()} {platform.release()}",
               "python": platform.python_version(), "libvirt": libvirt.getVersion(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "plan.json").write_text(json.dumps(result, indent=1))
+    save("plan", result)
     print(f"median of {args.runs} runs, test:///default, {os.cpu_count()} cores")
     print(f"  {'':<42} {'nbcloud ms':>10} {'raw ms':>8} {'ratio':>6} {'target':>7}")
     for r in rows:

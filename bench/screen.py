@@ -15,7 +15,6 @@ Run inside the daemon's network namespace (guests are reachable only there):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,11 +27,10 @@ import libvirt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import summary  # noqa: E402
+from timing import print_spread, save, summary  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 NAME = "bench-screen"
 
 
@@ -106,16 +104,12 @@ def main() -> int:
               "qemu_cpu_without_video": cpu_without, "qemu_cpu_with_vga": cpu_with,
               "cpu_cost_s": cpu_cost,
               "load_average": os.getloadavg()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "screen.json").write_text(json.dumps(result, indent=1))
+    save("screen", result)
     print(f"start -> SSH-ready, tiny image, {args.flavor}, {accel}, "
           f"{args.rounds} interleaved rounds")
-    print(f"  {'':12} {'median':>8} {'min':>8} {'max':>8}")
-    for label, s in (("no video", without), ("vga", with_)):
-        print(f"  {label:12} {s['median']:8.2f} {s['min']:8.2f} {s['max']:8.2f}  s")
-    for label, s in (("no video", cpu_without), ("vga", cpu_with)):
-        print(f"  {label + ' (cpu)':12} {s['median']:8.2f} {s['min']:8.2f} {s['max']:8.2f}"
-              "  s of QEMU CPU time")
+    print_spread((("no video", without), ("vga", with_)), 12)
+    print_spread((("no video (cpu)", cpu_without), ("vga (cpu)", cpu_with)), 12,
+                 "s of QEMU CPU time")
     print(f"  VGA costs {cost:+.2f} s wall (ratio {result['ratio']:.3f}), "
           f"{cpu_cost:+.2f} s of QEMU CPU; load average {os.getloadavg()[0]:.1f}")
     cloud.close()

@@ -13,7 +13,6 @@ calls on whatever domains the daemon has and changes nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,13 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import save  # noqa: E402
 
 import libvirt
 from timing import median_ms  # noqa: E402  (bench/timing.py)
 
 from nbcloud.providers.libvirt.provider import LibvirtProvider
 
-RESULTS = Path(__file__).parent / "results"
 GROUPS = ("STATE", "INTERFACE", "BALLOON", "VCPU", "BLOCK")
 
 
@@ -57,8 +56,7 @@ def main() -> int:
               "cores": os.cpu_count(), "machine": f"{platform.node()} {platform.release()}",
               "libvirt": libvirt.getVersion(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "live_read.json").write_text(json.dumps(result, indent=1))
+    save("live_read", result)
     print(f"median of {args.runs} runs, {args.uri}: {n} domains, {active} running, "
           f"{os.cpu_count()} cores")
     for r in rows:

@@ -11,7 +11,6 @@ Run inside the daemon's network namespace:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -22,11 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import create_to_ssh, summary  # noqa: E402
+from timing import create_to_ssh, save, summary  # noqa: E402
 
 from nbcloud.api import Cloud  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 NAME = "bench-sync"
 
 
@@ -55,8 +53,7 @@ def main() -> int:
               "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
               "rounds": args.rounds, "flavor": args.flavor,
               "plain": p, "synced": s, "ratio": ratio}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sync.json").write_text(json.dumps(result, indent=1))
+    save("sync", result)
     print(f"create -> ready, tiny image, {args.flavor}, {args.rounds} interleaved rounds")
     print(f"  {'':14} {'median':>8} {'min':>8} {'max':>8}")
     for label, r in (("no folder", p), ("synced folder", s)):

@@ -1,9 +1,28 @@
 """What the benchmarks share: the median of repeated in-process calls, the summary of a
-list of timings, and one nbcloud create -> SSH-ready round."""
+list of timings and its table, one nbcloud create -> SSH-ready round, and where results go."""
 from __future__ import annotations
 
+import json
 import statistics
 import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save(name: str, result: dict, indent: int = 1) -> Path:
+    """Write `result` to bench/results/NAME.json (report.py folds them into the tables)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=indent) + ("\n" if indent > 1 else ""))
+    return path
+
+
+def print_spread(rows, width: int = 10, unit: str = "s") -> None:
+    """A median / min / max table of `rows` (label, summary()) under a header."""
+    print(f"  {'':{width}} {'median':>8} {'min':>8} {'max':>8}")
+    for label, s in rows:
+        print(f"  {label:{width}} {s['median']:8.2f} {s['min']:8.2f} {s['max']:8.2f}  {unit}")
 
 
 def median_ms(fn, runs: int) -> float:

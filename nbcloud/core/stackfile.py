@@ -53,15 +53,11 @@ _TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list of names"}
 
 
 @dataclass(frozen=True)
-class InstanceDecl:
-    """One `instance:` entry; a `count` expands to NAME-1..NAME-N (`members`)."""
-    name: str
-    image: str = "tiny"
-    flavor: str = "t.nano"
-    networks: tuple[str, ...] = ("nbcloud",)
+class InstanceDecl(InstanceSpec):
+    """One `instance:` entry: an instance's spec, plus the volumes it attaches, the
+    security groups it joins and a `count`, which expands to NAME-1..NAME-N (`members`)."""
     volumes: tuple[str, ...] = ()
     count: int | None = None      # None: one instance called NAME
-    user_data: str | None = None
     secgroups: tuple[str, ...] = ()   # security groups of the stack it is a member of
 
     def members(self) -> list[InstanceSpec]:
@@ -321,8 +317,8 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
             raise InvalidSpec(f"instance.{n} has count {count} and a volume: a volume "
                               "attaches to one instance, so use count 1")
         decl = InstanceDecl(n, f.get("image", "tiny"), f.get("flavor", "t.nano"),
-                            _names(f.get("network", (default_network,))), vols, count,
-                            f.get("user_data"), _names(f.get("secgroup", ())))
+                            _names(f.get("network", (default_network,))), f.get("user_data"),
+                            volumes=vols, count=count, secgroups=_names(f.get("secgroup", ())))
         for g in decl.secgroups:
             if g not in doc["secgroup"]:
                 raise InvalidSpec(f"instance.{n}.secgroup names {g!r:.40}, which is not in "

@@ -5,29 +5,15 @@ because guest addresses are reachable only inside it.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-URI = os.environ.get("NBCLOUD_TEST_URI", "qemu:///system")
+from tests.real_daemon import open_cloud
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory):
     """A Cloud on the real daemon, with an inventory of its own."""
-    from nbcloud.api import Cloud
-    from nbcloud.core.errors import CloudError
-    from nbcloud.inventory import Inventory
-    from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
-    try:
-        c = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp("inv") / "inv.sqlite"))
-    except CloudError as exc:
-        pytest.fail(f"{exc} — run the integration tier with `make test`", pytrace=False)
-    bridge = c.provider.network(DEFAULT_NETWORK).bridge
-    if not os.path.exists(f"/sys/class/net/{bridge}"):
-        pytest.fail(f"bridge {bridge} is not in this network namespace: run the tests "
-                    "inside the daemon's namespace (`make test` does)", pytrace=False)
+    c = open_cloud(tmp_path_factory, "integration")
     yield c
     c.close()
 

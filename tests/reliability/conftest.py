@@ -7,13 +7,11 @@ it found left behind or lost; at the end of the session one line sums it up.
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 
 import pytest
 
-URI = os.environ.get("NBCLOUD_TEST_URI", "qemu:///system")
 PREFIX = "rl-"
 
 
@@ -72,20 +70,8 @@ def cloud(tmp_path_factory, recorder):
     """A Cloud on the real daemon with an inventory of its own; at the end of the session
     anything named rl-* still in libvirt or the inventory is recorded as leaked."""
     from tests.reliability.leaks import leftovers
-
-    from nbcloud.api import Cloud
-    from nbcloud.core.errors import CloudError
-    from nbcloud.inventory import Inventory
-    from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
-    try:
-        c = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp("rl-inv") / "inv.sqlite"))
-    except CloudError as exc:
-        pytest.fail(f"{exc} — run the reliability tier with `make test`", pytrace=False)
-    bridge = c.provider.network(DEFAULT_NETWORK).bridge
-    if not os.path.exists(f"/sys/class/net/{bridge}"):
-        pytest.fail(f"bridge {bridge} is not in this network namespace: run the tests "
-                    "inside the daemon's namespace (`make test` does)", pytrace=False)
+    from tests.real_daemon import open_cloud
+    c = open_cloud(tmp_path_factory, "reliability")
     yield c
     recorder.lose([f"at the end of the session: {x}" for x in leftovers(c, PREFIX)])
     c.close()
