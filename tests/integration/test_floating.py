@@ -87,7 +87,7 @@ def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):
 
     # bad input: one line, nothing changed
     before = (cloud.floating.list(), cloud.floating.live())
-    with pytest.raises(InvalidSpec, match="1-65535"):
+    with pytest.raises(InvalidSpec, match="1 to 65535"):
         fl(cloud, "create", NAME, "--port", "70000")
     with pytest.raises(InvalidSpec, match="not an address of this host"):
         fl(cloud, "create", NAME, "--port", "22", "--host-address", "192.0.2.1")
