@@ -33,7 +33,8 @@ class Cloud:
         self.provider = open_provider(self.uri)
         self.provider.prepare()
         self.inventory = inventory or Inventory()
-        self.ctx = Context(self.uri, self.provider, Records(self.inventory, self.uri),
+        self.ctx = Context(self.uri, self.provider,
+                           Records(self.inventory, self.provider.inventory_key),
                            self.provider.paths, ssh_timeout=ssh_timeout)
         self.services = s = Services(self.ctx)
         self.instances, self.volumes, self.cdroms = s.instances, s.volumes, s.cdroms
@@ -90,6 +91,10 @@ class Cloud:
 
     def __repr__(self) -> str:
         return f"Cloud({self.uri!r})"
+
+    def flavors(self):
+        """The instance types this cloud offers."""
+        return self.provider.flavors()
 
     # ----- accelerator and images ---------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:

@@ -12,7 +12,6 @@ from nbcloud.context import Context
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, SSHError
 from nbcloud.core.events import INSTANCE_DELETED
-from nbcloud.core.flavors import get_flavor
 from nbcloud.core.handle import Handle
 from nbcloud.core.spec import InstanceSpec, check_count, check_name
 from nbcloud.core.undo import Undo
@@ -130,7 +129,7 @@ class Instance(Handle):
         # Shared-CPU flavors boot at full speed (like a cloud's launch credits) and are
         # held to their baseline share from then on.
         try:
-            flavor = get_flavor(self.flavor)
+            flavor = self.provider.flavor(self.flavor)
         except CloudError:
             return True
         return self.provider.set_cpu_share(self.name, flavor.cpu_share)
@@ -171,12 +170,12 @@ class Instance(Handle):
     def resize(self, flavor: str, timeout: float = 30.0) -> str:
         """Change flavor: live when only the CPU share differs, else stop, redefine,
         start. Returns which it did."""
-        new = get_flavor(flavor)
+        new = self.provider.flavor(flavor)
         return self.service.logged("resize", self.name, self._resize, new, timeout)
 
     def _resize(self, new, timeout: float) -> str:
         provider, meta = self.provider, self.meta
-        old = get_flavor(meta["flavor"])
+        old = self.provider.flavor(meta["flavor"])
         running = self.state == "running"
         if (new.vcpus, new.memory) == (old.vcpus, old.memory):
             how = "live"
@@ -186,7 +185,7 @@ class Instance(Handle):
             how = "stopped, redefined and started" if running else "redefined"
             if running:
                 self.stop(timeout)
-            provider.resize(self.name, new.vcpus, new.memory)
+            provider.resize(self.name, new)
         provider.set_metadata(self.name, {**meta, "flavor": new.name})
         if running and how.startswith(("stopped", "redefined")):
             self.start()
@@ -324,7 +323,7 @@ class Instances:
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
         spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs)
         n = check_count(count, "count")
-        get_flavor(spec.flavor)
+        self.provider.flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
             if n > 1:
@@ -358,7 +357,7 @@ class Instances:
         if provider.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
-        flavor = get_flavor(spec.flavor)
+        flavor = provider.flavor(spec.flavor)
         image = provider.images.get(spec.image)
         for net in spec.networks:
             if net != USER_NETWORK:

@@ -108,7 +108,7 @@ class LiveTopology:
         return f"topology of stack {self.stack}" if self.stack else "topology"
 
     def _inventory_now(self) -> list:
-        return self.cloud.inventory.resources(self.cloud.uri)
+        return self.cloud.ctx.inventory.all()
 
     def refresh(self) -> Graph:
         """Read the inventory and libvirt again and redraw the figure in place."""

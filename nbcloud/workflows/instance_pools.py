@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, NotFound
 from nbcloud.core.events import POOLS_CHANGED
-from nbcloud.core.flavors import get_flavor
 from nbcloud.core.handle import Handle
 from nbcloud.core.scaling import Policy
 from nbcloud.core.spec import POOL_MAX_SIZE, InvalidSpec, check_count, check_name
@@ -118,7 +117,7 @@ class InstancePools:
         check_name(name, "pool name")
         n = check_count(size, "size", maximum=MAX_SIZE)
         check_name(image, "image name")
-        get_flavor(flavor)
+        self.cloud.provider.flavor(flavor)
         network = network or self.cloud.provider.default_network
         check_name(network, "network name")
         policy = Policy.parse(scale_out, scale_in, min_size, max_size)

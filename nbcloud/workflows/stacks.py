@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import yaml
 
 from nbcloud.core.display import Table
-from nbcloud.core.flavors import get_flavor
 from nbcloud.core.spec import check_name
 from nbcloud.core.stackfile import Stack, parse
 from nbcloud.plan.compare import (
@@ -331,14 +330,14 @@ class Stacks:
 
     def _restore_size(self, name: str, flavor_name: str) -> None:
         """Give a domain resized behind our back its flavor's vCPUs and memory again."""
-        flavor = get_flavor(flavor_name)
+        flavor = self.cloud.provider.flavor(flavor_name)
         inst = self.cloud.instances.get(name)
         running = inst.state == "running"
 
         def redefine() -> str:
             if running:
                 inst.stop()
-            self.cloud.provider.resize(name, flavor.vcpus, flavor.memory)
+            self.cloud.provider.resize(name, flavor)
             if running:
                 inst.start()
             return f"restored {flavor.name}"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from nbcloud.core import cloudinit
 from nbcloud.core.errors import InvalidSpec
-from nbcloud.core.spec import sync_tag
+from nbcloud.core.flavors import CATALOGUE, get_flavor
+from nbcloud.core.spec import Flavor, sync_tag
 from nbcloud.core.undo import Undo
 from nbcloud.providers.libvirt import accel
 from nbcloud.providers.libvirt import xml as lx
@@ -62,6 +63,14 @@ class ComputeMixin:
     def default_network(self) -> str:
         """The network instances join unless told otherwise (see `default_network`)."""
         return default_network(self.uri)
+
+    # ----- flavors ---------------------------------------------------------------------
+    def flavor(self, name: str) -> Flavor:
+        """Flavor `name` from nbcloud's catalogue (InvalidSpec naming the families)."""
+        return get_flavor(name)
+
+    def flavors(self) -> list[Flavor]:
+        return list(CATALOGUE.values())
 
     # ----- the accelerator -------------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:

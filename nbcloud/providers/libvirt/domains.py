@@ -310,10 +310,11 @@ class SnapshotMixin(DomainMixin):
         except libvirt.libvirtError:
             raise NotFound(f"instance {name!r} has no snapshot {snapshot!r}") from None
 
-    def resize(self, name: str, vcpus: int, memory: int) -> None:
-        """Redefine the domain's vCPUs and memory (takes effect at its next start)."""
+    def resize(self, name: str, flavor) -> None:
+        """Redefine the domain's vCPUs and memory to `flavor`'s (takes effect at its next
+        start)."""
         dom = self._lookup(name)
         self._metadata(dom)
-        xml = lx.resized_domain_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), vcpus,
-                                    memory)
+        xml = lx.resized_domain_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                                    flavor.vcpus, flavor.memory)
         self.conn.defineXML(xml)

@@ -1,7 +1,6 @@
 """`%cloud flavor list`."""
 from __future__ import annotations
 
-from nbcloud.core import flavors
 from nbcloud.core.display import Table
 from nbcloud.core.spec import format_size
 from nbcloud.ui.commands.base import verbs
@@ -15,4 +14,4 @@ def run(cloud, args, namespace):
     return Table(["flavor", "family", "vcpus", "memory", "cpu share", "local disk"],
                  [(f.name, f.family, f.vcpus, format_size(f.memory), f"{f.cpu_share:.0%}",
                    format_size(f.local_disk) if f.local_disk else "-")
-                  for f in flavors.CATALOGUE.values()], "flavors")
+                  for f in cloud.flavors()], "flavors")

@@ -69,7 +69,7 @@ def _detail(kind: str, spec: dict, live: dict | None) -> str:
 def inventory_rows(cloud: Cloud, kind: str | None = None) -> list[Row]:
     """The inventory's rows for this cloud; instances carry their live state (one pass
     over libvirt's domains), or 'missing' when their domain is gone."""
-    resources = cloud.inventory.resources(cloud.uri, kind)
+    resources = cloud.ctx.inventory.all(kind)
     live: dict[str, dict] = {}
     if any(r.kind == "instance" for r in resources):
         live = cloud.instances.live()
