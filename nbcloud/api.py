@@ -20,7 +20,7 @@ from nbcloud.workflows.stacks import Stacks
 
 
 class Cloud:
-    """One cloud (a libvirt host today) seen as a small IaaS cloud.
+    """One cloud (a libvirt host, or an OpenStack cloud) seen as a small IaaS cloud.
 
     >>> cloud = Cloud("qemu:///system")
     >>> web = cloud.instances.create("web")
@@ -47,6 +47,11 @@ class Cloud:
         self.stacks = Stacks(s, self.ipools)
         # a corrupt or empty inventory is rebuilt from the provider; dead operations settled
         self.recovery: list[str] = recover(s)
+
+    @classmethod
+    def openstack(cls, name: str, **kwargs) -> Cloud:
+        """Cloud `name` of the user's clouds.yaml (as `openstack --os-cloud NAME`)."""
+        return cls(f"openstack://{name}", **kwargs)
 
     @property
     def images(self):

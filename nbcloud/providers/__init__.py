@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 
 
 def open_provider(uri: str) -> Provider:
-    """A connected provider for `uri` (qemu:///system, qemu:///session, qemu+ssh://...,
-    test:///default)."""
+    """A connected provider for `uri`: openstack://CLOUD (a cloud of clouds.yaml), or a
+    libvirt URI (qemu:///system, qemu:///session, qemu+ssh://..., test:///default)."""
+    if uri.startswith("openstack:"):
+        from nbcloud.providers.openstack.provider import OpenStackProvider
+        return OpenStackProvider(uri)
     from nbcloud.providers.libvirt.provider import LibvirtProvider
     return LibvirtProvider(uri)

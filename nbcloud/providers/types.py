@@ -59,6 +59,7 @@ class Image:
     disk: str | None = None
     disk_format: str | None = None
     virtual_size: int | None = None   # bytes the guest sees (disk images)
+    ref: str | None = None         # the provider's own handle (a Glance image ID)
 
     @property
     def boot(self) -> str:

@@ -8,9 +8,6 @@ puts back what a host restart lost.
 """
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 from nbcloud.context import Context
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
@@ -19,27 +16,7 @@ from nbcloud.core.spec import check_name, check_port
 from nbcloud.providers.types import Forward
 
 KIND = "floating"
-HOST_PORTS = range(20000, 30000)       # where a host port is picked when none is given
 PROTOCOLS = ("tcp", "udp")
-
-
-def check_host_address(value: str | None) -> str:
-    """'' (any address of the host) or an IPv4 address this host has."""
-    if not value:
-        return ""
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise InvalidSpec(f"host address {value!r} is not an IPv4 address: use one of "
-                          "this host's addresses, like 127.0.0.1") from None
-    with socket.socket() as s:
-        try:
-            s.bind((str(addr), 0))
-        except OSError:
-            raise InvalidSpec(f"host address {value} is not an address of this host "
-                              "(network namespace): use one it has, like 127.0.0.1") \
-                from None
-    return str(addr)
 
 
 class FloatingAddresses:
@@ -64,8 +41,8 @@ class FloatingAddresses:
                       for f in self.list()], "port forwards")
 
     def restore(self) -> list[str]:
-        """Put back the rules of recorded forwards that nft no longer has (the host or its
-        network namespace restarted: nft rules do not persist); returns their names."""
+        """Put back the rules of recorded forwards the provider no longer has (on libvirt,
+        nft rules do not outlive the host or its network namespace); returns their names."""
         live = self.live()
         missing = [f for f in self.list() if f.name not in live]
         if missing:
@@ -78,38 +55,23 @@ class FloatingAddresses:
                 return f
         raise NotFound(f"port forward {name!r} does not exist (`%cloud floating list`)")
 
-    def _free_port(self, taken: set[int], address: str) -> int:
-        for port in HOST_PORTS:
-            if port in taken:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind((address or "0.0.0.0", port))
-                except OSError:
-                    continue
-            return port
-        raise CloudError(f"no free host port in {HOST_PORTS.start}-{HOST_PORTS.stop - 1}")
-
     def create(self, instance: str, port: object, *, host_port: object = None,
                host_address: str | None = None, proto: str = "tcp") -> Forward:
-        """Forward host_address:host_port (any host address and a free port from
-        20000-29999 when not given) to `instance`'s `port`."""
+        """Forward host_address:host_port to `instance`'s `port`; the provider picks what is
+        not given (on libvirt: any host address and a free port from 20000-29999)."""
         check_name(instance, "instance name")
         self.provider.require("floating")
         port = check_port(port)
         if proto not in PROTOCOLS:
             raise InvalidSpec(f"protocol {proto!r} is not allowed: use tcp or udp")
-        address = check_host_address(host_address)
-        existing = self.list()
-        taken = {f.host_port for f in existing if f.proto == proto}
-        if host_port is None:
-            hport = self._free_port(taken, address)
-        else:
-            hport = check_port(host_port, "host port")
-            if hport in taken:
-                raise AlreadyExists(f"host port {hport} is forwarded already "
-                                    "(`%cloud floating list`)")
+        hport = None if host_port is None else check_port(host_port, "host port")
+        taken = {f.host_port for f in self.list() if f.proto == proto}
+        if hport in taken:
+            raise AlreadyExists(f"host port {hport} is forwarded already "
+                                "(`%cloud floating list`)")
         meta = self.provider.metadata(instance)  # NotFound / NotManaged
+        address, hport = self.provider.forward_address(instance, port, hport, host_address,
+                                                       taken)
         guest_ip = meta.get("ip", "")
         if not guest_ip:
             raise CloudError(f"instance {instance!r} has no address to forward to")
@@ -138,4 +100,4 @@ class FloatingAddresses:
 
     def live(self) -> dict[str, list[str]]:
         """forward name -> where its rules are, as the provider has them now."""
-        return self.provider.live_forwards()
+        return self.provider.live_forwards(self.list())

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import InvalidSpec, check_name
-from nbcloud.workflows.design import PALETTE, Design
 from nbcloud.ui.topology import figure, update_figure
+from nbcloud.workflows.design import PALETTE, Design
 from nbcloud.workflows.topology import Layout
 
 if TYPE_CHECKING:

@@ -47,6 +47,7 @@ def adopt(cloud: Services, name: str, kind: str = "instance", stack: str = "adho
         raise InvalidSpec(f"adopt: --ssh is for instances, not a {kind}")
     check_name(name, f"{kind} name")
     check_name(stack, "stack name")
+    cloud.provider.require("adopt")
     login = None
     if ssh:
         login = (user or "root", key or "default")

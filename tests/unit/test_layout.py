@@ -108,9 +108,14 @@ def _provider_calls() -> dict[str, set[str]]:
     return calls
 
 
-def test_every_provider_call_is_declared_in_an_interface_and_implemented_for_libvirt():
+def _attributes(cls) -> set[str]:
+    return {n for c in cls.__mro__ for n in vars(c)}
+
+
+def test_every_provider_call_is_declared_in_an_interface_and_implemented_by_each_engine():
     from nbcloud.providers.base import INTERFACES, Provider
     from nbcloud.providers.libvirt.provider import LibvirtProvider
+    from nbcloud.providers.openstack.provider import OpenStackProvider
     declared = set()
     for iface in INTERFACES:
         declared |= {n for n in vars(iface) if not n.startswith("_")}
@@ -118,8 +123,8 @@ def test_every_provider_call_is_declared_in_an_interface_and_implemented_for_lib
     calls = _provider_calls()
     assert len(calls) > 50     # the scan finds the calls
     assert {n: sorted(f) for n, f in calls.items() if n not in declared} == {}
-    libvirt = LibvirtProvider.__dict__.keys() | {n for c in LibvirtProvider.__mro__
-                                                  for n in vars(c)}
-    instance_attributes = {"uri", "paths", "conn"}    # set in __init__
-    assert sorted(declared - libvirt - instance_attributes) == []
-    assert issubclass(LibvirtProvider, Provider)
+    instance_attributes = {"uri", "paths", "conn", "is_test_driver"}   # set in __init__
+    for engine in (LibvirtProvider, OpenStackProvider):
+        assert issubclass(engine, Provider)
+        assert (engine.__name__, sorted(declared - _attributes(engine)
+                                        - instance_attributes)) == (engine.__name__, [])

@@ -20,15 +20,18 @@ and each rule carries the comment `nbcloud:NAME` so it can be found and removed.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
-from nbcloud.core.errors import HostError
+from nbcloud.core.errors import CloudError, HostError, InvalidSpec
 from nbcloud.providers.types import Forward
 
 TABLE = "nbcloud"
+HOST_PORTS = range(20000, 30000)       # where a host port is picked when none is given
 _CHAINS = {"prerouting": ("prerouting", -100), "output": ("output", -100),
            "postrouting": ("postrouting", 100)}
 
@@ -108,6 +111,25 @@ class Nft:
         return [i["rule"] for i in items if "rule" in i]
 
 
+def check_host_address(value: str | None) -> str:
+    """'' (any address of the host) or an IPv4 address this host has."""
+    if not value:
+        return ""
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise InvalidSpec(f"host address {value!r} is not an IPv4 address: use one of "
+                          "this host's addresses, like 127.0.0.1") from None
+    with socket.socket() as s:
+        try:
+            s.bind((str(addr), 0))
+        except OSError:
+            raise InvalidSpec(f"host address {value} is not an address of this host "
+                              "(network namespace): use one it has, like 127.0.0.1") \
+                from None
+    return str(addr)
+
+
 class ForwardMixin:
     """The port-forward operations of `LibvirtProvider` (providers/base.py, Forwards)."""
 
@@ -116,6 +138,27 @@ class ForwardMixin:
         if getattr(self, "_nft", None) is None:
             self._nft = Nft()
         return self._nft
+
+    def forward_address(self, instance: str, port: int, host_port: int | None,
+                        host_address: str | None, taken: set[int]) -> tuple[str, int]:
+        """(host address, host port) of a new forward: `host_address` ('' = any of the
+        host's), `host_port` or a free one of 20000-29999 not in `taken`."""
+        address = check_host_address(host_address)
+        return address, host_port if host_port is not None else \
+            self._free_port(taken, address)
+
+    @staticmethod
+    def _free_port(taken: set[int], address: str) -> int:
+        for port in HOST_PORTS:
+            if port in taken:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind((address or "0.0.0.0", port))
+                except OSError:
+                    continue
+            return port
+        raise CloudError(f"no free host port in {HOST_PORTS.start}-{HOST_PORTS.stop - 1}")
 
     def add_forwards(self, forwards: list[Forward]) -> None:
         """Add the rules of `forwards` in one nft transaction (the table and its chains
@@ -134,7 +177,7 @@ class ForwardMixin:
         if cmds:
             self.nft.apply(cmds)
 
-    def live_forwards(self) -> dict[str, list[str]]:
+    def live_forwards(self, forwards: list[Forward] | None = None) -> dict[str, list[str]]:
         """forward name -> chains where its rule is, as nft shows it now."""
         out: dict[str, list[str]] = {}
         for r in self.nft.rules():

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from nbcloud.core.errors import HostError
 from nbcloud.core.spec import check_name
+from nbcloud.providers.libvirt import nsexec
 from nbcloud.providers.libvirt.networks import DEFAULT_CIDR
 from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
-from nbcloud.providers.libvirt import nsexec
 
 SOCKET = Path("/var/run/libvirt/libvirt-sock")
 STATE = Path("/var/lib/nbcloud/host.json")

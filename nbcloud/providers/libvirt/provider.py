@@ -15,11 +15,11 @@ from nbcloud.core.errors import HostError
 from nbcloud.providers.base import Provider
 from nbcloud.providers.libvirt.adoption import AdoptionMixin
 from nbcloud.providers.libvirt.compute import ComputeMixin
+from nbcloud.providers.libvirt.devices import DeviceMixin
+from nbcloud.providers.libvirt.domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
 from nbcloud.providers.libvirt.firewall import FirewallMixin
 from nbcloud.providers.libvirt.forwards import ForwardMixin
 from nbcloud.providers.libvirt.haproxy import BalancerMixin
-from nbcloud.providers.libvirt.devices import DeviceMixin
-from nbcloud.providers.libvirt.domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
 from nbcloud.providers.libvirt.local import is_local, storage_paths  # noqa: F401
 from nbcloud.providers.libvirt.networks import NetworkMixin
 from nbcloud.providers.libvirt.nwfilters import NWFilterMixin

@@ -6,7 +6,7 @@ import argparse
 import html
 from pathlib import Path
 
-from nbcloud.core.display import Message, Table
+from nbcloud.core.display import Message
 from nbcloud.core.errors import InvalidSpec
 from nbcloud.core.spec import USER_DATA_MAX, check_path
 from nbcloud.ui.commands.base import CommandError, verbs

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from nbcloud.core.display import Table
-from nbcloud.core.errors import CloudError
 from nbcloud.ui.widgets import register
 
 if TYPE_CHECKING:

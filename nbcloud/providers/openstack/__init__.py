@@ -1,0 +1,1 @@
+"""The OpenStack provider: nbcloud on a real OpenStack cloud, through openstacksdk."""

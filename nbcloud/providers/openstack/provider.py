@@ -1,0 +1,125 @@
+"""OpenStackProvider: nbcloud's verbs on a real OpenStack cloud, through openstacksdk.
+
+`openstack://CLOUD` names a cloud of the user's `clouds.yaml` (as `openstack --os-cloud
+CLOUD` does). Everything nbcloud makes there carries its mark: the tag `nbcloud` on
+Neutron objects, metadata `nbcloud:kind` on servers and volumes, so that what nbcloud did
+not make is never touched. A cloud's rows in the inventory are keyed by cloud and project
+(`openstack://CLOUD/PROJECT_ID`), so one notebook can hold a libvirt host and a cloud.
+
+Its operations live in one mixin per kind: compute.py (Nova servers), networks.py
+(Neutron networks, routers, ports), volumes.py (Cinder), firewall.py (security groups),
+forwards.py (floating IPs), images.py (Glance).
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from nbcloud.core import config
+from nbcloud.core.errors import HostError
+from nbcloud.providers.base import Provider
+from nbcloud.providers.openstack.compute import (
+    ComputeMixin,
+    NoAdoption,
+    NoBalancers,
+    NoStoragePools,
+    StatsMixin,
+)
+from nbcloud.providers.openstack.firewall import FirewallMixin
+from nbcloud.providers.openstack.forwards import ForwardMixin
+from nbcloud.providers.openstack.networks import NetworkMixin
+from nbcloud.providers.openstack.volumes import VolumeMixin
+
+_CLOUD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: Catalog service type -> the capabilities it brings (beside compute's own).
+_SERVICES = {"network": {"networks", "secgroups", "floating"},
+             "block-storage": {"volumes"}, "volumev3": {"volumes"}}
+
+
+def cloud_name(uri: str) -> str:
+    """`openstack://CLOUD` -> CLOUD, checked (a clouds.yaml entry name)."""
+    parts = urlsplit(uri)
+    name = parts.netloc or parts.path.strip("/")
+    if parts.scheme != "openstack" or not _CLOUD.fullmatch(name or "") or \
+            parts.path.strip("/") not in ("", name):
+        raise HostError(f"{uri!r} is not an OpenStack URI: use openstack://CLOUD, CLOUD "
+                        "being a cloud of your clouds.yaml (letters, digits, '.', '_', '-')")
+    return name
+
+
+class OpenStackProvider(Provider, ComputeMixin, NetworkMixin, VolumeMixin, FirewallMixin,
+                        ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+    """A connection to one OpenStack cloud (one project) and the operations on it."""
+
+    name = "openstack"
+
+    def __init__(self, uri: str):
+        try:
+            import openstack
+            from openstack import exceptions
+        except ImportError:
+            raise HostError("the OpenStack provider needs openstacksdk: `pip install "
+                            "openstacksdk` (or `pip install nbcloud[openstack]`)") from None
+        self.uri = uri
+        self.cloud = cloud_name(uri)
+        self.paths = {"logs": config.home() / "console"}
+        self.is_test_driver = False
+        try:
+            self.conn = openstack.connect(cloud=self.cloud)
+            self.project_id = self.conn.current_project_id
+        except exceptions.ConfigException as exc:
+            raise HostError(f"no cloud {self.cloud!r} in clouds.yaml ({exc}): add it to "
+                            "~/.config/openstack/clouds.yaml or set "
+                            "OS_CLIENT_CONFIG_FILE") from None
+        except exceptions.SDKException as exc:
+            raise HostError(f"cannot reach OpenStack cloud {self.cloud!r}: "
+                            f"{_one_line(exc)}") from None
+        catalog = {e["type"] for e in (self.conn.session.auth.get_access(
+            self.conn.session).service_catalog.catalog or [])}
+        caps = {"compute", "console", "snapshots", "stats"}
+        for kind, more in _SERVICES.items():
+            if kind in catalog:
+                caps |= more
+        self.capabilities = frozenset(caps)   # per cloud: what its catalog offers
+        self._images = None
+
+    @property
+    def inventory_key(self) -> str:
+        return f"openstack://{self.cloud}/{self.project_id}"
+
+    def prepare(self) -> None:
+        """nbcloud's default network, behind a router to the external network, so that
+        `instance create` without --network works as on a libvirt host."""
+        if "networks" in self.capabilities:
+            self.ensure_default_network()
+
+    @property
+    def images(self):
+        """The image store: Glance."""
+        if self._images is None:
+            from nbcloud.providers.openstack.images import GlanceImages
+            self._images = GlanceImages(self)
+        return self._images
+
+    def versions(self) -> dict[str, str]:
+        import openstack
+        compute = self.conn.compute.get_endpoint()
+        return {"openstacksdk": getattr(openstack, "__version__", "?"),
+                "hypervisor": "OpenStack Nova", "uri": f"{self.uri} ({compute})"}
+
+    def accelerator(self, probe: bool = True) -> dict:
+        return {"accelerator": "openstack",
+                "reason": "the cloud places its servers and picks their accelerator"}
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001  (closing a session that is gone already)
+            pass
+
+
+def _one_line(exc: BaseException) -> str:
+    """An SDK error as one line (they carry the HTTP body, often several lines)."""
+    text = " ".join(str(exc).split())
+    return text[:300]
+
