@@ -44,7 +44,9 @@ FILES = {
     # C.UTF-8 is built into glibc: with it already in /etc/default/locale, cloud-init's
     # locale module has nothing to generate (its en_US.UTF-8 default needs `locales`
     # and a locale.gen entry, and fails without them).
-    "etc/cloud/cloud.cfg.d/90-nbcloud.cfg": "datasource_list: [NoCloud, None]\n"
+    # NoCloud is nbcloud's own seed (libvirt); ConfigDrive is OpenStack's (a volume
+    # config-2), which ds-identify finds when NoCloud's seed is not there.
+    "etc/cloud/cloud.cfg.d/90-nbcloud.cfg": "datasource_list: [NoCloud, ConfigDrive, None]\n"
                                             "locale: C.UTF-8\n",
     "etc/default/locale": "LANG=C.UTF-8\n",
     "etc/fstab": "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n",

@@ -37,6 +37,10 @@ POWER_MODULES = ("button", "evdev")
 # the mount step nbcloud puts in the user-data of an instance that has one (synced.py).
 # The Debian cloud kernel has no 9p (CONFIG_NET_9P is not set), so virtiofs it is.
 EXTRA_MODULES = ("virtiofs",)
+# Loaded only on OpenStack (the SMBIOS product says so): Nova's config drive is an ISO9660
+# CD-ROM on the IDE bus of the i440fx machine.  The cloud kernel has no AHCI, so a q35
+# guest's SATA CD-ROM stays unseen (an image with hw_machine_type=q35 would need it).
+CDROM_MODULES = ("ata_piix", "sr_mod")
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib")
 # Measured under TCG with scripts/tiny-qemu-try.py: cryptomgr.notests skips the crypto
 # self-tests (-0.4 s).  acpi=noirq (routing PCI interrupts without ACPI AML) saved
@@ -144,6 +148,7 @@ def _digest(versions: dict[str, str]) -> str:
     here = Path(__file__).parent
     inputs = {"builder": BUILDER_VERSION, "packages": versions, "cmdline": CMDLINE,
               "boot": BOOT_MODULES, "power": POWER_MODULES, "extra": EXTRA_MODULES,
+              "cdrom": CDROM_MODULES,
               "udhcpc": UDHCPC_SCRIPT}
     h.update(json.dumps(inputs, sort_keys=True).encode())
     for name in ("tiny_init.sh", "tiny.py", "cpio.py"):
@@ -336,13 +341,14 @@ def assemble(root: Path, kver: str) -> Archive:
 def _add_modules(arc: Archive, modules: ModuleTree, kver: str) -> None:
     """The modules with a modules.dep, so that one busybox modprobe loads a whole list."""
     dep_lines = []
-    for m in modules.load_order(BOOT_MODULES + POWER_MODULES + EXTRA_MODULES):
+    for m in modules.load_order(BOOT_MODULES + POWER_MODULES + EXTRA_MODULES + CDROM_MODULES):
         arc.add_file(f"lib/modules/{kver}/{m}.ko", modules.read(m))
         # modules.dep lists dependencies most dependent first, as depmod does.
         deps = [d for d in reversed(modules.load_order((m,))) if d != m]
         dep_lines.append(f"{m}.ko:" + "".join(f" {d}.ko" for d in deps) + "\n")
     arc.add_file(f"lib/modules/{kver}/modules.dep", "".join(dep_lines).encode())
-    for listname, wanted in (("boot", BOOT_MODULES), ("power", POWER_MODULES)):
+    for listname, wanted in (("boot", BOOT_MODULES), ("power", POWER_MODULES),
+                             ("cdrom", CDROM_MODULES)):
         arc.add_file(f"lib/modules/{listname}.list", (" ".join(wanted) + "\n").encode())
 
 

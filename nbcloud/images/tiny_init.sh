@@ -9,6 +9,10 @@
 #                   gateway4, routes (to: default|0.0.0.0/0, via), nameservers.addresses
 #   user-data       "#cloud-config", a "#!" script (run with sh), or MIME multipart of
 #                   text/cloud-config and text/x-shellscript parts (7bit/8bit/base64)
+#   config drive    (OpenStack, when the SMBIOS product names OpenStack: an ISO9660
+#                   volume config-2 on a CD-ROM or virtio disk) openstack/latest/
+#                   meta_data.json uuid, hostname, public_keys; user_data as below;
+#                   the network by DHCP (network_data.json is not read)
 #   cloud-config    hostname, ssh_authorized_keys, ssh_keys.ed25519_private/_public,
 #                   runcmd (strings, or lists of args).  Several cloud-config parts are
 #                   merged like cloud-init's list(append)+str(): lists add up, the
@@ -202,14 +206,78 @@ read_seed() { # the mounted seed -> MD_ID MD_HOST CC_HOST NICS, and files in $NB
 	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
 }
 
+json_meta() { # meta_data.json -> MD_ID MD_HOST assignments; public_keys to $NB/authorized_keys
+	awk -v out="$NB" '
+function shq(s,  n, p, i, r) { n = split(s, p, "\047"); r = p[1]
+	for (i = 2; i <= n; i++) r = r "\047\\\047\047" p[i]; return "\047" r "\047" }
+function ws() { while (i <= n && index(" \t\r\n", substr(s, i, 1))) i++ }
+function str(  r, c) { i++; r = ""
+	while (i <= n) { c = substr(s, i++, 1)
+		if (c == "\"") return r
+		if (c == "\\") { c = substr(s, i++, 1)
+			if (c == "n") c = "\n"; else if (c == "t") c = "\t"; else if (c == "r" || c == "b" || c == "f") c = ""
+			else if (c == "u") { c = "?"; i += 4 } }
+		r = r c }
+	return r }
+function val(p,  k, c, m) { ws(); c = substr(s, i, 1)
+	if (c == "{") { i++; ws(); if (substr(s, i, 1) == "}") { i++; return }
+		while (i <= n) { ws(); k = str(); ws(); i++; val(p == "" ? k : p "." k); ws()
+			c = substr(s, i++, 1); if (c != ",") return } }
+	if (c == "[") { i++; ws(); m = 0; if (substr(s, i, 1) == "]") { i++; return }
+		while (i <= n) { val(p "." m++); ws(); c = substr(s, i++, 1); if (c != ",") return } }
+	if (c == "\"") { K[++nk] = p; V[p] = str(); return }
+	match(substr(s, i), /^[^,}\] \t\r\n]+/); K[++nk] = p; V[p] = substr(s, i, RLENGTH); i += RLENGTH }
+{ s = s $0 "\n" }
+END { n = length(s); i = 1; val("")
+	print "MD_ID=" shq(V["uuid"]); print "MD_HOST=" shq(V["hostname"])
+	for (j = 1; j <= nk; j++) if (K[j] ~ /^public_keys\./) { k = V[K[j]]; sub(/[ \t\n]+$/, "", k)
+		print k >> (out "/authorized_keys") } }' "$1"
+}
+
+read_config_drive() { # the mounted OpenStack config drive -> MD_ID MD_HOST CC_HOST, files in $NB
+	local d=$SEED/openstack/latest
+	NICS= NSCRIPT=100 MD_ID= MD_HOST= CC_HOST=
+	[ -f $d/meta_data.json ] && eval "$(json_meta $d/meta_data.json)"
+	[ -f $d/user_data ] && read_user_data $d/user_data
+	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
+}
+
+volume_id() { # DEV: the first word of its ISO9660 volume id (offset 32808), if any
+	VOLID=$(dd if="$1" bs=8 skip=4101 count=4 2>/dev/null)
+	VOLID=${VOLID%% *}
+}
+
 find_seed() { # -> SEEDDEV, a virtio disk whose ISO9660 volume id is cidata
-	local i=0 d id
+	local i=0 d
 	# virtio_blk has probed the disks when modprobe returns: 1 s is a wide margin.
 	while [ $i -lt 40 ]; do
 		for d in /dev/vd?; do
 			[ -b "$d" ] || continue
-			id=$(dd if="$d" bs=8 skip=4101 count=4 2>/dev/null) # offset 32808
-			case "${id%% *}" in cidata | CIDATA) SEEDDEV=$d; return 0 ;; esac
+			volume_id "$d"
+			case "$VOLID" in cidata | CIDATA) SEEDDEV=$d; return 0 ;; esac
+		done
+		usleep 25000
+		i=$((i + 1))
+	done
+	return 1
+}
+
+on_openstack() { # Nova names itself in the SMBIOS system product
+	local product
+	read -r product </sys/class/dmi/id/product_name 2>/dev/null || return 1
+	case "$product" in *OpenStack*) return 0 ;; esac
+	return 1
+}
+
+find_config_drive() { # -> SEEDDEV, a CD-ROM or virtio disk labelled config-2
+	local i=0 d mods
+	read -r mods </lib/modules/cdrom.list
+	modprobe -a $mods || say "modprobe $mods failed"
+	while [ $i -lt 120 ]; do # the ATA probe is slower than virtio's under TCG
+		for d in /dev/sr? /dev/vd?; do
+			[ -b "$d" ] || continue
+			volume_id "$d"
+			case "$VOLID" in config-2 | CONFIG-2) SEEDDEV=$d; return 0 ;; esac
 		done
 		usleep 25000
 		i=$((i + 1))
@@ -339,7 +407,14 @@ watch_power_button & # "ready" waits for it: a shutdown right after ready works
 POWERJOB=$!
 
 umask 077 # the host's private key passes through $NB
-if find_seed && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
+if on_openstack; then
+	if find_config_drive && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
+		t seed "$SEEDDEV"
+		read_config_drive
+	else
+		say "no config drive (volume id config-2) found: DHCP, generated host key, no keys"
+	fi
+elif find_seed && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
 	t seed "$SEEDDEV"
 	read_seed
 else

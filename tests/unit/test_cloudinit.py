@@ -2,6 +2,7 @@
 
 import email
 import io
+import json
 import logging
 import shutil
 import stat
@@ -244,3 +245,30 @@ def test_tiny_image_reads_scripts_and_base64_parts(seed_files, tmp_path):
     _, iso = seed_files(user_data=SCRIPT)
     _, nb = guest_reads(tmp_path / "b", iso["files"])
     assert (nb / "script.101").read_text().rstrip("\n") == SCRIPT.rstrip("\n")
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+def test_tiny_image_reads_openstack_config_drive(seed_files, host_key, tmp_path):
+    """Nova's config drive: meta_data.json as Nova writes it, nbcloud's user-data as is."""
+    _, iso = seed_files(user_data=USER_CC)
+    latest, nb = tmp_path / "drive" / "openstack" / "latest", tmp_path / "nb"
+    latest.mkdir(parents=True)
+    nb.mkdir()
+    meta = {"uuid": "5f0c-11", "meta": {"a": "b"}, "hostname": "web-1.novalocal",
+            "name": "web-1", "launch_index": 0, "availability_zone": "nova",
+            "public_keys": {"lab": "ssh-ed25519 AAAAC3Nz client@lab\n"},
+            "keys": [{"name": "lab", "type": "ssh", "data": "ssh-ed25519 AAAAC3Nz client@lab\n"}],
+            "random_seed": "x\u00e9\\\"y", "project_id": "p", "devices": [], "dedicated_cpus": []}
+    (latest / "meta_data.json").write_text(json.dumps(meta))
+    (latest / "user_data").write_text(iso["files"]["user-data"])
+    script = (f'NBCLOUD_INIT_LIB=1 . "{INIT}"\nNB="{nb}" SEED="{tmp_path / "drive"}"\n'
+              'read_config_drive\necho "MD_ID=$MD_ID"; echo "MD_HOST=$MD_HOST"\n')
+    out = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert (got["MD_ID"], got["MD_HOST"]) == ("5f0c-11", "web-1.novalocal")
+    # Nova's key (the server's key pair) first, then those of the cloud-config
+    assert (nb / "authorized_keys").read_text().splitlines() == [
+        "ssh-ed25519 AAAAC3Nz client@lab", "ssh-ed25519 BBBB user2@lab"]
+    assert (nb / "host_ed25519.pem").read_text() == host_key.private.strip() + "\n"
+    assert (nb / "script.runcmd").exists()
