@@ -69,9 +69,9 @@ class FloatingAddresses:
         if hport in taken:
             raise AlreadyExists(f"host port {hport} is forwarded already "
                                 "(`%cloud floating list`)")
-        meta = self.provider.metadata(instance)  # NotFound / NotManaged
         address, hport = self.provider.forward_address(instance, port, hport, host_address,
                                                        taken)
+        meta = self.provider.metadata(instance)  # NotFound / NotManaged
         guest_ip = meta.get("ip", "")
         if not guest_ip:
             raise CloudError(f"instance {instance!r} has no address to forward to")

@@ -57,13 +57,18 @@ class ComputeMixin:
     default_network = "nbcloud"
 
     # ----- flavors -------------------------------------------------------------------
-    def flavor(self, name: str) -> Flavor:
-        f = self.conn.compute.find_flavor(name, ignore_missing=True) \
-            if isinstance(name, str) and name else None
-        if f is None:
+    def _nova_flavor(self, name: str):
+        from openstack.exceptions import ResourceNotFound
+        try:
+            if not isinstance(name, str) or not name:
+                raise ResourceNotFound(name)
+            return self.conn.compute.find_flavor(name, ignore_missing=False)
+        except ResourceNotFound:
             raise InvalidSpec(f"flavor {name!r} does not exist on {self.cloud}: see "
-                              "`%cloud flavor list`")
-        return flavor_of(f)
+                              "`%cloud flavor list`") from None
+
+    def flavor(self, name: str) -> Flavor:
+        return flavor_of(self._nova_flavor(name))
 
     def flavors(self) -> list[Flavor]:
         return sorted((flavor_of(f) for f in self.conn.compute.flavors()),
@@ -146,7 +151,7 @@ class ComputeMixin:
     def provision(self, req: InstanceRequest, image: Image, undo: Undo) -> Provisioned:
         """Boot the server of `req` (ACTIVE when this returns), give it a floating IP
         where it can have one, and mark it; each step adds its undo."""
-        flavor = self.conn.compute.find_flavor(req.flavor.name, ignore_missing=False)
+        flavor = self._nova_flavor(req.flavor.name)
         nets = [self._neutron_network(n) for n in req.networks]
         user_data = cloudinit.user_data_document(
             cloudinit.cloud_config(req.name, req.authorized_keys, req.host_key_private,
@@ -233,7 +238,7 @@ class ComputeMixin:
     def resize(self, name: str, flavor: Flavor) -> None:
         """Nova's resize to `flavor`, confirmed (the server keeps its power state)."""
         server = self._server(name)
-        target = self.conn.compute.find_flavor(flavor.name, ignore_missing=False)
+        target = self._nova_flavor(flavor.name)
         self.conn.compute.resize_server(server, target.id)
         server = self.conn.compute.wait_for_server(server, status="VERIFY_RESIZE",
                                                    interval=1, wait=BOOT_TIMEOUT)

@@ -1,0 +1,1 @@
+"""openstack tier: nbcloud against a real OpenStack (scripts/openstack/aio.sh up)."""
