@@ -1,11 +1,14 @@
 """Security groups on a real OpenStack: Neutron enforces them between two servers. os-sa
 serves HTTP; os-sb fetches it through the tenant network. A group with no rule for port
-80 blocks it; a rule naming os-sb's group lets it through."""
+80 blocks it; a rule naming os-sb's group lets it through. Neutron's agent applies a
+change in its own loop, seconds later: the test waits for it, bounded."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from tests.integration.waiting import wait_for
 
 NAMES = ("os-sa", "os-sb")
 PAGE = "hello-from-os-sa"
@@ -53,12 +56,12 @@ def test_a_group_blocks_then_a_group_rule_allows(os_cloud, pair, admin_conn):
     groups.add_rule("os-web", proto="tcp", port="22")
     groups.attach("os-web", "os-sa")
     groups.attach("os-client", "os-sb")
-    assert fetch(b, a_ip) == ""                     # blocked by Neutron
+    wait_for(lambda: fetch(b, a_ip) == "", 120, "Neutron to block port 80")
     # what Neutron has: os-sa's port is in nbcloud-sg-os-web, which allows tcp 22 only
     port = next(admin_conn.network.ports(device_id=a.uuid))
     names = {admin_conn.network.get_security_group(i).name for i in port.security_group_ids}
     assert "nbcloud-sg-os-web" in names and "nbcloud-open" not in names
     groups.add_rule("os-web", proto="tcp", port="80", source_group="os-client")
-    assert fetch(b, a_ip) == PAGE                   # a member of os-client gets in
+    wait_for(lambda: fetch(b, a_ip) == PAGE, 120, "a member of os-client to get in")
     groups.detach("os-client", "os-sb")
-    assert fetch(b, a_ip) == ""                     # and not once it left the group
+    wait_for(lambda: fetch(b, a_ip) == "", 120, "os-sb kept out once it left os-client")
