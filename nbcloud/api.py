@@ -101,6 +101,25 @@ class Cloud:
         """The instance types this cloud offers."""
         return self.provider.flavors()
 
+    def create_flavor(self, name: str, vcpus: int, memory: int | str, *,
+                      disk: int | str = "1G", share: float = 1.0,
+                      ephemeral: int | str = 0):
+        """Add flavor `name` to the cloud's catalogue (an OpenStack admin's): `vcpus`,
+        `memory`, a root `disk`, a CPU `share` of each vCPU (< 1: shared), an
+        `ephemeral` disk. The libvirt provider's catalogue is fixed: it refuses."""
+        from nbcloud.core.flavors import flavor_request
+        from nbcloud.core.spec import parse_size
+        flavor = flavor_request(name, vcpus, memory, share=share, ephemeral=ephemeral)
+        root = parse_size(disk, "disk")
+        with self.ctx.inventory.operation("create", "flavor", name, vcpus=flavor.vcpus,
+                                      memory=flavor.memory, share=flavor.cpu_share):
+            return self.provider.create_flavor(flavor, root)
+
+    def delete_flavor(self, name: str) -> None:
+        """Remove flavor `name` from the cloud's catalogue (refused while servers use it)."""
+        with self.ctx.inventory.operation("delete", "flavor", name):
+            self.provider.delete_flavor(name)
+
     # ----- accelerator and images ---------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:
         """{'accelerator': 'kvm'|'tcg'|'test', 'reason': ...}; probed once, then cached."""

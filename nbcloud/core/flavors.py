@@ -5,6 +5,8 @@ tiny guest needs, an `xlarge` is what a real distribution is comfortable with.
 """
 from __future__ import annotations
 
+import re
+
 from nbcloud.core.spec import Flavor, InvalidSpec, check_count, parse_size
 
 SIZES = ("nano", "micro", "small", "medium", "large", "xlarge")
@@ -48,3 +50,22 @@ def custom_flavor(vcpus: object, memory: object) -> Flavor:
     if mem < 64 * M:
         raise InvalidSpec(f"memory {memory!r} is too small: use at least 64M")
     return Flavor(f"custom-{n}c-{mem // M}m", n, mem, 1.0, 0, "custom")
+
+
+def flavor_request(name: object, vcpus: object, memory: object, *, share: object = 1.0,
+                   ephemeral: object = 0) -> Flavor:
+    """A new flavor for a cloud's catalogue (`%cloud flavor create`), checked: a name of
+    lowercase letters, digits, '.' and '-'; a CPU share above 0 and at most 1."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}", name):
+        raise InvalidSpec(f"flavor name {name!r} is not allowed: a lowercase letter, then "
+                          "up to 62 lowercase letters, digits, '.' or '-'")
+    base = custom_flavor(vcpus, memory)
+    try:
+        cpu = float(share)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        cpu = 0.0
+    if not 0 < cpu <= 1:
+        raise InvalidSpec(f"share {share!r} is not allowed: a fraction of each vCPU above 0 "
+                          "and at most 1 (like 0.25)")
+    disk = 0 if ephemeral in (0, "0", None) else parse_size(ephemeral, "ephemeral disk")
+    return Flavor(name, base.vcpus, base.memory, cpu, disk, "")

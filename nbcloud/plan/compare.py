@@ -245,12 +245,14 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
             if op:
                 replaced_networks.add(name)
         elif kind == "volume":
+            step = have.get("granularity", 1)
+            made = -(-want.capacity // step) * step    # the size the provider would make
             if have["tier"] != want.tier:
                 op, changes = "replace", [f"tier {have['tier']} -> {want.tier}"]
-            elif want.capacity < have["size"]:
+            elif made < have["size"]:
                 raise InvalidSpec(f"volume.{name}.size {want.size} is smaller than its "
                                   f"{format_size(have['size'])}: volumes only grow")
-            elif want.capacity > have["size"]:
+            elif made > have["size"]:
                 op, changes = "update", [f"size {format_size(have['size'])} -> "
                                          f"{format_size(want.capacity)}"]
         elif kind == "loadbalancer":  # its pools' members joined it: they stay

@@ -86,6 +86,7 @@ class DataVolume:
     path: str                     # the provider's handle on it (a file path, an ID)
     capacity: int                 # bytes the guest sees
     allocation: int               # bytes used on the host
+    serial: str = ""              # the disk's serial in the guest (empty: the name)
 
 
 @dataclass(frozen=True)

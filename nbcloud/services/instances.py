@@ -40,7 +40,14 @@ class Instance(Handle):
 
     @property
     def ip(self) -> str:
+        """Where nbcloud reaches it (on OpenStack: its floating IP)."""
         return self.meta.get("ip", "")
+
+    @property
+    def ips(self) -> dict[str, str]:
+        """Its address on each of its networks: {network: address}."""
+        pairs = (p.partition("=") for p in self.meta.get("ips", "").split(",") if "=" in p)
+        return {net: ip for net, _, ip in pairs}
 
     @property
     def ssh_port(self) -> int:

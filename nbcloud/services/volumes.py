@@ -49,6 +49,11 @@ class Volume(Handle):
         return self.info.capacity
 
     @property
+    def serial(self) -> str:
+        """The serial the guest sees on the attached disk (`/sys/block/vdX/serial`)."""
+        return self.info.serial
+
+    @property
     def attachments(self) -> list[tuple[str, str]]:
         """(instance, target) pairs; at most one for a data volume."""
         return self.service.provider.volume_users(self.info)

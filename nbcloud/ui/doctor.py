@@ -46,20 +46,17 @@ class Report:
 
 
 def diagnose(uri: str | None = None, cloud=None) -> Report:
-    """Check the daemon, accelerator, pools, networks and images of `uri`."""
+    """Check the daemon (or the cloud), accelerator, pools, networks and images of `uri`."""
     from nbcloud.api import Cloud
     from nbcloud.core import config
-    from nbcloud.core.spec import USER_NETWORK
     from nbcloud.providers.libvirt import host
-    from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
-    from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 
     checks: list[Check] = []
-    missing = host.missing_programs()
+    uri = cloud.uri if cloud else (uri or config.default_uri())
+    missing = [] if uri.startswith("openstack:") else host.missing_programs()
     if missing:
         checks.append(Check("packages", "missing " + ", ".join(missing), False,
                             "apt-get install " + " ".join(missing) + " (or `make setup`)"))
-    uri = cloud.uri if cloud else (uri or config.default_uri())
     checks.append(Check("uri", uri))
     own = cloud is None
     try:
@@ -70,28 +67,11 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
                             uri.startswith("qemu:///system") else str(exc)))
         return Report(checks)
     try:
-        v = cloud.provider.versions()
-        checks.append(Check("libvirt", v["libvirt"]))
-        checks.append(Check("hypervisor", v["hypervisor"]))
+        checks += [Check(k, v) for k, v in cloud.provider.versions().items() if k != "uri"]
         acc = cloud.accelerator()
         checks.append(Check("accelerator", acc["accelerator"]))
         checks.append(Check("accelerator reason", acc["reason"]))
-        pools = cloud.provider.pool_names()
-        checks.append(Check("pools", ", ".join(pools) or "(none)",
-                            INSTANCE_POOL in pools and IMAGE_POOL in pools,
-                            "run `nbcloud host up`"))
-        nets = cloud.provider.network_names()
-        if cloud.provider.default_network == USER_NETWORK:
-            # a session daemon cannot make bridges: instances default to user networking
-            checks.append(Check("networks", ", ".join(["user (user-mode; SSH through a "
-                                                       "loopback port)", *nets])))
-        else:
-            net_ok = DEFAULT_NETWORK in nets and \
-                cloud.provider.network_active(DEFAULT_NETWORK)
-            checks.append(Check("networks", ", ".join(nets) or "(none)", net_ok or
-                                cloud.provider.is_test_driver,
-                                f"run `nbcloud host up` to create and start the "
-                                f"{DEFAULT_NETWORK!r} NAT network"))
+        checks += _engine_checks(cloud)
         images = [i.name for i in cloud.images.list()]
         try:
             cloud.images.get("tiny")
@@ -99,7 +79,9 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
         except NotFound:
             tiny_ok = False
         checks.append(Check("images", ", ".join(images) or "(none)", tiny_ok,
-                            "run `nbcloud image build tiny`"))
+                            "run `nbcloud image build tiny`" if cloud.provider.name ==
+                            "libvirt" else "`%cloud image build tiny` uploads it to the "
+                            "cloud's image service"))
         checks.append(Check("inventory", str(cloud.inventory.path)))
         for note in getattr(cloud, "recovery", []):
             checks.append(Check("recovery", note))
@@ -119,3 +101,36 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
         if own:
             cloud.close()
     return Report(checks)
+
+
+def _engine_checks(cloud) -> list[Check]:
+    """Pools and the default network (libvirt), or what the cloud offers (OpenStack)."""
+    from nbcloud.core.spec import USER_NETWORK
+    from nbcloud.providers.base import CAPABILITIES
+    from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
+
+    provider, checks = cloud.provider, []
+    if provider.has("storage-pools"):
+        pools = provider.pool_names()
+        checks.append(Check("pools", ", ".join(pools) or "(none)",
+                            INSTANCE_POOL in pools and IMAGE_POOL in pools,
+                            "run `nbcloud host up`"))
+    else:
+        lacking = [CAPABILITIES[c].split(" (")[0] for c in CAPABILITIES
+                   if not provider.has(c)]
+        checks.append(Check("not offered here", ", ".join(lacking) or "(nothing)"))
+    nets = provider.network_names()
+    default = provider.default_network
+    if default == USER_NETWORK:
+        # a session daemon cannot make bridges: instances default to user networking
+        checks.append(Check("networks", ", ".join(["user (user-mode; SSH through a "
+                                                   "loopback port)", *nets])))
+    else:
+        net_ok = default in nets and provider.network_active(default)
+        checks.append(Check("networks", ", ".join(nets) or "(none)",
+                            net_ok or provider.is_test_driver,
+                            f"run `nbcloud host up` to create and start the {default!r} "
+                            "NAT network" if provider.name == "libvirt" else
+                            f"reconnect: nbcloud makes network {default!r} when it "
+                            "connects (the project may be out of network quota)"))
+    return checks

@@ -43,7 +43,9 @@ def read_live(cloud: Services) -> LiveState:
     networks = {i.name: {"cidr": str(i.network), "mode": i.mode,
                          "managed": provider.network_managed(i)}
                 for i in provider.network_infos()}
-    volumes = {name: {"tier": v.tier, "size": v.capacity, "pool": v.pool}
+    # a cloud that counts in whole GiB made a 128M volume 1G: that is no change
+    volumes = {name: {"tier": v.tier, "size": v.capacity, "pool": v.pool,
+                      "granularity": provider.volume_granularity}
                for name, v in cloud.volumes.all().items() if v.kind == "disk" and v.tier}
     lbs = {r.name: r.spec for r in inv.all("loadbalancer")}
     sgs = {r.name: r.spec for r in inv.all("secgroup")}

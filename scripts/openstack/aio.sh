@@ -593,7 +593,8 @@ EOF
 cmd_exec() { # run a command inside the namespaces, with the cloud's clouds.yaml
 	ns_ready || die "the cloud is not up: run '$0 up'"
 	export OS_CLIENT_CONFIG_FILE=$CLOUDS_YAML
-	nsx "$@"
+	# in the caller's folder: entering a mount namespace would start it at /
+	nsenter --net=/run/netns/$NS --mount=$MNT --wd="$PWD" -- "$@"
 }
 
 cmd_smoke() { # [--debian] ...: the image of this checkout's code (built once per digest)

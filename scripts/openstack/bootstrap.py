@@ -39,6 +39,14 @@ FAMILIES = {
     "d": [(1, 256), (1, 512), (1, 1024), (2, 2048), (2, 4096), (4, 8192)],
 }
 D_EPHEMERAL = (1, 2, 4, 8, 16, 32)
+# t.* are shared-CPU flavors: Nova's libvirt driver makes these extra specs the same CFS
+# quota nbcloud sets on a libvirt host (a fraction of every 100 ms per vCPU).
+T_SHARE = (0.25, 0.25, 0.5, 0.5, 0.5, 0.5)
+CPU_PERIOD = 100000
+# nbcloud's tiers as Cinder QoS specs, applied by Nova on attach (libvirt <iotune>), with
+# the caps nbcloud/providers/libvirt/volumes.py gives them on a libvirt host.
+TIER_QOS = {"ssd": {"total_bytes_sec": "200000000", "total_iops_sec": "5000"},
+            "hdd": {"total_bytes_sec": "10000000", "total_iops_sec": "100"}}
 PUBLIC_CIDR, PUBLIC_GW = "172.24.4.0/24", "172.24.4.1"
 
 
@@ -127,12 +135,17 @@ def flavors(conn: openstack.connection.Connection) -> None:
             wanted[f"{fam}.{size}"] = (vcpus, mib, ROOT_GIB[i], D_EPHEMERAL[i] if fam == "d" else 0)
     for name, (vcpus, ram, disk, eph) in wanted.items():
         old = have.get(name)
-        if old is not None and (old.vcpus, old.ram, old.disk, old.ephemeral) == (vcpus, ram, disk, eph):
-            continue
-        if old is not None:  # flavors are immutable: a changed size is a new flavor
-            conn.compute.delete_flavor(old)
-        conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
-                                   ephemeral=eph, is_public=True)
+        if old is None or (old.vcpus, old.ram, old.disk, old.ephemeral) != (vcpus, ram, disk, eph):
+            if old is not None:  # flavors are immutable: a changed size is a new flavor
+                conn.compute.delete_flavor(old)
+            old = conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
+                                             ephemeral=eph, is_public=True)
+        if name.startswith("t."):
+            share = T_SHARE[SIZES.index(name[2:])]
+            specs = {"quota:cpu_period": str(CPU_PERIOD),
+                     "quota:cpu_quota": str(int(CPU_PERIOD * share))}
+            if {k: (old.extra_specs or {}).get(k) for k in specs} != specs:
+                conn.compute.create_flavor_extra_specs(old, specs)
 
 
 def public_network(conn: openstack.connection.Connection) -> None:
@@ -169,11 +182,23 @@ def wait_ready(conn: openstack.connection.Connection, timeout: float = 180) -> N
 
 def volume_types(conn: openstack.connection.Connection) -> None:
     """Type ceph (the default in cinder.conf) on the RBD backend; ssd and hdd as nbcloud's tiers."""
-    have = {t.name for t in conn.block_storage.types()}
+    have = {t.name: t for t in conn.block_storage.types()}
     for name in ("ceph", "ssd", "hdd"):
         if name not in have:
-            conn.block_storage.create_type(name=name, extra_specs={"volume_backend_name": "ceph"},
-                                           description=f"RBD pool volumes ({name})")
+            have[name] = conn.block_storage.create_type(
+                name=name, extra_specs={"volume_backend_name": "ceph"},
+                description=f"RBD pool volumes ({name})")
+    # QoS specs through the block-storage API (the SDK of Debian 12 has no QoS proxy)
+    bs = conn.block_storage
+    qos = {q["name"]: q for q in bs.get("/qos-specs").json()["qos_specs"]}
+    for tier, caps in TIER_QOS.items():
+        name = f"nbcloud-{tier}"
+        if name not in qos:
+            body = {"qos_specs": {"name": name, "consumer": "front-end", **caps}}
+            qos[name] = bs.post("/qos-specs", json=body).json()["qos_specs"]
+        linked = bs.get(f"/qos-specs/{qos[name]['id']}/associations").json()
+        if not any(a["id"] == have[tier].id for a in linked.get("qos_associations", [])):
+            bs.get(f"/qos-specs/{qos[name]['id']}/associate?vol_type_id={have[tier].id}")
 
 
 def resources(conn: openstack.connection.Connection) -> None:

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from nbcloud.core.errors import HostError, InvalidSpec, Unsupported
-from nbcloud.providers.openstack.compute import NoAdoption, flavor_of, mark, unmark
+from nbcloud.core.flavors import flavor_request
+from nbcloud.providers.openstack.compute import NoAdoption, mark, unmark
+from nbcloud.providers.openstack.flavors import flavor_of
 from nbcloud.providers.openstack.provider import cloud_name
 
 
@@ -31,11 +33,36 @@ def test_mark_round_trips_and_a_server_without_it_is_not_ours():
 
 
 def test_nova_flavors_become_nbclouds():
-    nano = flavor_of(SimpleNamespace(name="t.nano", vcpus=1, ram=128, ephemeral=0))
+    """The share is what the cloud enforces (Nova's CPU quota extra specs), the family
+    nbcloud's word for the flavor's shape, whatever its name."""
+    nano = flavor_of(SimpleNamespace(name="t.nano", vcpus=1, ram=128, ephemeral=0,
+                                     extra_specs={"quota:cpu_quota": "25000",
+                                                  "quota:cpu_period": "100000"}))
     assert (nano.vcpus, nano.memory, nano.cpu_share, nano.family) == (1, 128 << 20, 0.25,
                                                                       "shared")
-    other = flavor_of(SimpleNamespace(name="m1.small", vcpus=1, ram=2048, ephemeral=10))
-    assert (other.memory, other.local_disk, other.family) == (2 << 30, 10 << 30, "openstack")
+    unenforced = flavor_of(SimpleNamespace(name="t.nano", vcpus=1, ram=128, ephemeral=0,
+                                           extra_specs={}))
+    assert (unenforced.cpu_share, unenforced.family) == (1.0, "highcpu")
+    disk = flavor_of(SimpleNamespace(name="m1.small", vcpus=1, ram=2048, ephemeral=10,
+                                     extra_specs=None))
+    assert (disk.memory, disk.local_disk, disk.family) == (2 << 30, 10 << 30, "storage")
+    assert flavor_of(SimpleNamespace(name="m1.tiny", vcpus=1, ram=512, ephemeral=0,
+                                     extra_specs={})).family == "standard"
+    assert flavor_of(SimpleNamespace(name="big", vcpus=2, ram=8192, ephemeral=0,
+                                     extra_specs={})).family == "highmem"
+
+
+def test_a_new_flavor_is_checked_before_any_cloud_sees_it():
+    f = flavor_request("lab.small", "2", "1G", share="0.5", ephemeral="2G")
+    assert (f.vcpus, f.memory, f.cpu_share, f.local_disk) == (2, 1 << 30, 0.5, 2 << 30)
+    for bad in ("Lab", "1x", "a/b", "x" * 64, "", None):
+        with pytest.raises(InvalidSpec, match="flavor name"):
+            flavor_request(bad, 1, "1G")
+    for share in ("0", "1.5", "-1", "x", "nan"):
+        with pytest.raises(InvalidSpec, match="share"):
+            flavor_request("ok", 1, "1G", share=share)
+    with pytest.raises(InvalidSpec, match="vcpus"):
+        flavor_request("ok", "0", "1G")
 
 
 def test_adoption_is_refused_in_one_line():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from nbcloud.core import cloudinit
-from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.errors import InvalidSpec, Unsupported
 from nbcloud.core.flavors import CATALOGUE, get_flavor
 from nbcloud.core.spec import Flavor, sync_tag
 from nbcloud.core.undo import Undo
@@ -71,6 +71,13 @@ class ComputeMixin:
 
     def flavors(self) -> list[Flavor]:
         return list(CATALOGUE.values())
+
+    def _fixed_catalogue(self, *_args) -> Flavor:
+        raise Unsupported(f"the libvirt provider ({self.uri}) has a fixed flavor catalogue "
+                          "(FAMILY.SIZE): give an instance a size of its own with "
+                          "--vcpus N --memory M")
+
+    create_flavor = delete_flavor = _fixed_catalogue
 
     # ----- the accelerator -------------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:

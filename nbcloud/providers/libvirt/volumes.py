@@ -45,13 +45,14 @@ def _data_volume(name: str, info: VolumeInfo) -> DataVolume:
     tier = (m.group(2) or "") if m else ""
     kind = "cdrom" if info.name.endswith(".iso") else "disk"
     return DataVolume(name, kind, tier, info.pool, info.path, info.capacity,
-                      info.allocation)
+                      info.allocation, serial=name[:20])   # attach gives it this serial
 
 
 class DataVolumeMixin:
     """The volume operations of `LibvirtProvider` (see providers/base.py, BlockStorage)."""
 
     paths: dict[str, Path]
+    volume_granularity = 1   # a qcow2 file is as big as asked
 
     def own_pools(self) -> tuple[str, ...]:
         return own_pools()

@@ -19,7 +19,6 @@ from nbcloud.core.errors import (
     NotManaged,
     Unsupported,
 )
-from nbcloud.core.flavors import CATALOGUE
 from nbcloud.core.spec import USER_NETWORK, Flavor, check_name
 from nbcloud.core.undo import Undo
 from nbcloud.providers.types import Image, InstanceRequest, Provisioned
@@ -44,35 +43,10 @@ def unmark(metadata: dict) -> dict[str, str] | None:
     return ours if ours.get("kind") else None
 
 
-def flavor_of(f) -> Flavor:
-    """A Nova flavor as nbcloud's `Flavor` (its family when it is one of nbcloud's)."""
-    known = CATALOGUE.get(f.name)
-    return Flavor(f.name, int(f.vcpus), int(f.ram) << 20, known.cpu_share if known else 1.0,
-                  int(f.ephemeral or 0) << 30, known.family if known else "openstack")
-
-
 class ComputeMixin:
     """The instance operations of `OpenStackProvider` (see providers/base.py, Compute)."""
 
     default_network = "nbcloud"
-
-    # ----- flavors -------------------------------------------------------------------
-    def _nova_flavor(self, name: str):
-        from openstack.exceptions import ResourceNotFound
-        try:
-            if not isinstance(name, str) or not name:
-                raise ResourceNotFound(name)
-            return self.conn.compute.find_flavor(name, ignore_missing=False)
-        except ResourceNotFound:
-            raise InvalidSpec(f"flavor {name!r} does not exist on {self.cloud}: see "
-                              "`%cloud flavor list`") from None
-
-    def flavor(self, name: str) -> Flavor:
-        return flavor_of(self._nova_flavor(name))
-
-    def flavors(self) -> list[Flavor]:
-        return sorted((flavor_of(f) for f in self.conn.compute.flavors()),
-                      key=lambda f: (f.family, f.vcpus, f.memory, f.name))
 
     # ----- lookups ---------------------------------------------------------------------
     def _servers(self) -> list:

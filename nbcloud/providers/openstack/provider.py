@@ -26,6 +26,7 @@ from nbcloud.providers.openstack.compute import (
     StatsMixin,
 )
 from nbcloud.providers.openstack.firewall import FirewallMixin
+from nbcloud.providers.openstack.flavors import FlavorMixin
 from nbcloud.providers.openstack.forwards import ForwardMixin
 from nbcloud.providers.openstack.networks import NetworkMixin
 from nbcloud.providers.openstack.volumes import VolumeMixin
@@ -47,8 +48,8 @@ def cloud_name(uri: str) -> str:
     return name
 
 
-class OpenStackProvider(Provider, ComputeMixin, NetworkMixin, VolumeMixin, FirewallMixin,
-                        ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, VolumeMixin,
+                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"
@@ -74,12 +75,15 @@ class OpenStackProvider(Provider, ComputeMixin, NetworkMixin, VolumeMixin, Firew
         except exceptions.SDKException as exc:
             raise HostError(f"cannot reach OpenStack cloud {self.cloud!r}: "
                             f"{_one_line(exc)}") from None
-        catalog = {e["type"] for e in (self.conn.session.auth.get_access(
-            self.conn.session).service_catalog.catalog or [])}
+        access = self.conn.session.auth.get_access(self.conn.session)
+        self.catalog = sorted({e["type"] for e in (access.service_catalog.catalog or [])})
+        self.account = (access.username, access.project_name, tuple(access.role_names))
         caps = {"compute", "console", "snapshots", "stats"}
         for kind, more in _SERVICES.items():
-            if kind in catalog:
+            if kind in self.catalog:
                 caps |= more
+        if "admin" in self.account[2]:
+            caps.add("flavors")
         self.capabilities = frozenset(caps)   # per cloud: what its catalog offers
         self._images = None
 
@@ -103,13 +107,17 @@ class OpenStackProvider(Provider, ComputeMixin, NetworkMixin, VolumeMixin, Firew
 
     def versions(self) -> dict[str, str]:
         import openstack
-        compute = self.conn.compute.get_endpoint()
+        user, project, roles = self.account
         return {"openstacksdk": getattr(openstack, "__version__", "?"),
-                "hypervisor": "OpenStack Nova", "uri": f"{self.uri} ({compute})"}
+                "cloud": f"{self.cloud} (compute API {self.conn.compute.get_endpoint()})",
+                "account": f"user {user} in project {project} (roles: "
+                           f"{', '.join(sorted(roles)) or 'none'})",
+                "services": ", ".join(self.catalog), "uri": self.uri}
 
     def accelerator(self, probe: bool = True) -> dict:
         return {"accelerator": "openstack",
-                "reason": "the cloud places its servers and picks their accelerator"}
+                "reason": "the cloud places its servers on its compute hosts and picks "
+                          "their accelerator; a project member cannot see which"}
 
     def close(self) -> None:
         try:

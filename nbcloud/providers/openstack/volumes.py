@@ -21,14 +21,17 @@ WAIT = 300.0
 class VolumeMixin:
     """The volume operations of `OpenStackProvider` (providers/base.py, BlockStorage)."""
 
+    volume_granularity = GIB   # Cinder counts in whole GiB
+
     def _volumes(self) -> list:
         return [v for v in self.conn.block_storage.volumes(details=True)
                 if (v.metadata or {}).get("nbcloud:kind") == "volume"]
 
     def _as_data_volume(self, v) -> DataVolume:
         tier = (v.metadata or {}).get("nbcloud:tier", "")
+        # Nova gives the disk the volume's ID as its serial; virtio keeps 20 characters
         return DataVolume(v.name, "disk", tier, v.volume_type or "", v.id, int(v.size) * GIB,
-                          int(v.size) * GIB)
+                          int(v.size) * GIB, serial=v.id[:20])
 
     def data_volumes(self) -> dict[str, DataVolume]:
         if "volumes" not in self.capabilities:
