@@ -71,6 +71,11 @@ class Instance(Handle):
         return self.provider.uuid(self.name)
 
     @property
+    def boot(self) -> str:
+        """How it came up: "cloned" (a warm clone), or "cold" and why."""
+        return self.meta.get("boot") or "cold"
+
+    @property
     def host_key_fingerprint(self) -> str:
         hostkey = self.meta.get("hostkey")
         return ssh.fingerprint(hostkey) if hostkey else "none pinned (adopted)"
@@ -126,6 +131,9 @@ class Instance(Handle):
         return self
 
     def _start(self, wait: bool) -> None:
+        meta = self.meta
+        if self.state != "running" and meta.get("boot", "").startswith("cloned"):
+            self.provider.set_metadata(self.name, {**meta, "boot": "cold (started again)"})
         self.provider.start(self.name)
         if wait:
             self.wait_ready()
@@ -228,10 +236,12 @@ class Instance(Handle):
     def rows(self) -> dict[str, object]:
         meta = self.meta
         return {"state": self.state, "ip": meta.get("ip", ""), "flavor": meta.get("flavor", ""),
-                "image": meta.get("image", ""), "host key": self.host_key_fingerprint}
+                "image": meta.get("image", ""), "boot": meta.get("boot") or "cold",
+                "host key": self.host_key_fingerprint}
 
     def summary(self, rows: dict[str, object]) -> str:
-        return f"{rows['state']} ip={rows['ip']} flavor={rows['flavor']} image={rows['image']}"
+        return (f"{rows['state']} ip={rows['ip']} flavor={rows['flavor']} image={rows['image']} "
+                f"boot={str(rows['boot']).split()[0]}")
 
 
 class Instances:
@@ -309,8 +319,8 @@ class Instances:
                wait: bool = True, stack: str = "adhoc",
                volumes: tuple[str, ...] | list[str] = (),
                progress=None, keep: bool = False,
-               screen: bool = False, sync=(), provision: str | None = None
-               ) -> Instance | list[Instance]:
+               screen: bool = False, sync=(), provision: str | None = None,
+               boot: str = "auto") -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
         `volumes` are existing data volumes, attached once it runs. The network defaults
         to the provider's (`nbcloud`, or user-mode networking `user` on a session daemon).
@@ -318,7 +328,9 @@ class Instances:
         Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
         `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
         `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
-        script run at first boot (folders.py)."""
+        script run at first boot (folders.py). `boot`: "auto" makes a warm clone where
+        one can be (else a cold boot, and the base the next ones need is built after),
+        "cold" always boots, "clone" builds the base first if need be, or refuses."""
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
         self.provider.check_instance_networks(networks)
@@ -328,7 +340,7 @@ class Instances:
         self.folders.check_host(folders)
         user_data = self.folders.user_data(folders, provision, user_data)
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
-        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs)
+        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs, boot)
         n = check_count(count, "count")
         self.provider.flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
@@ -338,11 +350,15 @@ class Instances:
                                   "use --volume with --count 1")
             if self.volumes.get(check_name(vol, "volume name")).attached_to:
                 raise CloudError(f"volume {vol!r} is attached already: detach it first")
-        from nbcloud.services.launch import launch
+        from nbcloud.services.launch import launch, warm_base
+        if boot == "clone":   # the base first, if need be; refused where no clone can be
+            warm_base(self, spec, progress, build_missing=True)
         specs = [spec] if n == 1 else [
-            InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs)
-            for i in range(1, n + 1)]
+            InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
+                         boot) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
+        if boot == "auto":    # the next ones are clones
+            warm_base(self, spec, progress, build_missing=False)
         for inst in insts:
             for vol in volumes:
                 self.volumes.attach(vol, inst.name)
@@ -373,7 +389,7 @@ class Instances:
         request = InstanceRequest(
             spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
             (keys.user_key(spec.key or "default").public,), host_public, host_private,
-            spec.user_data, spec.screen, spec.sync)
+            spec.user_data, spec.screen, spec.sync, spec.boot)
         del host_private
         op = inv.begin("create", "instance", spec.name, image=spec.image,
                        flavor=spec.flavor, networks=list(spec.networks), stack=stack)
@@ -388,7 +404,7 @@ class Instances:
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
                 watch.stage(spec.name, "starting")
-            provider.start(spec.name)
+            boot = made.start() if made.start is not None else provider.start(spec.name)
             published = made.publish()
             inst = Instance(self, spec.name)
             if wait:
@@ -422,7 +438,7 @@ class Instances:
             raise SSHError(f"{unreachable}: instance {spec.name!r} is kept as asked (read "
                            f"`%cloud instance console {spec.name}`, then delete it)")
         inv.set_state("instance", spec.name, "running" if wait else "starting")
-        inv.finish(op, "ok")
+        inv.finish(op, "ok", boot or made.boot)
         self._handles[spec.name] = inst
         if watch is not None:
             watch.stage(spec.name, "ready" if wait else "started")

@@ -22,6 +22,7 @@ from nbcloud.providers.openstack.compute import (
     ComputeMixin,
     NoAdoption,
     NoBalancers,
+    NoClones,
     NoStoragePools,
     StatsMixin,
 )
@@ -49,7 +50,8 @@ def cloud_name(uri: str) -> str:
 
 
 class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, VolumeMixin,
-                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools,
+                        NoClones):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"
