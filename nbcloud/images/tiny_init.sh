@@ -545,7 +545,8 @@ wait $POWERJOB
 echo "nbcloud-ready ip=${IP:-none} hostname=$HOST"
 [ -z "$WARM" ] || echo "nbcloud-ready ip=${IP:-none} hostname=$HOST" >$WARMDEV
 WARM= # from here on as any boot
-for l in $DHCP_LATER; do dhcp "${l%%=*}" "${l#*=}"; done
+# a clone's lease: once the host has told dnsmasq its reservation, after its own calls
+[ -z "$DHCP_LATER" ] || (sleep 2; for l in $DHCP_LATER; do dhcp "${l%%=*}" "${l#*=}"; done) &
 t ready
 
 print_fingerprints &

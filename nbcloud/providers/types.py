@@ -123,6 +123,7 @@ class Provisioned:
     publish: Callable[[], list[Future]]
     boot: str = "cold"
     start: Callable[[], str] | None = field(default=None, repr=False)
+    base_missing: bool = False     # cold only for want of a fresh warm base
 
 
 @dataclass(frozen=True)

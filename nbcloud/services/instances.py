@@ -29,6 +29,7 @@ class Instance(Handle):
     def __init__(self, service: Instances, name: str):
         super().__init__(service, name)
         self._client = None
+        self.base_missing = False   # made cold only for want of a warm base (create)
 
     @property
     def provider(self):
@@ -142,12 +143,12 @@ class Instance(Handle):
 
     def apply_cpu_share(self) -> bool:
         # Shared-CPU flavors boot at full speed (like a cloud's launch credits) and are
-        # held to their baseline share from then on.
+        # held to their baseline share from then on (a started domain has no cap).
         try:
             flavor = self.provider.flavor(self.flavor)
         except CloudError:
             return True
-        return self.provider.set_cpu_share(self.name, flavor.cpu_share)
+        return flavor.cpu_share >= 1 or self.provider.set_cpu_share(self.name, flavor.cpu_share)
 
     def stop(self, timeout: float = 30.0) -> str:
         """Graceful ACPI shutdown, forced after `timeout` s; returns 'graceful'/'forced'."""
@@ -357,7 +358,7 @@ class Instances:
             InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
                          boot) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
-        if boot == "auto":    # the next ones are clones
+        if any(inst.base_missing for inst in insts):   # the next ones are clones
             warm_base(self, spec, progress, build_missing=False)
         for inst in insts:
             for vol in volumes:
@@ -405,8 +406,11 @@ class Instances:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
                 watch.stage(spec.name, "starting")
             boot = made.start() if made.start is not None else provider.start(spec.name)
-            published = made.publish()
+            # dnsmasq learns the address while a cold guest boots; a clone is up at once,
+            # and libvirt holds its calls while it updates dnsmasq: they go first
+            published = made.publish() if made.start is None else []
             inst = Instance(self, spec.name)
+            inst.base_missing = made.base_missing
             if wait:
                 if watch is not None:
                     watch.stage(spec.name, "booting")
@@ -420,7 +424,7 @@ class Instances:
                     unreachable = str(exc)
                 else:
                     inst.apply_cpu_share()
-            for future in published:
+            for future in published or made.publish():
                 future.result()
         except KeyboardInterrupt:
             if provider.exists(spec.name) and provider.state(spec.name) == "running":

@@ -100,7 +100,7 @@ class ComputeMixin:
         the network's DNS/DHCP about it once it starts."""
         nets = [self.network(n) for n in req.networks if n != USER_NETWORK]
         accelerator = self.accelerator()["accelerator"]
-        base, how = self._boot_plan(req, image)
+        base, how, base_missing = self._boot_plan(req, image)
         nics, statics, reservations = [], [], []
         user_port = None
         if USER_NETWORK in req.networks:
@@ -177,20 +177,21 @@ class ComputeMixin:
         # dnsmasq learns the addresses while the guest boots (it asks by DHCP only after
         # its static address is up, seconds later); not during the start, which the
         # ~0.5 s of CPU this costs libvirt would slow down.
-        return Provisioned(uuid, lambda: [self.publish(r) for r in reservations], how, start)
+        return Provisioned(uuid, lambda: [self.publish(r) for r in reservations], how, start,
+                           base_missing)
 
-    def _boot_plan(self, req: InstanceRequest, image: Image) -> tuple[Base | None, str]:
-        """(the base to clone, "cloned"), or (None, "cold (why)"); with boot "clone"
-        and no clone possible, InvalidSpec saying why."""
+    def _boot_plan(self, req: InstanceRequest, image: Image) -> tuple[Base | None, str, bool]:
+        """(the base to clone, "cloned", False), or (None, "cold (why)", whether only the
+        base was missing); with boot "clone" and no clone possible, InvalidSpec."""
         if req.boot == "cold":
-            return None, "cold (asked)"
-        found = self._clone_obstacle(image, req.flavor, req.networks, req.screen,
-                                     req.shares) or self._fresh_base(image, req.flavor)
+            return None, "cold (asked)", False
+        why = self._clone_obstacle(image, req.flavor, req.networks, req.screen, req.shares)
+        found = why or self._fresh_base(image, req.flavor)
         if isinstance(found, str):
             if req.boot == "clone":
                 raise InvalidSpec(f"boot clone: {found}")
-            return None, f"cold ({found})"
-        return found, "cloned"
+            return None, f"cold ({found})", not why
+        return found, "cloned", False
 
     # ----- delete ----------------------------------------------------------------------
     def delete_instance(self, name: str) -> dict[str, str]:

@@ -55,6 +55,9 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         # networkUpdate of one network is not atomic across threads of ours.
         self._net_lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbcloud-net")
+        self._dhcp_background = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="nbcloud-dhcp")
+        self._dhcp_pending = {}
 
     def prepare(self) -> None:
         """The instance and image pools, and the console log folder of a session daemon
@@ -74,6 +77,7 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
 
     def close(self) -> None:
         self._background.shutdown(wait=True)
+        self._dhcp_background.shutdown(wait=True)
         try:
             self.conn.close()
         except libvirt.libvirtError:
