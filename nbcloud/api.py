@@ -141,7 +141,8 @@ class Cloud:
         from nbcloud.services.launch import warm_base
         spec = InstanceSpec("warm-base", image, flavor,
                             (network or self.provider.default_network,))
-        return warm_base(self.instances, spec, progress, build_missing=True) or \
+        return warm_base(self.instances, spec, progress, build_missing=True,
+                         asked=f"image warm {image}") or \
             f"the warm base of {image} for {flavor} is fresh"
 
     def import_image(self, name: str, source: str, *, sha256: str | None = None,

@@ -117,11 +117,12 @@ def launch(instances, specs: list[InstanceSpec], wait: bool, stack: str,
 
 
 def warm_base(instances, spec: InstanceSpec, progress=None, *,
-              build_missing: bool) -> str:
+              build_missing: bool, asked: str = "boot clone") -> str:
     """Build the warm base that instances like `spec` are cloned from, if it is missing
     or stale, as a step of `progress` and an operation of the log; returns what was done
     ("" if nothing was). Before creates that must be clones (`build_missing`), a kind of
-    instance that can never be one is refused in one line; after creates of "auto", a
+    instance that can never be one is refused in one line (`asked` is what asked for it);
+    after creates of "auto", a
     failed build is logged and the creates stand (the next ones boot cold too)."""
     provider = instances.provider
     image, flavor = provider.images.get(spec.image), provider.flavor(spec.flavor)
@@ -129,7 +130,7 @@ def warm_base(instances, spec: InstanceSpec, progress=None, *,
     if check.ok or not (check.base_missing or build_missing):
         return ""
     if not check.base_missing:
-        raise InvalidSpec(f"boot clone: {check.why}")
+        raise InvalidSpec(f"{asked}: {check.why}")
     step = getattr(progress, "step", None)
     label = f"warm base {spec.image} {flavor.vcpus} vCPU {flavor.memory >> 20} MiB"
     report = (lambda i, n, what: step(label, i, n, what)) if step else None

@@ -76,3 +76,16 @@ def test_the_user_network_is_refused():
     from nbcloud.providers.openstack.compute import ComputeMixin
     with pytest.raises(InvalidSpec, match="libvirt"):
         ComputeMixin().check_instance_networks(("user",))
+
+
+def test_warm_clones_are_refused_in_one_line():
+    from nbcloud.providers.base import Provider
+    from nbcloud.providers.openstack.compute import NoClones
+
+    class P(NoClones, Provider):
+        name, uri = "openstack", "openstack://lab"
+    check = P().clone_check(None, None, ("net",))
+    assert (check.ok, check.base_missing) == (False, False)
+    assert check.why == "the openstack provider (openstack://lab) boots every server cold"
+    with pytest.raises(Unsupported, match="has no warm clones"):
+        P().warm_base(None, None, "net")
