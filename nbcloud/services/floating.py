@@ -40,11 +40,15 @@ class FloatingAddresses:
                        "in place" if f.name in live else "missing: `floating restore`")
                       for f in self.list()], "port forwards")
 
-    def restore(self) -> list[str]:
-        """Put back the rules of recorded forwards the provider no longer has (on libvirt,
-        nft rules do not outlive the host or its network namespace); returns their names."""
+    def restore(self, names: set[str] | None = None) -> list[str]:
+        """Put back the rules of recorded forwards (of `names`, or all) the provider no
+        longer has (on libvirt, nft rules do not outlive the host or its network
+        namespace); returns their names."""
+        mine = [f for f in self.list() if names is None or f.name in names]
+        if not mine:
+            return []
         live = self.live()
-        missing = [f for f in self.list() if f.name not in live]
+        missing = [f for f in mine if f.name not in live]
         if missing:
             self.provider.add_forwards(missing)
         return [f.name for f in missing]

@@ -152,6 +152,15 @@ class Networks:
             op.detail = bridge
         return Network(self, name)
 
+    def start(self, name: str) -> bool:
+        """Start network `name` if it is defined but not running (after a host restart,
+        libvirt autostarts networks only once per boot); True if it had to."""
+        if self.provider.network_active(self.get(name).name):
+            return False
+        with self.ctx.inventory.operation("start", "network", name):
+            self.provider.start_network(name)
+        return True
+
     def leases(self, name: str) -> Table:
         """Reservations and DHCP leases of network `name`: MAC, IP, hostname, expiry."""
         info = self.get(name).info

@@ -148,7 +148,7 @@ def test_live_read_on_the_test_driver(test_cloud, unique):
     test_cloud.networks.create(net, "10.91.0.0/24", "isolated", stack="s")
     live = read_live(test_cloud.services)
     assert live.networks[net] == {"cidr": "10.91.0.0/24", "mode": "isolated",
-                                  "managed": True}
+                                  "managed": True, "active": True}
     assert "test" in live.foreign_domains
     body = f"network:\n  {net}: {{cidr: 10.91.0.0/24, mode: isolated}}\n"
     assert test_cloud.stacks.plan("s", body).actions == []

@@ -165,6 +165,16 @@ class NetworkMixin:
         except libvirt.libvirtError:
             return False
 
+    def start_network(self, name: str) -> None:
+        """Start defined network `name` (its bridge and dnsmasq)."""
+        try:
+            net = self.conn.networkLookupByName(name)
+            if not net.isActive():
+                net.create()
+        except libvirt.libvirtError as exc:
+            raise CloudError(f"could not start network {name!r}: "
+                             f"{exc.get_error_message()}") from None
+
     def reserve_address(self, network: str, mac: str, hostname: str) -> Reservation:
         """Reserve a free address in the lower half of `network` for `mac`.
 
