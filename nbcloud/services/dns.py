@@ -14,7 +14,8 @@ record dropped, and moves aliases to where their target now is.
 
 A failover record (`--failover IP,IP... --port P`) points at the first of its addresses
 that accepts a TCP connection on port P; a checker thread probes them every second and
-re-points the name when that changes (each change in the operations log). Its addresses
+re-points the name when that changes (each change in the operations log). Where the host
+agent serves the URI (nbcloud/agent/), the agent's checker is the only one. Its addresses
 must be in the network's range: the probes only ever go to the network's own guests.
 """
 from __future__ import annotations
@@ -257,7 +258,7 @@ class Dns:
     def start_checker(self) -> None:
         """Probe failover records every `interval` s on a thread (while there are any;
         real hosts only: the test driver's addresses lead nowhere)."""
-        if self.ctx.uri.startswith("test:") or \
+        if self.ctx.uri.startswith("test:") or self.ctx.inventory.agent_serves() or \
                 (self._checker is not None and self._checker.is_alive()):
             return
         self._stop.clear()
@@ -274,7 +275,8 @@ class Dns:
     def _run_checker(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if not any(r.type == "FAILOVER" for r in self.records()):
+                if not any(r.type == "FAILOVER" for r in self.records()) or \
+                        self.ctx.inventory.agent_serves():
                     return
                 self.check_failover()
             except Exception:  # noqa: BLE001  (the operations log has a failed one)

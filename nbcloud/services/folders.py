@@ -158,7 +158,7 @@ class Folders:
         uri = self.ctx.uri
         if not folders or uri.startswith("test:"):
             return
-        if not uri.startswith("qemu:///system"):
+        if not uri.startswith(("qemu:///system", "qemu+unix:///system")):
             raise HostError("synced folders need qemu:///system on this machine (virtiofsd "
                             "runs as root beside the daemon)")
         if not any(os.path.exists(p) for p in VIRTIOFSD):

@@ -6,6 +6,8 @@ is the provider's (on libvirt, a supervised HAProxy listening on the network's g
 address at the balancer's port, configured from that record: providers/libvirt/haproxy.py).
 Members must have a
 NIC on the balancer's network; `--members 'web-*'` is expanded once, at create or add.
+A balancer whose process died is started again when nbcloud touches it (get, list), or
+within a second by the host agent where one serves the URI (then only by the agent).
 """
 from __future__ import annotations
 
@@ -119,7 +121,7 @@ class LoadBalancers:
     def get(self, name: str) -> LoadBalancer:
         """The balancer `name`; its HAProxy is started again if it died."""
         self.record(name)
-        self.ensure(name)
+        self._touch(name)
         return LoadBalancer(self, name)
 
     __getitem__ = get
@@ -133,7 +135,7 @@ class LoadBalancers:
         for r in self.ctx.inventory.all(KIND):
             s = r.spec
             try:
-                self.ensure(r.name)       # listing touches them: a dead one starts again
+                self._touch(r.name)       # listing touches them: a dead one starts again
             except CloudError:
                 pass                      # shown as stopped below
             health = self.provider.balancer_health(r.name)
@@ -174,6 +176,11 @@ class LoadBalancers:
             return False
         spec = self.record(name).spec
         return self.provider.ensure_balancer(name, spec, self.addresses(spec["network"]))
+
+    def _touch(self, name: str) -> None:
+        """Restart a dead balancer on being read, unless the host agent supervises."""
+        if not self.ctx.inventory.agent_serves():
+            self.ensure(name)
 
     def _apply(self, name: str, spec: dict) -> None:
         self.provider.apply_balancer(name, spec, self.addresses(spec["network"]))

@@ -168,6 +168,18 @@ class InstancePools:
     def _save(self, name: str, **changes) -> None:
         self.cloud.inventory.update(KIND, name, lambda r: {**r.spec, **changes} if r else None)
 
+    def claim_resize(self, name: str, seen: float) -> bool:
+        """Take pool `name`'s next resize: True unless it was resized after `seen` (its
+        `resized` when read), e.g. by an autoscaler in another process. One transaction."""
+        now = time.time()
+
+        def change(r):
+            if r is None or r.spec.get("resized", 0.0) != seen:
+                return None
+            return {**r.spec, "resized": now}
+        r = self.cloud.inventory.update(KIND, name, change)
+        return r is not None and r.spec.get("resized") == now
+
     def mark_resized(self, name: str) -> None:
         """Record that pool `name` changed size now (its rules wait a whole window)."""
         self._save(name, resized=time.time())

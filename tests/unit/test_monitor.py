@@ -75,23 +75,6 @@ def test_counters_and_memory_shapes():
     assert memory_used({}) is None
 
 
-@pytest.fixture
-def domain(test_cloud, unique):
-    """A running nbcloud-marked domain on the test driver (2 vCPUs, flavor c.micro)."""
-    name = unique("mo-")
-    conn = test_cloud.provider.conn
-    dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
-        name=name, vcpus=2, memory=128 << 20, domain_type="test",
-        boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
-        metadata={"kind": "instance", "stack": "adhoc", "image": "tiny",
-                  "flavor": "c.micro"})))
-    dom.create()
-    yield name
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-
-
 def feed(monkeypatch, cloud, name, snapshots):
     """Make the bulk stats call answer `snapshots` in turn (the real answer otherwise)."""
     real = cloud.provider.domain_stats

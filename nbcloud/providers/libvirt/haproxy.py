@@ -11,14 +11,20 @@ The process runs in the caller's network namespace (nbcloud and the daemon share
 the tests and the lab), listens on the network's gateway address at the balancer's
 port, and is supervised by a pid file: `ensure` starts it again if it died, `reload`
 hands the listening socket over to a new process with the new configuration (`-sf`).
+Starts, ensures and stops of one balancer hold a file lock: a kernel applying a change
+and the host agent restarting a dead process never run two HAProxys for one balancer
+(HAProxy binds with SO_REUSEPORT, so the second would not even fail).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +111,15 @@ class Process:
         self.cfg = workdir / f"{name}.cfg"
         self.pidfile = workdir / f"{name}.pid"
         self.socket = workdir / f"{name}.sock"
+        self.lockfile = workdir / f"{name}.lock"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This balancer's start/stop lock, across processes (flock, freed at exit)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.lockfile, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
 
     def pid(self) -> int | None:
         """The pid of the running process, or None (stale pid files are ignored)."""
@@ -139,6 +154,10 @@ class Process:
 
     def start(self, text: str) -> int:
         """Write `text` and (re)start: a running process hands over to the new one."""
+        with self._locked():
+            return self._start(text)
+
+    def _start(self, text: str) -> int:
         self.write(text)
         old = self.pid()
         argv = [binary(), "-D", "-p", str(self.pidfile), "-f", str(self.cfg)]
@@ -158,12 +177,17 @@ class Process:
 
     def ensure(self, text: str) -> bool:
         """Start the process if it is not running; True if it had to."""
-        if self.alive() and self.cfg.exists() and self.cfg.read_text() == text:
-            return False
-        self.start(text)
-        return True
+        with self._locked():
+            if self.alive() and self.cfg.exists() and self.cfg.read_text() == text:
+                return False
+            self._start(text)
+            return True
 
     def stop(self) -> None:
+        with self._locked():
+            self._stop()
+
+    def _stop(self) -> None:
         pid = self.pid()
         if pid:
             os.kill(pid, signal.SIGTERM)
@@ -285,7 +309,10 @@ class BalancerMixin:
         """Start `name`'s HAProxy again if it is not running (or runs an old config)."""
         if not self.runs_balancers:
             return False
-        return self.balancer_process(name).ensure(self.balancer_config(name, spec, addresses))
+        process = self.balancer_process(name)
+        if spec["keep_client_address"] and not process.alive():
+            tproxy_setup()   # a host restart lost the mark rule and the policy route too
+        return process.ensure(self.balancer_config(name, spec, addresses))
 
     def stop_balancer(self, name: str, *, last_keeping_client: bool = False) -> None:
         """Stop `name`'s HAProxy; `last_keeping_client` also removes the TPROXY set-up
@@ -301,3 +328,14 @@ class BalancerMixin:
     def balancer_running(self, name: str) -> bool | None:
         """Whether `name`'s HAProxy runs (None where balancers are not processes)."""
         return self.balancer_process(name).alive() if self.runs_balancers else None
+
+    def stop_balancers(self) -> list[str]:
+        """Stop every balancer process of this user (host down: they would not survive a
+        reboot either); their records stay, so they start again from them."""
+        done = []
+        for pidfile in sorted(self._balancer_dir().glob("*.pid")):
+            process = self.balancer_process(pidfile.stem)
+            if process.alive():
+                process.stop()
+                done.append(f"stopped load balancer {pidfile.stem}")
+        return done
