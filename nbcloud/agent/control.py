@@ -10,6 +10,7 @@ serves (by default that of the user who runs `host up`).
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,16 +47,24 @@ def up(h: Host, *, start_daemon: bool = True, agent: bool = True,
 
 
 def start_agent(h: Host, wait: float = 600.0) -> list[str]:
-    """Start the agent's supervisor unless it runs; wait until the agent has restored."""
+    """Start the agent's supervisor unless it runs; wait until the agent has restored.
+    One that another installation of nbcloud started (another interpreter: a checkout
+    since deleted or upgraded) is replaced by this one's."""
+    done: list[str] = []
     pid = supervisor.running(h.folder)
     if pid is not None:
-        return [f"the host agent runs already (supervisor pid {pid})"]
+        theirs = supervisor.program(pid)
+        if theirs == sys.executable:
+            return [f"the host agent runs already (supervisor pid {pid})"]
+        done += supervisor.stop(h.folder)
+        done.append(f"(it ran {theirs or 'another program'}, not {sys.executable}: "
+                    "replaced)")
     inv = Inventory(h.inventory)
     try:
         sup = supervisor.spawn(h.uri, inv.path, h.folder, netns=h.netns,
                                interval=h.interval)
-        done = [f"started the host agent (supervisor pid {sup}, log "
-                f"{h.folder / 'agent.log'})"]
+        done.append(f"started the host agent (supervisor pid {sup}, log "
+                    f"{h.folder / 'agent.log'})")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             row = inv.agent(h.uri)

@@ -48,6 +48,15 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+def program(pid: int) -> str:
+    """The program (the Python interpreter) process `pid` runs, '' if unknown."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def running(folder: Path) -> int | None:
     """The pid of the supervisor of `folder`, if it runs."""
     pid = read_pid(folder / "supervisor.pid")
