@@ -40,7 +40,7 @@ run memory       "${IN_NS[@]}" $PY bench/memory.py --rounds "$MEM"
 run plan         $PY bench/plan.py
 run magic        $PY bench/magic.py
 # the other engineers' benchmarks, when they are there
-for extra in monitor topology; do
+for extra in monitor agent topology; do
     if [ -f "bench/$extra.py" ]; then
         run "$extra" "${IN_NS[@]}" $PY "bench/$extra.py"
     fi
