@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import urllib.request
 
 import pytest
@@ -183,8 +184,10 @@ def test_host_down_then_up_brings_everything_back(daemon, made):
     assert control.start_agent(place, wait=120)[-1] == "agent: nothing to restore"
     agent = supervisor.agent_pid(place.folder)
     assert agent is not None
+    t0 = time.monotonic()
     down = control.down(place, stop_daemon=False)
     daemon.stop()   # what `host down` does to a daemon it started
+    t1 = time.monotonic()
     print("\n".join(down))
     assert down[0] == f"stopped the host agent (pid {agent})", down
     assert {"stopped load balancer agt-rs-lb", "removed nft table ip nbcloud",
@@ -192,8 +195,11 @@ def test_host_down_then_up_brings_everything_back(daemon, made):
             "powered off agt-rs-files"} <= set(down), down
 
     daemon.start()
+    t2 = time.monotonic()
     up = control.up(place, start_daemon=False, wait=300)
     print("\n".join(up))
+    print(f"host down {t1 - t0:.1f} s; host up, the agent's restore included, "
+          f"{time.monotonic() - t2:.1f} s")
     # libvirtd autostarts networks once per boot, not when it restarts: `up` starts them
     assert up[0] == "made sure the nbcloud pools and network exist and are active", up
     assert up[1].startswith("started the host agent"), up
@@ -207,6 +213,7 @@ def test_host_down_then_up_brings_everything_back(daemon, made):
             assert c.provider.state(name) == "running"
         assert c.ipools.get("agt-rs-pool").members == ["agt-rs-pool-1"]
         _answering(c, made["forward"])
+        print(f"everything answering {time.monotonic() - t2:.1f} s after the daemon started")
         # the security group's filter is bound to the instance's NIC again
         bound = [b.XMLDesc() for b in c.provider.conn.listAllNWFilterBindings(0)]
         assert any("agt-rs-web" in x and "<filterref" in x for x in bound), bound
