@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,8 +137,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="nbcloud-agent-bench-"))
     os.environ["NBCLOUD_HOME"] = str(tmp / "home")
     rows = []
-    for count in args.counts:
-        got = measure(tmp, count, args.ticks, args.interval)
+    try:
+        results = {n: measure(tmp, n, args.ticks, args.interval) for n in args.counts}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for count, got in results.items():
         base = got["sampler"]
         for what, key in ((f"in-kernel sampler, {count} watched (baseline)", "sampler"),
                           (f"host agent process, {count} watched", "agent"),
