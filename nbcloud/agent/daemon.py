@@ -41,7 +41,7 @@ class Agent:
 
     def __init__(self, cloud: Cloud, interval: float = 1.0):
         self.cloud = cloud
-        self.uri = cloud.uri
+        self.uri = cloud.ctx.inventory.key      # what its rows are keyed by (the URI)
         self.inventory = cloud.inventory        # the Inventory (agents table)
         self.records = cloud.ctx.inventory      # this cloud's view of it
         self.interval = interval
