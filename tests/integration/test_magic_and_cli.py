@@ -21,6 +21,11 @@ def ip(cloud, tmp_path):
     shell.run_line_magic("unload_ext", "nbcloud")
 
 
+def ip_uri(ip) -> str:
+    from nbcloud import _magics
+    return _magics.api.uri
+
+
 def test_create_ssh_list_delete_from_a_cell(ip):
     from nbcloud import _magics
     backend = _magics.api.provider
@@ -33,6 +38,20 @@ def test_create_ssh_list_delete_from_a_cell(ip):
         assert str(out).strip() == "it-magic"
         failing = ip.run_line_magic("cloud", "instance ssh it-magic -- exit 3")
         assert "[exit status 3]" in str(failing)
+        # the first notebook's line: a pipe and a quoted pattern reach the guest's shell
+        cpu = ip.run_line_magic(
+            "cloud", "instance ssh it-magic -- cat /proc/cpuinfo | grep -m1 'model name'")
+        assert cpu.result.returncode == 0 and str(cpu).startswith("model name"), str(cpu)
+        # the same from a shell: one word is a command line, several words keep theirs
+        cli = [sys.executable, "-m", "nbcloud", "--uri", ip_uri(ip), "instance", "ssh",
+               "it-magic", "--"]
+        env = dict(os.environ)  # the same NBCLOUD_HOME: the same login key
+        one = subprocess.run(cli + ["echo 'a  b' | tr a A"], capture_output=True,
+                             text=True, timeout=60, env=env)
+        assert one.stdout.splitlines()[0] == "A  b", (one.stdout, one.stderr)
+        words = subprocess.run(cli + ["printf", "%s|", "a  b", "c"], capture_output=True,
+                               text=True, timeout=60, env=env)
+        assert words.stdout.splitlines()[0] == "a  b|c|", (words.stdout, words.stderr)
         listing = {row["name"]: row for row in ip.run_line_magic("cloud", "instance list")}
         assert listing["it-magic"]["state"] == "running"
         assert listing["it-magic"]["ip"] == inst.ip

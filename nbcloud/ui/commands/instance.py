@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import shlex
 from pathlib import Path
 
 from nbcloud.core.display import Message
@@ -113,11 +114,8 @@ def run(cloud, args, namespace):
     if args.verb == "list":
         return cloud.instances.table()
     if args.verb == "ssh":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        if not command:
-            raise CommandError("instance ssh NAME -- COMMAND: give a command after --")
-        return SSHOutput(cloud.instances.get(args.name).ssh_result(" ".join(command),
-                                                                     check=False))
+        command = remote_command(args.command)
+        return SSHOutput(cloud.instances.get(args.name).ssh_result(command, check=False))
     inst = cloud.instances.get(args.name)
     if args.verb == "show":
         return inst
@@ -147,6 +145,19 @@ def run(cloud, args, namespace):
         return inst
     inst.reboot()
     return Message(f"rebooting instance {args.name}")
+
+
+def remote_command(words: list[str]) -> str:
+    """The shell command line of `instance ssh NAME -- ...`.
+
+    The magic hands over the raw text after `--` as one word, run as it is. From a shell
+    (`nbcloud instance ssh web -- ...`) one word is a command line too (`-- 'dmesg | tail'`);
+    several words are quoted one by one, so the guest gets the very words the local shell
+    made (`-- grep -m1 'model name' /proc/cpuinfo`)."""
+    words = words[1:] if words[:1] == ["--"] else words
+    if not words or not "".join(words).strip():
+        raise CommandError("instance ssh NAME -- COMMAND: give a command after --")
+    return words[0] if len(words) == 1 else shlex.join(words)
 
 
 class SSHOutput:
