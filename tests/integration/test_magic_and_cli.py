@@ -8,17 +8,6 @@ import time
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-
-
-@pytest.fixture
-def ip(cloud, tmp_path):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbcloud")
-    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
-    shell.run_line_magic("cloud", f"connect {cloud.uri}")
-    yield shell
-    shell.run_line_magic("unload_ext", "nbcloud")
 
 
 def ip_uri(ip) -> str:

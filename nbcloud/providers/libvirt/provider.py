@@ -89,6 +89,11 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
                 "hypervisor": fmt(self.conn.getVersion()),
                 "uri": self.conn.getURI()}
 
+    def capacity(self) -> tuple[int, int]:
+        """The host's logical CPUs and memory in bytes (virNodeGetInfo)."""
+        info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, ...]
+        return int(info[2]), int(info[1]) << 20
+
     def domain_types(self) -> list[str]:
         """Domain types the host offers for x86_64 guests ('kvm', 'qemu', 'test')."""
         caps = ET.fromstring(self.conn.getCapabilities())
