@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
           busybox-static dropbear-bin socat e2fsprogs mmdebstrap haproxy
+          openssh-client   # ssh: Ansible's connection to instances in the export test
           python3-venv python3-dev   # the session tier's unprivileged user gets its own venv
           virtinst    # virt-install: a peer in bench/peers.py
           chromium)   # chromium: the picture test renders exported notebooks headless

@@ -3,6 +3,7 @@ unknown or changed keys are rejected, never auto-added."""
 from __future__ import annotations
 
 import base64
+import binascii
 import socket
 import time
 from dataclasses import dataclass
@@ -26,6 +27,16 @@ class CommandResult:
 def _pkey_from_public(line: str) -> paramiko.PKey:
     kind, blob = line.split()[:2]
     return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+
+
+def public_key_fields(line: str) -> tuple[str, str]:
+    """(type, base64 blob) of an OpenSSH public key line, checked by parsing the key;
+    ValueError if it is not one."""
+    try:
+        key = _pkey_from_public(line)
+    except (ValueError, TypeError, binascii.Error, paramiko.SSHException) as exc:
+        raise ValueError(f"not an SSH public key: {exc}") from None
+    return key.get_name(), base64.b64encode(key.asbytes()).decode()
 
 
 def fingerprint(public_line: str) -> str:
