@@ -48,4 +48,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
+# The browser tier drives Debian's chromium with npm's playwright-core (tests/browser);
+# `npx playwright install` (a browser download) is neither needed nor possible here.
+browser=tests/browser
+if [ ! -d "$browser/node_modules/playwright-core" ] \
+        || [ "$browser/package-lock.json" -nt "$browser/node_modules" ]; then
+    if command -v npm >/dev/null; then
+        echo "setup: npm ci in $browser"
+        npm ci --prefix "$browser" --no-audit --no-fund --silent
+        touch "$browser/node_modules"
+    else
+        echo "setup: npm is not installed: the browser tier (tests/browser) cannot run" >&2
+    fi
+fi
 echo "setup: done"
