@@ -33,11 +33,12 @@ if [ ! -f "$stamp" ] || [ "$src/pyproject.toml" -nt "$stamp" ]; then
     "$src/.venv/bin/pip" install -q -e "$src[test]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
-# The tiny image's inputs (Debian .debs and the unpacked kernel) from root's cache, so the
-# user's build downloads only package lists; the user still builds and stores its own image.
+# The tiny image's inputs (Debian .debs, package indexes and the unpacked kernel) from root's
+# cache, so the user's build downloads only the archive's InRelease files; the user still
+# builds and stores its own image.
 cache="$home/.cache/nbcloud"
 mkdir -p "$cache"
-for d in "${NBCLOUD_CACHE:-$HOME/.cache/nbcloud}"/{debs,kernels}; do
+for d in "${NBCLOUD_CACHE:-$HOME/.cache/nbcloud}"/{debs,kernels,archive}; do
     [ -d "$d" ] && cp -a "$d" "$cache/"
 done
 mkdir -p "$run" "$home/.ipython/profile_default/startup"

@@ -18,7 +18,7 @@ def nbcloud_home(tmp_path_factory, monkeypatch):
 def pytest_collection_modifyitems(items):
     # A test's tier is its folder: tests/unit -> unit, tests/integration -> integration.
     for item in items:
-        for tier in ("unit", "integration", "browser", "notebooks", "reliability", "slow",
-                     "session", "openstack"):
+        for tier in ("unit", "integration", "browser", "registries", "notebooks", "reliability",
+                     "slow", "session", "openstack"):
             if f"/tests/{tier}/" in str(item.fspath):
                 item.add_marker(getattr(pytest.mark, tier))
