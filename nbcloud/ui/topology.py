@@ -54,7 +54,9 @@ def update_figure(fig, graph: Graph, layout: Layout, title: str | None = None,
             if changed:
                 trace.update(changed)
         if fig.layout.height != page["height"] or fig.layout.title.text != page["title"]["text"]:
-            fig.update_layout(height=page["height"], title=page["title"])
+            # more rows: taller, and the y range that keeps a row's pixels the same
+            fig.update_layout(height=page["height"], title=page["title"],
+                              yaxis_range=page["yaxis"]["range"])
     if missing:  # a kind first seen now: traces can only be added outside batch_update
         fig.add_traces(data[len(fig.data):])
     return data
