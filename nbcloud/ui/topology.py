@@ -31,11 +31,15 @@ def figure(graph: Graph, layout: Layout | None = None, *, widget: bool = False,
     import plotly.graph_objects as go
     layout = layout or Layout()
     data = traces(graph, layout)
-    cls = go.FigureWidget if widget else go.Figure
-    # The traces are built above from a fixed schema, not from user input: Plotly's
+    if widget:
+        # Validated: an unvalidated FigureWidget sets what it is given in Python only and
+        # sends the front end nothing, so a drawing shown before its first items arrived
+        # stayed empty in the browser (the design palette's, the live topology's).
+        return go.FigureWidget(data=data, layout=figure_layout(layout, title))
+    # A static figure is built above from a fixed schema, not from user input: Plotly's
     # per-element validation would cost ~0.4 ms a node (a 500-node figure: ~200 ms instead
-    # of ~20 ms, bench/topology.py). The figure's traces keep skipping it on update.
-    return cls(data=data, layout=figure_layout(layout, title), _validate=False)
+    # of ~20 ms, bench/topology.py).
+    return go.Figure(data=data, layout=figure_layout(layout, title), _validate=False)
 
 
 def update_figure(fig, graph: Graph, layout: Layout, title: str | None = None,

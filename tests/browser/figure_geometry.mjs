@@ -3,15 +3,10 @@
 // polylines split at nulls) in screen pixels. Prints JSON: the collisions found, and a PNG.
 //
 //   node figure_geometry.mjs '{"url": "file:///...html", "screenshot": "/...png"}'
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const job = JSON.parse(process.argv[2]);
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND'];
-const browser = await chromium.launch({
-  executablePath: job.chromium || '/usr/bin/chromium', headless: true, args: FLAGS,
-});
+const browser = await launch(job);
 let report;
 try {
   const page = await browser.newPage({ viewport: { width: job.width || 1000, height: 1400 } });

@@ -4,20 +4,13 @@
 // drawn traces and axis labels. tests/browser/test_jupyterlab.py judges the report.
 //
 //   node run_all_cells.mjs '{"url": ..., "timeout": seconds, "screenshot": path}'
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const job = JSON.parse(process.argv[2]);
-// Debian's chromium (`npx playwright install` cannot download a browser here); nothing
-// but the page's own server is reached
 // the notebook on show (a restored workspace may hold others, hidden)
 const PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'];
 
-const browser = await chromium.launch({
-  executablePath: job.chromium || '/usr/bin/chromium', headless: true, args: FLAGS,
-});
+const browser = await launch(job);
 const report = { cells: [], figures: [], console: [], finished: false };
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });

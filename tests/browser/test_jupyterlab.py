@@ -170,3 +170,36 @@ def test_run_all_cells_shows_no_error_and_draws_every_figure(lab, notebook):
     assert not found, "\n".join(found)
     if notebook.endswith("07-monitoring.ipynb"):  # the live monitor and its history
         assert sum("CPU % of vCPUs" in f["annotations"] for f in report["figures"]) >= 2
+
+
+#: Live figures fed from Python: the design palette with items added in the cell that shows
+#: it and in a later cell, and the live topology redrawn after a later cell made a network.
+LIVE_CELLS = [
+    "%load_ext nbcloud\n%cloud connect qemu:///system",
+    "d = %cloud design --stack bt-design\nd.add('server', 'bt-web')\n"
+    "d.add('ssd', 'bt-data')\nd.connect('bt-web', 'bt-data')\nd",
+    "e = %cloud design --stack bt-design2\ne",
+    "e.add('server', 'bt-web2')\ne.add('internet', 'bt-net2')\ne.connect('bt-web2', 'bt-net2')",
+    "topo = %cloud topology\ntopo",
+    "%cloud network create bt-live --cidr 10.214.77.0/24 --mode isolated",
+]
+
+
+def test_live_figures_fed_from_python_are_drawn(lab, cloud):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell(c) for c in LIVE_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, lab[2] / "notebooks" / "live-figures.ipynb")
+    try:
+        report = run_all_cells(lab, "live-figures.ipynb")
+    finally:
+        if "bt-live" in cloud.provider.network_names():
+            cloud.provider.delete_network("bt-live")
+    found = problems(report, [set() for _ in LIVE_CELLS])
+    drawn = {f["cell"]: sum(t["segments"] + t["points"] for t in f["traces"])
+             for f in report["figures"]}
+    print("figures by cell, with what they drew:", drawn)
+    assert not found, "\n".join(found)
+    assert set(drawn) >= {1, 2, 4}      # both palettes and the live topology are on show
