@@ -6,13 +6,16 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def nbcloud_home(tmp_path_factory, monkeypatch):
-    """Keys, probe cache and inventory of the test session, away from the user's own."""
+@pytest.fixture(autouse=True, scope="session")
+def nbcloud_home(tmp_path_factory):
+    """Keys, probe cache and inventory of the test session, away from the user's own: set
+    before any fixture opens a Cloud, and put back when the session ends (a test that needs
+    a home of its own monkeypatches NBCLOUD_HOME over it)."""
     home = tmp_path_factory.getbasetemp() / "nbcloud-home"
     home.mkdir(exist_ok=True)
-    monkeypatch.setenv("NBCLOUD_HOME", str(home))
-    return home
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NBCLOUD_HOME", str(home))
+        yield home
 
 
 def pytest_collection_modifyitems(items):

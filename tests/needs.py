@@ -19,7 +19,7 @@ def missing(reason: str):
     if CI:
         pytest.fail(f"{reason} (NBCLOUD_CI=1: a missing need fails, it is not skipped)",
                     pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def program(name: str, why: str = "") -> str:

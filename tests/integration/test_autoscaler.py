@@ -4,7 +4,7 @@ balancer); the burner stops -> it shrinks back to one. Rule windows are seconds 
 from __future__ import annotations
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
 

@@ -3,7 +3,7 @@ through the network's dnsmasq, and go away when deleted."""
 from __future__ import annotations
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import AlreadyExists, InvalidSpec
 

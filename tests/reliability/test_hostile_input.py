@@ -73,6 +73,12 @@ def spied(tmp_path_factory):
     cloud.provider.conn = Spy(real, calls)
     magics = CloudMagics(shell=InteractiveShell.instance())
     magics._cloud = cloud
+    # what an ordinary session asks libvirt, and the stand-ins the tests fill in
+    for line in ("instance list", "network list", "volume list", "image list"):
+        magics.cloud(line)
+    _ORDINARY.update(text for call in calls for text in map(str, call[1]))
+    _ORDINARY.update(str(v) for v in (*FILLERS.values(), *OPTIONS.values()) if v)
+    del calls[:]
     yield magics, calls
     cloud.provider.conn = real
     magics._cloud = None
@@ -152,6 +158,25 @@ invalid_names = st.one_of(
 ).filter(lambda n: not NAME_RE.fullmatch(n))
 
 
+#: what libvirt is asked when no name is hostile (a listing, the capabilities...): a
+#: hostile name that is a substring of these tells nothing when found in a call
+_ORDINARY: set[str] = set()
+
+
+def heard(name: str, calls: list) -> list:
+    """The calls whose arguments carry `name`, also inside a longer string (a path, an
+    XML document, a filter), which comparing whole arguments would miss."""
+    def strings(value):
+        if isinstance(value, (str, bytes)):
+            yield value if isinstance(value, str) else value.decode(errors="replace")
+        elif isinstance(value, (list, tuple, dict)):
+            for v in (value.values() if isinstance(value, dict) else value):
+                yield from strings(v)
+    if len(name) < 3 or any(name in text for text in _ORDINARY):
+        return []
+    return [c for c in calls if any(name in text for text in strings(c[1]))]
+
+
 def _one_line(message: str) -> None:
     assert message and "\n" not in message and "\r" not in message, repr(message)
     assert message.isprintable(), repr(message)
@@ -196,7 +221,7 @@ def test_invalid_names_are_refused_in_one_line_before_libvirt(spied, recorder, s
     _one_line(str(err.value))
     mutations = [c for c in calls if any(w in c[0].lower() for w in MUTATING)]
     assert not mutations, f"{command}: {mutations}"
-    assert not [c for c in calls if name in c[1]], f"{command}: libvirt heard {name!r}"
+    assert not heard(name, calls), f"{command}: libvirt heard {name!r}"
     assert len(magics._cloud.inventory.operations(100000)) == ops
 
 
@@ -222,8 +247,8 @@ def test_invalid_names_are_refused_by_the_api(spied, recorder, name):
         with pytest.raises((InvalidSpec, CloudError)) as err:
             call()
         _one_line(str(err.value))
-    assert not [c for c in calls if name in c[1] or
-                any(w in c[0].lower() for w in MUTATING)], calls
+    assert not [c for c in calls if any(w in c[0].lower() for w in MUTATING)], calls
+    assert not heard(name, calls), f"libvirt heard {name!r}"
 
 
 # ----- YAML stacks ----------------------------------------------------------------------
