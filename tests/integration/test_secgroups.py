@@ -15,6 +15,7 @@ from nbcloud.core.errors import InvalidSpec
 from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
 from nbcloud.ui import commands
 from nbcloud.ui.commands import CommandError
+from tests.guest import udp_noports
 
 NAMES = ("sg-a", "sg-b")
 GROUPS = ("sg-ssh", "sg-web", "sg-udp")
@@ -139,13 +140,10 @@ def received_udp(a, b, port: int = 5353) -> bool:
     """Whether a datagram from `b` reaches `a`'s kernel: the tiny image's busybox has no
     UDP server, so `a` counts it (/proc/net/snmp Udp NoPorts: a datagram for a port
     nobody listens on) and `b` sends it as a TFTP request (busybox tftp)."""
-    def no_ports() -> int:
-        head, values = a.ssh("grep ^Udp: /proc/net/snmp").splitlines()[:2]
-        return int(dict(zip(head.split()[1:], values.split()[1:]))["NoPorts"])
-    before = no_ports()
+    before = udp_noports(a)
     b.ssh_result(f"timeout 3 tftp -g -r probe -l /dev/null {a.ip} {port}", check=False,
                  timeout=30)
-    return no_ports() > before
+    return udp_noports(a) > before
 
 
 def pings(b, ip) -> bool:
