@@ -14,8 +14,6 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 from tests.needs import program
 
 NAME = "mo-pic"
