@@ -3,6 +3,9 @@ daemon in the test network namespace, real TCG guests), browser (real JupyterLab
 headless Chromium), notebooks (nbval)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -11,6 +14,13 @@ def nbcloud_home(tmp_path_factory):
     """Keys, probe cache and inventory of the test session, away from the user's own: set
     before any fixture opens a Cloud, and put back when the session ends (a test that needs
     a home of its own monkeypatches NBCLOUD_HOME over it)."""
+    if os.environ.get("NBCLOUD_URI", "").startswith("qemu:///session"):
+        # the session tier runs as Binder does, in the user's own nbcloud home: its
+        # per-user daemon keeps the pools it defined there (binder/start stored the tiny
+        # image in them), and scripts/session-tier.sh wipes that user's state first
+        yield Path(os.environ.get("NBCLOUD_HOME") or
+                   Path.home() / ".local/share/nbcloud")
+        return
     home = tmp_path_factory.getbasetemp() / "nbcloud-home"
     home.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
