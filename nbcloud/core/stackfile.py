@@ -181,7 +181,15 @@ def _restore(node, values: list):
     """Put the variables' values back where their placeholders are (after YAML parsing,
     so a value can never change the document's structure)."""
     if isinstance(node, dict):
-        return {_restore(k, values): _restore(v, values) for k, v in node.items()}
+        out = {}
+        for k, v in node.items():
+            key = _restore(k, values)
+            if isinstance(key, list):
+                raise InvalidSpec(f"a list ({', '.join(map(str, key))[:40] or 'empty'}) "
+                                  "cannot be a name or a key of a stack: put one name in "
+                                  "the variable, or write the entries out")
+            out[key] = _restore(v, values)
+        return out
     if isinstance(node, list):
         return [_restore(v, values) for v in node]
     if isinstance(node, str):
