@@ -152,10 +152,11 @@ def test_forward_rules_as_nft_json():
     assert [c["add"]["rule"]["chain"] for c in cmds] == ["prerouting", "output",
                                                          "postrouting"]
     assert all(c["add"]["rule"]["comment"] == "nbcloud:web-2222" for c in cmds)
-    chains = [c["add"]["chain"] for c in table_commands() if "chain" in c["add"]]
+    chains = [c["add"]["chain"] for c in table_commands() if "chain" in c.get("add", {})]
     assert {(c["name"], c["type"]) for c in chains} == {("prerouting", "nat"),
                                                          ("output", "nat"),
-                                                         ("postrouting", "nat")}
+                                                         ("postrouting", "nat"),
+                                                         ("guard", "filter")}
 
 
 def test_forward_validation(test_cloud):
