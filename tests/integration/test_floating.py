@@ -15,15 +15,10 @@ from nbcloud.services import keys, ssh
 from nbcloud.ui import commands
 from tests.guest import udp_noports
 from tests.waiting import wait_for
+from tests.integration.guests import banner, fresh_guest
 
 NAME = "sg-fwd"
 NET, CIDR = "sg-fnet", "10.97.31.0/24"
-
-
-def banner(host: str, port: int) -> bytes:
-    with socket.create_connection((host, port), timeout=3) as s:
-        s.settimeout(3)
-        return s.recv(64)
 
 
 def refused(host: str, port: int) -> bool:
@@ -40,18 +35,7 @@ def fl(cloud, *words):
 
 @pytest.fixture(scope="module")
 def guest(cloud):
-    for f in cloud.floating.list():
-        if f.instance == NAME:
-            cloud.floating.delete(f.name)
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    if NET not in {n.name for n in cloud.networks.list()}:
-        cloud.networks.create(NET, CIDR)
-    inst = cloud.instances.create(NAME, image="tiny", flavor="t.nano", network=NET)
-    yield inst
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    cloud.networks.delete(NET)
+    yield from fresh_guest(cloud, NAME, NET, CIDR)
 
 
 def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from nbcloud.core.errors import InvalidSpec
+from tests.integration.guests import banner, fresh_guest
 
 NAME, NET, CIDR = "sec-lo", "sec-lonet", "10.151.7.0/24"
 
@@ -88,27 +89,11 @@ def route_localnet(bridge: str) -> str:
     return Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").read_text().strip()
 
 
-def banner(host: str, port: int) -> bytes:
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.settimeout(5)
-        return s.recv(64)
-
-
 @pytest.fixture(scope="module")
 def guest(cloud):
-    for f in cloud.floating.list():
-        if f.instance == NAME:
-            cloud.floating.delete(f.name)
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    if NET not in cloud.provider.network_names():
-        cloud.networks.create(NET, CIDR)
-    inst = cloud.instances.create(NAME, image="tiny", flavor="m.nano", network=NET)
-    route_loopback_via_gateway(inst, cloud.provider.network(NET).gateway)
-    yield inst
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    cloud.networks.delete(NET)
+    for inst in fresh_guest(cloud, NAME, NET, CIDR, "m.nano"):
+        route_loopback_via_gateway(inst, cloud.provider.network(NET).gateway)
+        yield inst
 
 
 def test_without_a_forward_nothing_reaches_the_hosts_loopback(cloud, guest):
