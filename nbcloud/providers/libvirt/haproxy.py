@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,8 +92,10 @@ def binary() -> str:
 def check(text: str, workdir: Path) -> None:
     """Let HAProxy itself validate a configuration (`haproxy -c`); CloudError if not."""
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / ".check.cfg"
-    path.write_text(text)
+    fd, name = tempfile.mkstemp(prefix=".check-", suffix=".cfg", dir=workdir)
+    path = Path(name)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     try:
         out = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                              text=True, timeout=30, check=False)
@@ -148,9 +151,10 @@ class Process:
 
     def write(self, text: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cfg.with_suffix(".cfg.new")
-        tmp.write_text(text)
-        tmp.replace(self.cfg)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.cfg.name}-", dir=self.workdir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.cfg)
 
     def start(self, text: str) -> int:
         """Write `text` and (re)start: a running process hands over to the new one."""
