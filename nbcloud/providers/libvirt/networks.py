@@ -201,6 +201,13 @@ class NetworkMixin:
                     0 if self.is_test_driver else libvirt.VIR_NETWORK_XML_INACTIVE))
                 taken = {ip for _, ip, _ in info.hosts + config.hosts} | {info.gateway}
                 reserved = {m.lower() for m, _, _ in info.hosts + config.hosts}
+                named = [ip for ip, names in info.dns_hosts + config.dns_hosts
+                         if hostname in names]
+                if named:   # an added record, or an alias: a new instance would share it
+                    raise AlreadyExists(
+                        f"{hostname!r} is already a DNS name on network {network!r} (it "
+                        f"points at {named[0]}): delete that record first (`%cloud dns "
+                        f"delete {network} {hostname}`) or pick another instance name")
                 held = [(m, a) for m, a, n in config.hosts if n == hostname]
                 if held:   # libvirt refuses a second entry of one name, whatever its address
                     raise AlreadyExists(
