@@ -27,8 +27,8 @@ from nbcloud.images import qcow2
 CHUNK = 256 * 1024          # libvirt's stream buffer size
 HEAD = 64 * 1024            # enough for an ISO 9660 descriptor at 32 KiB
 # The largest image an import accepts: an announced length (Content-Length) or a spooled
-# download beyond it is refused before anything is stored, as is one beyond the caller's
-# `limit` (the image pool's free space).
+# download beyond it is refused before anything is stored. (A source that fits the cap but
+# not the disk fails when the disk fills, leaving nothing: tests/reliability/test_faults.)
 IMPORT_MAX = 64 << 30
 QCOW2_MAGIC = b"QFI\xfb"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -39,7 +39,8 @@ VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
 # Host folders no synced folder may be, be inside or hold: virtiofsd serves a folder to
 # the guest as root, read and write (passthrough), so the guest could read the host's
 # secrets or rewrite what it runs. nbcloud's own folder (config.home(): its private keys
-# and inventory) and the users' ~/.ssh are added when checked.
+# and inventory; also the default one when NBCLOUD_HOME points elsewhere) and the user's
+# ~/.ssh are added when checked.
 _HOST_SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
                 "/proc", "/root/.ssh", "/run", "/sbin", "/sys", "/usr", "/var/backups",
                 "/var/cache", "/var/lib", "/var/log", "/var/mail", "/var/spool")
@@ -86,7 +87,8 @@ def parse_sync(value: str | tuple[str, str], index: int = 0) -> SyncedFolder:
 
 
 def _protected() -> set[Path]:
-    folders = [*_HOST_SYSTEM, config.home(), Path.home() / ".ssh"]
+    folders = [*_HOST_SYSTEM, config.home(), Path.home() / ".local/share/nbcloud",
+               Path.home() / ".ssh"]
     return {Path(os.path.realpath(p)) for p in folders}
 
 

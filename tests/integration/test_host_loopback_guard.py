@@ -10,79 +10,19 @@ witness thread records any SYN (`ss` SYN-RECV), connection or datagram from the 
 from __future__ import annotations
 
 import socket
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from nbcloud.core.errors import InvalidSpec
-from tests.integration.guests import banner, fresh_guest
+from tests.integration.guests import (
+    attack,
+    banner,
+    fresh_guest,
+    route_loopback_via_gateway,
+)
 
 NAME, NET, CIDR = "sec-lo", "sec-lonet", "10.151.7.0/24"
-
-
-class Witness:
-    """A TCP listener and a UDP socket on 127.0.0.1 (one port), and what reached them."""
-
-    def __init__(self):
-        self.tcp = socket.socket()
-        self.tcp.bind(("127.0.0.1", 0))
-        self.port = self.tcp.getsockname()[1]
-        self.tcp.listen(8)
-        self.tcp.settimeout(0.1)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", self.port))
-        self.udp.settimeout(0.1)
-        self.seen: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            out = subprocess.run(["ss", "-Htn", "state", "syn-recv",
-                                  f"( sport = :{self.port} )"],
-                                 capture_output=True, text=True).stdout
-            self.seen += [f"SYN from {line.split()[-1]}" for line in out.splitlines()]
-            for sock, what in ((self.tcp, "connection"), (self.udp, "datagram")):
-                try:
-                    if sock.type == socket.SOCK_STREAM:
-                        conn, peer = sock.accept()
-                        conn.close()
-                    else:
-                        _, peer = sock.recvfrom(2048)
-                    self.seen.append(f"{what} from {peer}")
-                except OSError:
-                    pass
-
-    def close(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(5)
-        self.tcp.close()
-        self.udp.close()
-        return sorted(set(self.seen))
-
-
-def route_loopback_via_gateway(guest, gateway: str) -> None:
-    """Make the guest send 127.0.0.1 out of eth0 to its gateway, as an attacker would."""
-    guest.ssh("sysctl -qw net.ipv4.conf.all.route_localnet=1 "
-              "net.ipv4.conf.eth0.route_localnet=1; "
-              "ip route del local 127.0.0.0/8 dev lo table local 2>/dev/null; "
-              "ip route del local 127.0.0.1 dev lo table local 2>/dev/null; "
-              f"ip route replace 127.0.0.1/32 via {gateway} dev eth0")
-    assert f"via {gateway}" in guest.ssh("ip route get 127.0.0.1")
-
-
-def attack(guest) -> list[str]:
-    """What reached a witness on the host's 127.0.0.1 while the guest tried TCP and UDP."""
-    witness = Witness()
-    guest.ssh_result(f"echo hi | timeout 6 nc -w 4 127.0.0.1 {witness.port}; "
-                     f"timeout 4 tftp -g -r x -l /tmp/x 127.0.0.1 {witness.port}",
-                     check=False, timeout=30)
-    time.sleep(1)
-    return witness.close()
 
 
 def route_localnet(bridge: str) -> str:

@@ -36,6 +36,19 @@ def test_nbcloud_own_folder_its_keys_and_what_holds_them_are_refused(tmp_path):
             parse_sync(f"{host}:/mnt/host")
 
 
+def test_the_default_nbcloud_folder_is_refused_while_another_is_in_use(tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = tmp_path / "home" / ".local" / "share" / "nbcloud" / "keys"
+    default.mkdir(parents=True)
+    (tmp_path / "home" / ".ssh").mkdir()
+    for host in (default, default.parent, tmp_path / "home", tmp_path / "home" / ".ssh"):
+        with pytest.raises(InvalidSpec, match="virtiofsd"):
+            parse_sync(f"{host}:/mnt/host")
+    (tmp_path / "home" / "site").mkdir()
+    assert parse_sync(f"{tmp_path / 'home' / 'site'}:/srv").host_dir.endswith("/home/site")
+
+
 def test_symlinks_to_refused_folders_are_refused(tmp_path):
     (tmp_path / "etc-link").symlink_to("/etc")
     (tmp_path / "keys-link").symlink_to(config.home())

@@ -130,21 +130,20 @@ class Process:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+        # the pid may have been reused by another program: it must be our haproxy
+        return pid if self._serves(pid) else None
+
+    def _serves(self, pid: int) -> bool:
+        """Whether `pid` is a live (not zombie) HAProxy started with this config file."""
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-        except OSError:
-            return None
-        # the pid may have been reused by another program: it must be our haproxy
-        if not argv or not argv[0].endswith(b"haproxy") or str(self.cfg).encode() not in argv:
-            return None
-        try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return None
+                state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
-            return None
-        return pid
+            return False
+        return bool(argv) and argv[0].endswith(b"haproxy") and \
+            str(self.cfg).encode() in argv and state != "Z"
 
     def alive(self) -> bool:
         return self.pid() is not None
@@ -192,15 +191,25 @@ class Process:
             self._stop()
 
     def _stop(self) -> None:
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not self.alive():
-                    break
-                time.sleep(0.05)
+        """Stop the process, and those it took over from that are still finishing
+        their soft stop (each serves this config file until its last connection ends)."""
+        pids = self.serving()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for _ in range(50):
+            if not self.serving():
+                break
+            time.sleep(0.05)
         for path in (self.cfg, self.pidfile, self.socket):
             path.unlink(missing_ok=True)
+
+    def serving(self) -> list[int]:
+        """Pids of the HAProxy processes started with this balancer's config file."""
+        return [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                and self._serves(int(pid))]
 
     def health(self) -> dict[str, str]:
         """member name -> 'UP', 'DOWN', ... as the running process sees it ({} if none)."""

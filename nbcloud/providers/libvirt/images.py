@@ -102,7 +102,7 @@ class ImageStore:
 
         try:
             got = stream_into(upload, source, sha256=sha256, progress=progress,
-                              spool_dir=spool_dir, limit=self._free_bytes())
+                              spool_dir=spool_dir)
             vsize = self.check_stored(paths[0], got.format) or got.virtual_size or got.size
             self._put_meta(name, {"kind": "disk", "format": got.format,
                                   "digest": got.sha256, "virtual_size": vsize,
@@ -136,13 +136,6 @@ class ImageStore:
             meta["cmdline"] = cmdline or ""
         self._put_meta(name, meta)
         return self.get(name)
-
-    def _free_bytes(self) -> int | None:
-        """What the image pool has free: the most an import may announce."""
-        try:
-            return int(self.provider.pool_info(IMAGE_POOL).available)
-        except (AttributeError, CloudError):
-            return None
 
     @staticmethod
     def _qemu_img_info(path: str, fmt: str | None = None) -> dict | None:
