@@ -8,7 +8,6 @@ fresh one made; `Cloud` then rebuilds the rows from libvirt (recovery.py).
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import sqlite3
@@ -115,13 +114,6 @@ class Inventory:
     def rebuilt(self) -> bool:
         """Whether this handle replaced a corrupt file with a fresh, empty one."""
         return self.moved_aside is not None
-
-    @property
-    def owner(self) -> str:
-        """A short mark of this inventory (from its file's real path, so a rebuilt file
-        keeps it): what names engine objects that several inventories on one daemon
-        would otherwise share, like network filters."""
-        return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:8]
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
@@ -401,27 +393,6 @@ class Inventory:
         return [r[0] for r in rows]
 
 
-def apply_until_stable(read: Callable[[], object],
-                       apply: Callable[[object], None]) -> object:
-    """Make the engine what the records say, even when other threads or processes change
-    those records meanwhile: `apply(state)` what `read()` gives, then read again, and
-    apply again until two reads agree. Returns the state applied last.
-
-    Why this suffices: each writer changes a record in one `BEGIN IMMEDIATE` transaction
-    (`update`) and then calls this. The engine's last apply was made by some writer from
-    a read R; that writer read again after it, and stopped only because the records were
-    still R; any later change would be followed by its own writer's apply, which would
-    then be the last. So the last apply always matches the final records, with no lock
-    held across the engine's calls."""
-    state = read()
-    while True:
-        apply(state)
-        now = read()
-        if now == state:
-            return state
-        state = now
-
-
 class Records:
     """The inventory as one cloud sees it: every row and operation carries the cloud's
     key (its URI), given once here instead of at every call."""
@@ -437,10 +408,6 @@ class Records:
     @property
     def path(self) -> Path:
         return self.inventory.path
-
-    @property
-    def owner(self) -> str:
-        return self.inventory.owner
 
     # operations log (ids are unique across clouds)
     def begin(self, verb: str, kind: str, name: str, **args) -> int:

@@ -90,7 +90,7 @@ def lost_members(cloud, group: str, lb: str, addresses: dict[str, str]) -> list[
     """What the records and the engine lost of `addresses` (member -> address): one line
     per loss, empty when nothing was lost."""
     from nbcloud.providers.libvirt.firewall import group_filter, instance_filter
-    owner, want = cloud.ctx.inventory.owner, sorted(addresses)
+    owner, want = cloud.secgroups.owner, sorted(addresses)
     lost = [f"group record lost {m}" for m in want
             if m not in cloud.secgroups.get(group).instances]
     lost += [f"balancer record lost {m}" for m in want

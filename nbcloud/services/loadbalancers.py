@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbcloud.context import Context
+from nbcloud.core.converge import apply_until_stable
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
 from nbcloud.core.handle import Handle
 from nbcloud.core.spec import InvalidSpec, check_name, check_port
-from nbcloud.inventory import apply_until_stable
 
 KIND = "loadbalancer"
 ALGORITHMS = ("roundrobin", "leastconn")
@@ -189,7 +189,7 @@ class LoadBalancers:
 
     def _apply(self, name: str) -> None:
         """Make `name`'s HAProxy serve what its record says (stopped if the record is gone),
-        until the record holds still (`inventory.apply_until_stable`): another thread or
+        until the record holds still (`core.converge.apply_until_stable`): another thread or
         process may change it meanwhile."""
         def apply(spec: dict | None) -> None:
             if spec is None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbcloud.context import Context
+from nbcloud.core import config
+from nbcloud.core.converge import apply_until_stable
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound, NotManaged
 from nbcloud.core.events import INSTANCE_DELETED
@@ -27,7 +29,6 @@ from nbcloud.core.secrules import (  # noqa: F401  (the rule model is re-exporte
     rule_text,
 )
 from nbcloud.core.spec import check_name
-from nbcloud.inventory import apply_until_stable
 
 KIND = "secgroup"
 
@@ -95,7 +96,7 @@ class SecurityGroups:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.provider = ctx.provider
-        self.owner = ctx.inventory.owner
+        self.owner = config.mark(ctx.inventory.path)   # names this inventory's filters
         ctx.events.on(INSTANCE_DELETED, lambda name, meta: self.instance_deleted(name))
 
     # ----- records ----------------------------------------------------------------------
@@ -171,7 +172,7 @@ class SecurityGroups:
     def _apply(self, names: Callable[[dict[str, SecurityGroup]], set[str]],
                instances: set[str] = frozenset()) -> None:
         """Make the filters of groups `names(groups)` and of `instances` what the records
-        say, until the records hold still (`inventory.apply_until_stable`)."""
+        say, until the records hold still (`core.converge.apply_until_stable`)."""
         def apply(groups: dict[str, SecurityGroup]) -> None:
             self._compile(names(groups), groups)
             for inst in sorted(instances):

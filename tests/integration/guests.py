@@ -36,13 +36,13 @@ def fresh_guest(cloud, name: str, network: str, cidr: str, flavor: str = "t.nano
 def group_filter_of(cloud, group: str) -> str:
     """The nwfilter name of security group `group` of `cloud`'s inventory."""
     from nbcloud.providers.libvirt.firewall import group_filter
-    return group_filter(cloud.ctx.inventory.owner, group)
+    return group_filter(cloud.secgroups.owner, group)
 
 
 def instance_filter_of(cloud, instance: str) -> str:
     """The nwfilter name of member instance `instance` of `cloud`'s inventory."""
     from nbcloud.providers.libvirt.firewall import instance_filter
-    return instance_filter(cloud.ctx.inventory.owner, instance)
+    return instance_filter(cloud.secgroups.owner, instance)
 
 
 class Witness:

@@ -30,7 +30,7 @@ def _cleanup(cloud) -> None:
     for name in NAMES:
         if cloud.provider.exists(name):
             cloud.provider.delete(name)
-        cloud.provider.forget_instance_filter(name, cloud.ctx.inventory.owner)
+        cloud.provider.forget_instance_filter(name, cloud.secgroups.owner)
         cloud.ctx.inventory.remove("instance", name)
 
 

@@ -348,7 +348,7 @@ def crowd(cloud):
         for name in names:
             if cloud.provider.exists(name):
                 cloud.provider.delete(name)
-            cloud.provider.forget_instance_filter(name, cloud.ctx.inventory.owner)
+            cloud.provider.forget_instance_filter(name, cloud.secgroups.owner)
             cloud.ctx.inventory.remove("instance", name)
         cloud.networks.delete("rl-ccnet")
 

@@ -41,7 +41,12 @@ class _Server(paramiko.ServerInterface):
             channel.send_exit_status(rc)
             channel.shutdown_write()
             channel.close()
-        threading.Thread(target=play, daemon=True).start()
+        # written once paramiko has answered the request, as a real sshd does: it answers
+        # after this method returns, and nothing marks that moment (a close that comes
+        # before the answer makes the client's exec fail, which no real server does)
+        timer = threading.Timer(0.2, play)
+        timer.daemon = True
+        timer.start()
         return True
 
 
