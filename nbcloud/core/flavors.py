@@ -67,13 +67,21 @@ def custom_flavor(vcpus: object, memory: object) -> Flavor:
     return Flavor(f"custom-{n}-{mem // M}", n, mem, 1.0, 0, "custom")
 
 
+def check_flavor_name(name: object) -> str:
+    """`name` if it may name a flavor: a lowercase letter, then up to 62 lowercase
+    letters, digits, '.' or '-' (t.nano); else InvalidSpec."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}", name):
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "...'"
+        raise InvalidSpec(f"flavor name {shown} is not allowed: a lowercase letter, then "
+                          "up to 62 lowercase letters, digits, '.' or '-'")
+    return name
+
+
 def flavor_request(name: object, vcpus: object, memory: object, *, share: object = 1.0,
                    ephemeral: object = 0) -> Flavor:
     """A new flavor for a cloud's catalogue (`%cloud flavor create`), checked: a name of
     lowercase letters, digits, '.' and '-'; a CPU share above 0 and at most 1."""
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}", name):
-        raise InvalidSpec(f"flavor name {name!r} is not allowed: a lowercase letter, then "
-                          "up to 62 lowercase letters, digits, '.' or '-'")
+    check_flavor_name(name)
     base = custom_flavor(vcpus, memory)
     try:
         cpu = float(share)  # type: ignore[arg-type]

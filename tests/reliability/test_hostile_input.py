@@ -95,7 +95,8 @@ FILLERS = {  # valid stand-ins for the other arguments: names that do not exist
 }
 OPTIONS = {"--from": "/nonexistent-rl/folder", "--port": "8080", "--flavor": "t.nano",
            "--network": "rl-ghost", "--cidr": "10.251.0.0/24",
-           "--path": "/nonexistent-rl/pool", "--size": "1G"}
+           "--path": "/nonexistent-rl/pool", "--size": "1G", "--vcpus": "1",
+           "--memory": "512M"}
 # not names: a URI (connect would dial it), op ids, filters, sub-grammars
 SKIP = {"connect", "recover", "ls", "design", "form", "lb member", "secgroup rule"}
 
