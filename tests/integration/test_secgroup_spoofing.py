@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from nbcloud.core.errors import CloudError
+from tests.integration.guests import instance_filter_of
 from tests.real_daemon import open_cloud
 
 NET, CIDR = "sec-sgnet", "10.151.9.0/24"
@@ -118,6 +119,8 @@ def test_another_inventory_never_rewrites_this_ones_filters(cloud, guests,
         with pytest.raises(CloudError, match="inventory"):
             other.secgroups.attach("sec-srv", TARGET)      # not the other's instance
         assert knock(guests[MEMBER], guests[TARGET].ip).startswith("SSH-2.0")
+        assert TARGET not in other.secgroups.get("sec-srv").instances
+        assert instance_filter_of(other, TARGET) not in cloud.provider.nwfilter_names()
     finally:
         if "sec-srv" in {g.name for g in other.secgroups.list()}:
             other.secgroups.delete("sec-srv")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from nbcloud.core.errors import CloudError, NotFound
+from nbcloud.core.errors import CloudError, NotFound, NotManaged
 from nbcloud.core.secrules import Rule
 from nbcloud.providers.libvirt.nwfilters import FilterDef, FilterRule
 from nbcloud.providers.libvirt.xml import BASE_FILTER
@@ -155,18 +155,23 @@ class FirewallMixin:
     def apply_instance_groups(self, instance: str, groups: list[str],
                               egress_limited: bool, owner: str) -> None:
         """Filter `instance`'s interfaces by `groups`; with none, give them back plain
-        anti-spoofing and remove the instance's filter. Refused where an interface is
-        filtered by a filter this inventory did not make."""
+        anti-spoofing and remove the instance's filter. Refused, before anything is
+        defined, where an interface is filtered by a filter this inventory did not make;
+        with no group left, such interfaces are left as they are."""
         mine = instance_filter(owner, instance)
 
         def ours(current: str) -> bool:
             return current in (BASE_FILTER, mine, LEGACY_INSTANCE_PREFIX + instance)
         if not groups:
             if self.exists(instance):
-                self.set_interface_filter(instance, BASE_FILTER, self.nic_addresses(
-                    instance), allowed=ours)
+                try:
+                    self.set_interface_filter(instance, BASE_FILTER, self.nic_addresses(
+                        instance), allowed=ours)
+                except NotManaged:
+                    pass            # another's filter: not ours to take off
             self.undefine_nwfilter(mine)
             return
+        self.check_interface_filters(instance, mine, ours)
         meta = self.metadata(instance)
         resolvers = [self.network(n).gateway for n in self.nic_addresses(instance, meta)]
         self.define_nwfilter(compile_instance(instance, groups, egress_limited, resolvers,

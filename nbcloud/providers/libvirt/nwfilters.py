@@ -134,6 +134,24 @@ class NWFilterMixin:
             out[iface.find("mac").get("address", "")] = interface_filter(iface)[0]
         return out
 
+    def check_interface_filters(self, name: str, filter_name: str | None,
+                                allowed: Callable[[str], bool],
+                                roots: list[ET.Element] | None = None) -> None:
+        """NotManaged if an interface of domain `name` (live or defined) is filtered by
+        something other than `filter_name` that is not `allowed`."""
+        if roots is None:
+            dom = self._lookup(name)
+            roots = [ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))]
+            if dom.isActive():
+                roots.append(ET.fromstring(dom.XMLDesc(0)))
+        for root in roots:
+            for iface in root.findall("devices/interface[@type='network']"):
+                current, _ip = interface_filter(iface)
+                if current and current != filter_name and not allowed(current):
+                    raise NotManaged(f"an interface of {name!r} is filtered by {current!r}, "
+                                     "which nbcloud did not make for this inventory: it "
+                                     "leaves that filter alone")
+
     def set_interface_filter(self, name: str, filter_name: str | None,
                              ips: dict[str, str] | None = None,
                              allowed: Callable[[str], bool] = lambda _f: True) -> None:
@@ -147,13 +165,7 @@ class NWFilterMixin:
             passes.insert(0, (0, libvirt.VIR_DOMAIN_AFFECT_LIVE))
         ips = ips or {}
         roots = [(ET.fromstring(dom.XMLDesc(x)), affect) for x, affect in passes]
-        for root, _ in roots:
-            for iface in root.findall("devices/interface[@type='network']"):
-                current, _ip = interface_filter(iface)
-                if current and current != filter_name and not allowed(current):
-                    raise NotManaged(f"an interface of {name!r} is filtered by {current!r}, "
-                                     "which nbcloud did not make for this inventory: it "
-                                     "leaves that filter alone")
+        self.check_interface_filters(name, filter_name, allowed, [r for r, _ in roots])
         for root, affect in roots:
             for iface in root.findall("devices/interface[@type='network']"):
                 source = iface.find("source")
