@@ -13,9 +13,8 @@ import pytest
 from nbcloud.core.errors import AlreadyExists, InvalidSpec
 from nbcloud.services import keys, ssh
 from nbcloud.ui import commands
-from tests.guest import udp_noports
 from tests.waiting import wait_for
-from tests.integration.guests import banner, fresh_guest
+from tests.guest import banner, fresh_guest, udp_noports
 
 NAME = "sg-fwd"
 NET, CIDR = "sg-fnet", "10.97.31.0/24"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbcloud.core.errors import InvalidSpec
-from tests.integration.guests import (
+from tests.guest import (
     attack,
     banner,
     fresh_guest,

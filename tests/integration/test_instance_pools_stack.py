@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.guests import group_filter_of, instance_filter_of
+from tests.guest import group_filter_of, instance_filter_of
 
 STACK = "ipst"
 POOL = "ipweb"

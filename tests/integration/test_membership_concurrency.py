@@ -12,7 +12,7 @@ from tests.concurrent_members import (
     join_from_processes,
     lost_members,
 )
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 NET, CIDR = "sec-ccnet", "10.151.11.0/24"
 GROUP, LB = "sec-cc", "sec-cclb"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from nbcloud.core.errors import CloudError
-from tests.integration.guests import instance_filter_of
+from tests.guest import instance_filter_of
 from tests.real_daemon import open_cloud
 
 NET, CIDR = "sec-sgnet", "10.151.9.0/24"

@@ -15,8 +15,7 @@ from nbcloud.core.errors import InvalidSpec
 from nbcloud.providers.libvirt.xml import BASE_FILTER
 from nbcloud.ui import commands
 from nbcloud.ui.commands import CommandError
-from tests.guest import udp_noports
-from tests.integration.guests import group_filter_of, instance_filter_of
+from tests.guest import group_filter_of, instance_filter_of, udp_noports
 
 NAMES = ("sg-a", "sg-b")
 GROUPS = ("sg-ssh", "sg-web", "sg-udp")

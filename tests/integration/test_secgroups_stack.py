@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from nbcloud.providers.libvirt.xml import BASE_FILTER
-from tests.integration.guests import group_filter_of, instance_filter_of
+from tests.guest import group_filter_of, instance_filter_of
 
 STACK = "sgstack"
 BODY = """

@@ -309,14 +309,14 @@ def test_changed_host_key_is_refused_with_the_reason(cloud, recorder):
 def hostile_guest(cloud):
     """rl-lo on a network of its own, turned hostile: it routes 127.0.0.1 through its
     gateway, as a guest reaching for the host's loopback services would."""
-    from tests.integration.guests import fresh_guest, route_loopback_via_gateway
+    from tests.guest import fresh_guest, route_loopback_via_gateway
     for inst in fresh_guest(cloud, "rl-lo", "rl-lonet", "10.151.13.0/24", "m.nano"):
         route_loopback_via_gateway(inst, cloud.provider.network("rl-lonet").gateway)
         yield inst
 
 
 def test_a_guest_routing_the_hosts_loopback_reaches_nothing(cloud, hostile_guest, recorder):
-    from tests.integration.guests import attack
+    from tests.guest import attack
     fwd = cloud.floating.create("rl-lo", 22)          # from any address: route_localnet on
     try:
         recorder.fault("a guest routing 127.0.0.1 through its gateway, a forward in place")
