@@ -100,6 +100,7 @@ class Host(Protocol):
 class Compute(Protocol):
     """Instances ("compute")."""
     default_network: str
+    engine_flavors: bool    # flavors are the engine's: any change of flavor is its resize
 
     def check_instance_networks(self, networks: tuple[str, ...]) -> None: ...
     def provision(self, req: InstanceRequest, image: Image, undo) -> Provisioned: ...
@@ -118,6 +119,13 @@ class Compute(Protocol):
     def resize(self, name: str, flavor: Flavor) -> None: ...
     def set_cpu_share(self, name: str, share: float) -> bool: ...
     def shared_folders(self, name: str) -> list[tuple[str, str]]: ...
+
+
+class KeyPairs(Protocol):
+    """The public halves of the user's login keys where the engine keeps them (Nova's key
+    pairs); the private halves never leave the user's side. libvirt keeps none."""
+    def put_keypair(self, name: str, public_key: str) -> None: ...
+    def delete_keypair(self, name: str) -> None: ...
 
 
 class Snapshots(Protocol):
@@ -228,5 +236,5 @@ class Recovery(Protocol):
     def detach_nic(self, name: str, mac: str) -> None: ...
 
 
-INTERFACES = (Host, Compute, Snapshots, Console, Stats, BlockStorage, StoragePools,
+INTERFACES = (Host, Compute, KeyPairs, Snapshots, Console, Stats, BlockStorage, StoragePools,
               Networking, Firewall, Forwards, Balancers, Recovery)

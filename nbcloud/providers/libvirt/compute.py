@@ -58,6 +58,7 @@ class ComputeMixin:
 
     uri: str
     paths: dict[str, Path]
+    engine_flavors = False   # nbcloud's catalogue: a CPU share changes live
 
     @property
     def default_network(self) -> str:
@@ -78,6 +79,13 @@ class ComputeMixin:
                           "--vcpus N --memory M")
 
     create_flavor = delete_flavor = _fixed_catalogue
+
+    # ----- key pairs: the guest gets the public key in its seed; nothing kept here ------
+    def put_keypair(self, name: str, public_key: str) -> None:
+        """Nothing: libvirt keeps no key pairs."""
+
+    def delete_keypair(self, name: str) -> None:
+        """Nothing: libvirt keeps no key pairs."""
 
     # ----- the accelerator -------------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:

@@ -6,7 +6,8 @@ Neutron objects, metadata `nbcloud:kind` on servers and volumes, so that what nb
 not make is never touched. A cloud's rows in the inventory are keyed by cloud and project
 (`openstack://CLOUD/PROJECT_ID`), so one notebook can hold a libvirt host and a cloud.
 
-Its operations live in one mixin per kind: compute.py (Nova servers), networks.py
+Its operations live in one mixin per kind: compute.py (Nova servers), flavors.py,
+keypairs.py (Nova's), networks.py
 (Neutron networks, routers, ports), volumes.py (Cinder), firewall.py (security groups),
 forwards.py (floating IPs), images.py (Glance).
 """
@@ -27,6 +28,7 @@ from nbcloud.providers.openstack.compute import (
 )
 from nbcloud.providers.openstack.firewall import FirewallMixin
 from nbcloud.providers.openstack.flavors import FlavorMixin
+from nbcloud.providers.openstack.keypairs import KeyPairMixin
 from nbcloud.providers.openstack.forwards import ForwardMixin
 from nbcloud.providers.openstack.networks import NetworkMixin
 from nbcloud.providers.openstack.volumes import VolumeMixin
@@ -48,8 +50,8 @@ def cloud_name(uri: str) -> str:
     return name
 
 
-class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, VolumeMixin,
-                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, NetworkMixin,
+                        VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"
