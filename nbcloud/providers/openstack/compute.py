@@ -239,7 +239,8 @@ class ComputeMixin:
                 break
             if server.status == "ERROR" or (server.status in ("ACTIVE", "SHUTOFF")
                                             and not server.task_state):
-                raise CloudError(f"Nova did not resize {name!r}: {self._failure(server)}")
+                raise CloudError(f"Nova did not resize {name!r}: {self._failure(server)} (an "
+                                 "admin sees why: `openstack server event list`)")
             if time.monotonic() > deadline:
                 raise CloudError(f"Nova did not resize {name!r} within {BOOT_TIMEOUT:.0f} s")
         self.conn.compute.confirm_server_resize(server)
