@@ -143,6 +143,7 @@ class Console(Protocol):
 
 class Stats(Protocol):
     def domain_stats(self, names: list[str]) -> dict[str, dict]: ...
+    def stats_note(self) -> str: ...     # why counters are missing ('' when they are read)
 
 
 class BlockStorage(Protocol):

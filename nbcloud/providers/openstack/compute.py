@@ -330,17 +330,6 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-class StatsMixin:
-    """Monitoring on OpenStack: server states from one listing; counters only where the
-    cloud lets this user read Nova's diagnostics (an admin's by default)."""
-
-    def domain_stats(self, names=None) -> dict[str, dict]:
-        wanted = None if names is None else set(names)
-        return {s.name: {"state": STATES.get(s.status, "unknown")}
-                for s in self.conn.compute.servers(details=True)
-                if wanted is None or s.name in wanted}
-
-
 class NoAdoption:
     """What adopting an outside server would need: not offered on OpenStack yet."""
 

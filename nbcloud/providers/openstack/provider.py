@@ -8,7 +8,7 @@ not make is never touched. A cloud's rows in the inventory are keyed by cloud an
 
 Its operations live in one mixin per kind: compute.py (Nova servers), flavors.py,
 keypairs.py (Nova's), networks.py
-(Neutron networks, routers, ports), volumes.py (Cinder), firewall.py (security groups),
+(Neutron networks, routers, ports), stats.py (Nova's diagnostics), volumes.py (Cinder), firewall.py (security groups),
 forwards.py (floating IPs), images.py (Glance).
 """
 from __future__ import annotations
@@ -24,13 +24,13 @@ from nbcloud.providers.openstack.compute import (
     NoAdoption,
     NoBalancers,
     NoStoragePools,
-    StatsMixin,
 )
 from nbcloud.providers.openstack.firewall import FirewallMixin
 from nbcloud.providers.openstack.flavors import FlavorMixin
 from nbcloud.providers.openstack.keypairs import KeyPairMixin
 from nbcloud.providers.openstack.forwards import ForwardMixin
 from nbcloud.providers.openstack.networks import NetworkMixin
+from nbcloud.providers.openstack.stats import StatsMixin
 from nbcloud.providers.openstack.volumes import VolumeMixin
 
 _CLOUD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
