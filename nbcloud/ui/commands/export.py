@@ -1,5 +1,5 @@
-"""`%cloud export ansible|yaml [--output FILE]`: an Ansible inventory of the instances,
-or the stacks as `%%cloud apply` cells."""
+"""`%cloud export ansible|yaml|heat [--stack NAME] [--output FILE]`: an Ansible inventory
+of the instances, the stacks as `%%cloud apply` cells, or a stack as a Heat template."""
 from __future__ import annotations
 
 from nbcloud.ui.commands.base import verbs
@@ -7,14 +7,21 @@ from nbcloud.ui.commands.base import verbs
 
 def add_parser(sub, name: str) -> None:
     ex = verbs(sub, name)
-    for verb in ("ansible", "yaml"):
-        ex.add_parser(verb).add_argument("--output", "-o", metavar="FILE",
-                                         help="write the export to FILE as well")
+    for verb in ("ansible", "yaml", "heat"):
+        p = ex.add_parser(verb)
+        p.add_argument("--output", "-o", metavar="FILE", help="write the export to FILE as well")
+        if verb == "heat":
+            p.add_argument("--stack", help="the stack to export (the only one, if not named)")
 
 
 def run(cloud, args, namespace):
     from nbcloud.workflows import export
-    out = export.ansible(cloud.services) if args.verb == "ansible" else export.cells(cloud.services)
+    if args.verb == "heat":
+        out = export.heat(cloud.services, args.stack, namespace)
+    elif args.verb == "ansible":
+        out = export.ansible(cloud.services)
+    else:
+        out = export.cells(cloud.services)
     if args.output:
         out.save(args.output)
     return out
