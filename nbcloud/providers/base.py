@@ -39,6 +39,7 @@ CAPABILITIES = {
     "console": "a console log",
     "stats": "monitoring statistics",
     "flavors": "flavors of its own (a catalogue only an admin may change)",
+    "projects": "projects and users (an OpenStack admin's, for a class)",
     "adopt": "adopting objects made outside nbcloud",
 }
 
@@ -126,6 +127,15 @@ class KeyPairs(Protocol):
     pairs); the private halves never leave the user's side. libvirt keeps none."""
     def put_keypair(self, name: str, public_key: str) -> None: ...
     def delete_keypair(self, name: str) -> None: ...
+
+
+class Projects(Protocol):
+    """A project, a user and quotas per student ("projects": an OpenStack admin's)."""
+    def project_names(self) -> list[str]: ...
+    def create_project(self, name: str, password: str, quotas: dict[str, int]) -> dict: ...
+    def project_quotas(self, name: str) -> dict[str, int]: ...
+    def delete_project(self, name: str) -> None: ...
+    def project_login(self, clouds_file: str, name: str) -> str: ...
 
 
 class Snapshots(Protocol):
@@ -237,5 +247,5 @@ class Recovery(Protocol):
     def detach_nic(self, name: str, mac: str) -> None: ...
 
 
-INTERFACES = (Host, Compute, KeyPairs, Snapshots, Console, Stats, BlockStorage, StoragePools,
+INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage, StoragePools,
               Networking, Firewall, Forwards, Balancers, Recovery)

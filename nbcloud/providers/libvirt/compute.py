@@ -87,6 +87,16 @@ class ComputeMixin:
     def delete_keypair(self, name: str) -> None:
         """Nothing: libvirt keeps no key pairs."""
 
+    # ----- projects: one host has none ---------------------------------------------------
+    def project_names(self) -> list[str]:
+        return []
+
+    def _no_projects(self, *_args) -> dict:
+        raise Unsupported(f"the libvirt provider ({self.uri}) has no projects or users: "
+                          "one host, one account (an OpenStack cloud has them)")
+
+    create_project = project_quotas = delete_project = project_login = _no_projects
+
     # ----- the accelerator -------------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:
         """{'accelerator': 'kvm'|'tcg'|'test', 'reason': ...}; probed once, then cached."""

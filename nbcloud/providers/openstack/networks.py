@@ -11,6 +11,7 @@ import ipaddress
 
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound, Unsupported
 from nbcloud.core.spec import check_name
+from nbcloud.core.undo import Undo
 from nbcloud.providers.types import NetworkInfo
 
 TAG = "nbcloud"
@@ -135,29 +136,24 @@ class NetworkMixin:
         if mode == "nat" and not external:
             raise CloudError(f"the cloud {self.cloud!r} has no external network: a nat "
                              "network needs one for its router (use --mode isolated)")
-        made = []
         try:
-            net = self.conn.network.create_network(name=name)
-            made.append(lambda: self.conn.network.delete_network(net, ignore_missing=True))
-            self.conn.network.set_tags(net, [TAG])
-            sub = self.conn.network.create_subnet(
-                network_id=net.id, name=name, ip_version=4, cidr=cidr, enable_dhcp=True)
-            if mode == "nat":
-                router = self.conn.network.create_router(
-                    name=f"nbcloud-{name}",
-                    external_gateway_info={"network_id": external[0].id})
-                made.append(lambda: self.conn.network.delete_router(router,
-                                                                    ignore_missing=True))
-                self.conn.network.set_tags(router, [TAG])
-                self.conn.network.add_interface_to_router(router, subnet_id=sub.id)
-        except Exception as exc:  # noqa: BLE001
-            for undo in reversed(made):
-                try:
-                    undo()
-                except Exception:  # noqa: BLE001  (best effort: the first error is told)
-                    pass
-            if isinstance(exc, CloudError):
-                raise
+            with Undo() as undo:   # nothing is left if a step fails
+                net = self.conn.network.create_network(name=name)
+                undo.add(lambda: self.conn.network.delete_network(net, ignore_missing=True))
+                self.conn.network.set_tags(net, [TAG])
+                sub = self.conn.network.create_subnet(
+                    network_id=net.id, name=name, ip_version=4, cidr=cidr, enable_dhcp=True)
+                if mode == "nat":
+                    router = self.conn.network.create_router(
+                        name=f"nbcloud-{name}",
+                        external_gateway_info={"network_id": external[0].id})
+                    undo.add(lambda: self.conn.network.delete_router(router,
+                                                                     ignore_missing=True))
+                    self.conn.network.set_tags(router, [TAG])
+                    self.conn.network.add_interface_to_router(router, subnet_id=sub.id)
+        except CloudError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the API's reason, in one line)
             raise CloudError(f"Neutron refused network {name!r}: "
                              f"{' '.join(str(exc).split())[:300]}") from None
         return ""

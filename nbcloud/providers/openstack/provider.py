@@ -7,7 +7,7 @@ not make is never touched. A cloud's rows in the inventory are keyed by cloud an
 (`openstack://CLOUD/PROJECT_ID`), so one notebook can hold a libvirt host and a cloud.
 
 Its operations live in one mixin per kind: compute.py (Nova servers), flavors.py,
-keypairs.py (Nova's), networks.py
+keypairs.py (Nova's), projects.py (Keystone's, for a class), networks.py
 (Neutron networks, routers, ports), stats.py (Nova's diagnostics), volumes.py (Cinder), firewall.py (security groups),
 forwards.py (floating IPs), images.py (Glance).
 """
@@ -30,6 +30,7 @@ from nbcloud.providers.openstack.flavors import FlavorMixin
 from nbcloud.providers.openstack.keypairs import KeyPairMixin
 from nbcloud.providers.openstack.forwards import ForwardMixin
 from nbcloud.providers.openstack.networks import NetworkMixin
+from nbcloud.providers.openstack.projects import ProjectMixin
 from nbcloud.providers.openstack.stats import StatsMixin
 from nbcloud.providers.openstack.volumes import VolumeMixin
 
@@ -51,7 +52,7 @@ def cloud_name(uri: str) -> str:
 
 
 class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, NetworkMixin,
-                        VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+                        ProjectMixin, VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"
@@ -85,7 +86,7 @@ class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, Netwo
             if kind in self.catalog:
                 caps |= more
         if "admin" in self.account[2]:
-            caps.add("flavors")
+            caps |= {"flavors", "projects"}
         self.capabilities = frozenset(caps)   # per cloud: what its catalog offers
         self._images = None
 
