@@ -137,6 +137,7 @@ class ComputeMixin:
         where it can have one, and mark it; each step adds its undo."""
         flavor = self._nova_flavor(req.flavor.name)
         nets = [self._neutron_network(n) for n in req.networks]
+        self._release_floating(req.name)   # a predecessor's, deleted behind our back
         user_data = cloudinit.user_data_document(
             cloudinit.cloud_config(req.name, req.authorized_keys, req.host_key_private,
                                    req.host_key_public), req.user_data)
@@ -193,6 +194,18 @@ class ComputeMixin:
                     self.conn.network.delete_ip(fip, ignore_missing=True)
         self.conn.compute.delete_server(server, ignore_missing=True)
         self.conn.compute.wait_for_delete(server, interval=1, wait=BOOT_TIMEOUT)
+        self._release_floating(server.name)
+
+    def _release_floating(self, name: str) -> None:
+        """Delete the floating IPs nbcloud gave servers called `name` that are bound to no
+        port any more: a server deleted behind nbcloud's back (`openstack server delete`)
+        leaves its floating IP, which Nova does not release."""
+        if "floating" not in self.capabilities:
+            return
+        for fip in self.conn.network.ips(project_id=self.project_id):
+            if not fip.port_id and "nbcloud" in (fip.tags or []) and \
+                    fip.description == f"nbcloud: {name}":
+                self.conn.network.delete_ip(fip, ignore_missing=True)
 
     # ----- power -------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -352,8 +365,11 @@ class NoBalancers:
         return None
 
     def _no_balancer(self, *_args, **_kwargs):
+        there = "load-balancer" in getattr(self, "catalog", ())
         raise Unsupported(f"the openstack provider ({self.uri}) has no load balancers: "
-                          "Octavia is not driven by nbcloud yet")
+                          + ("this cloud has Octavia, which nbcloud does not drive yet"
+                             if there else "this cloud's catalog has no load-balancer "
+                             "service (Octavia)"))
 
     apply_balancer = ensure_balancer = stop_balancer = _no_balancer
 
