@@ -119,6 +119,8 @@ class Cloud:
 
     def delete_flavor(self, name: str) -> None:
         """Remove flavor `name` from the cloud's catalogue (refused while servers use it)."""
+        from nbcloud.core.flavors import check_flavor_name
+        check_flavor_name(name)             # before the operations log or the engine
         with self.ctx.inventory.operation("delete", "flavor", name):
             self.provider.delete_flavor(name)
 

@@ -66,6 +66,16 @@ def _ipv4(value: object) -> str:
                           "10.77.0.20") from None
 
 
+def on_network(ip: str, cidr: ipaddress.IPv4Network, network: str) -> str:
+    """`ip` if it is a host address of `cidr` (a guest's, or the gateway where balancers
+    listen): a record never sends the network's guests elsewhere."""
+    addr = ipaddress.IPv4Address(ip)
+    if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+        raise InvalidSpec(f"{ip} is not an address on network {network!r} ({cidr}): a "
+                          "record points at the network's own guests or its gateway")
+    return ip
+
+
 class Dns:
     """`cloud.dns`: the records each network's dnsmasq serves."""
 
@@ -140,15 +150,24 @@ class Dns:
         elif failover is not None:
             record = self._failover_record(network, name, failover, port)
         else:
-            record = Record(network, name, "A", _ipv4(ip))
+            record = Record(network, name, "A", on_network(
+                _ipv4(ip), self.provider.network(network).network, network))
         ctx = self.ctx
+
+        def claim(current) -> dict:    # one transaction: two adds of one name, one wins
+            if current is not None:
+                raise AlreadyExists(f"{name!r} is already a name on network {network!r}: "
+                                    "pick another or delete it first")
+            return {"network": network, "name": name, "type": record.type,
+                    "value": record.value, "port": record.port, "current": record.current}
         with ctx.inventory.operation("add", KIND, record.key,
-                                       type=record.type, value=record.value) as op:
-            self._publish(record, self._hosts(network))
-            ctx.inventory.put(KIND, record.key, state="active", stack=stack,
-                                spec={"network": network, "name": name,
-                                      "type": record.type, "value": record.value,
-                                      "port": record.port, "current": record.current})
+                                     type=record.type, value=record.value) as op:
+            ctx.inventory.update(KIND, record.key, claim, state="active", stack=stack)
+            try:
+                self._publish(record, self._hosts(network))
+            except BaseException:
+                ctx.inventory.remove(KIND, record.key)
+                raise
             op.detail = str(record)
         if record.type == "FAILOVER":
             self.start_checker()
@@ -214,9 +233,7 @@ class Dns:
                               "10.77.0.10,10.77.0.11")
         cidr = self.provider.network(network).network
         for ip in ips:
-            if ipaddress.IPv4Address(ip) not in cidr:
-                raise InvalidSpec(f"failover address {ip} is not on network {network!r} "
-                                  f"({cidr}): the checker only probes the network's guests")
+            on_network(ip, cidr, network)
         port = check_port(port)
         record = Record(network, name, "FAILOVER", ",".join(ips), port)
         return Record(network, name, "FAILOVER", record.value, port, self._healthy(record))

@@ -15,7 +15,7 @@ import yaml
 
 from nbcloud.core.display import Table
 from nbcloud.core.errors import CloudError
-from nbcloud.core.spec import check_name
+from nbcloud.core.spec import check_name, format_size
 from nbcloud.core.stackfile import Stack, parse
 from nbcloud.plan.compare import (
     Action,
@@ -69,6 +69,23 @@ def read_live(cloud: Services) -> LiveState:
                           for i in infos})
 
 
+#: spec fields holding a byte count, shown in the units a stack file uses (128M)
+SIZE_FIELDS = ("size", "memory")
+
+
+def spec_text(spec: dict) -> str:
+    """A recorded spec as `stack show` prints it: empty fields left out, sizes as 128M,
+    lists as a,b; never the pinned host key."""
+    def text(key, value):
+        if key in SIZE_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+            return format_size(value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value))
+        return str(value)
+    return ", ".join(f"{k}={text(k, v)}" for k, v in sorted(spec.items())
+                     if k != "hostkey" and v not in (None, "", [], (), {}))
+
+
 class Stacks:
     """`cloud.stacks`: the declarative side of the cloud."""
 
@@ -102,9 +119,8 @@ class Stacks:
 
     def show(self, name: str) -> Table:
         check_name(name, "stack name")
-        rows = [(r.kind, r.name, r.state, ", ".join(f"{k}={v}" for k, v in sorted(
-            r.spec.items()) if k not in ("hostkey",))) for r in self._recorded()
-            if r.stack == name]
+        rows = [(r.kind, r.name, r.state, spec_text(r.spec)) for r in self._recorded()
+                if r.stack == name]
         return Table(["kind", "name", "state", "spec"], rows, f"stack {name}")
 
     # ----- writes -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.real_daemon import URI
 
 from nbcloud.agent import control, supervisor

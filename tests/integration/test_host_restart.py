@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.reliability.private_daemon import PrivateDaemon
 
 from nbcloud.agent import control, supervisor

@@ -30,6 +30,13 @@ def ip(tmp_path):
 
 
 @pytest.fixture
+def busybox():
+    """Debian's busybox-static: the tiny image's shell, to run its scripts on the host."""
+    from tests.needs import program
+    return program("busybox", "Debian package busybox-static (scripts/setup.sh)")
+
+
+@pytest.fixture
 def unique():
     """A fresh resource name per call (the test driver's state is shared in-process)."""
     return lambda prefix="t": f"{prefix}{next(_seq)}"

@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,8 +92,10 @@ def binary() -> str:
 def check(text: str, workdir: Path) -> None:
     """Let HAProxy itself validate a configuration (`haproxy -c`); CloudError if not."""
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / ".check.cfg"
-    path.write_text(text)
+    fd, name = tempfile.mkstemp(prefix=".check-", suffix=".cfg", dir=workdir)
+    path = Path(name)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     try:
         out = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                              text=True, timeout=30, check=False)
@@ -127,30 +130,30 @@ class Process:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+        # the pid may have been reused by another program: it must be our haproxy
+        return pid if self._serves(pid) else None
+
+    def _serves(self, pid: int) -> bool:
+        """Whether `pid` is a live (not zombie) HAProxy started with this config file."""
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-        except OSError:
-            return None
-        # the pid may have been reused by another program: it must be our haproxy
-        if not argv or not argv[0].endswith(b"haproxy") or str(self.cfg).encode() not in argv:
-            return None
-        try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return None
+                state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
-            return None
-        return pid
+            return False
+        return bool(argv) and argv[0].endswith(b"haproxy") and \
+            str(self.cfg).encode() in argv and state != "Z"
 
     def alive(self) -> bool:
         return self.pid() is not None
 
     def write(self, text: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cfg.with_suffix(".cfg.new")
-        tmp.write_text(text)
-        tmp.replace(self.cfg)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.cfg.name}-", dir=self.workdir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.cfg)
 
     def start(self, text: str) -> int:
         """Write `text` and (re)start: a running process hands over to the new one."""
@@ -188,15 +191,25 @@ class Process:
             self._stop()
 
     def _stop(self) -> None:
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not self.alive():
-                    break
-                time.sleep(0.05)
+        """Stop the process, and those it took over from that are still finishing
+        their soft stop (each serves this config file until its last connection ends)."""
+        pids = self.serving()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for _ in range(50):
+            if not self.serving():
+                break
+            time.sleep(0.05)
         for path in (self.cfg, self.pidfile, self.socket):
             path.unlink(missing_ok=True)
+
+    def serving(self) -> list[int]:
+        """Pids of the HAProxy processes started with this balancer's config file."""
+        return [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                and self._serves(int(pid))]
 
     def health(self) -> dict[str, str]:
         """member name -> 'UP', 'DOWN', ... as the running process sees it ({} if none)."""

@@ -122,6 +122,10 @@ class NetworkMixin:
     def new_bridge(self, name: str) -> str:
         return ""   # Neutron names its own bridges
 
+    def host_routes(self) -> list:
+        """None: the cloud places networks away from its hosts' own ranges itself."""
+        return []
+
     def create_network(self, name: str, cidr: str, mode: str, bridge: str = "") -> str:
         """Network, subnet and (for `nat`) a router to the external network; nothing is
         left if a step fails."""

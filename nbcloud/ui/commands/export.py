@@ -1,5 +1,6 @@
 """`%cloud export ansible|yaml|heat [--stack NAME] [--output FILE]`: an Ansible inventory
-of the instances, the stacks as `%%cloud apply` cells, or a stack as a Heat template."""
+of the running instances (their pinned host keys in FILE.known_hosts beside it), the
+stacks as `%%cloud apply` cells, or a stack as a Heat template."""
 from __future__ import annotations
 
 from nbcloud.ui.commands.base import verbs
@@ -18,8 +19,8 @@ def run(cloud, args, namespace):
     from nbcloud.workflows import export
     if args.verb == "heat":
         out = export.heat(cloud.services, args.stack, namespace)
-    elif args.verb == "ansible":
-        out = export.ansible(cloud.services)
+    elif args.verb == "ansible":  # its known_hosts file goes beside the output file
+        out = export.ansible(cloud.services, args.output)
     else:
         out = export.cells(cloud.services)
     if args.output:
