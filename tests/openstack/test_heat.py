@@ -8,7 +8,7 @@ import socket
 import subprocess
 
 from nbcloud.workflows import export
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.openstack.conftest import CLOUD, servers
 
 STACK = "ok-heat"

@@ -12,7 +12,7 @@ import pytest
 
 from nbcloud.core.errors import Unsupported
 from nbcloud.workflows.topology import build_graph
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.openstack.conftest import ADMIN, fresh_instance, servers
 
 A, B, VOL = "ok-dns-a", "ok-dns-b", "ok-seen"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from nbcloud.core.errors import CloudError
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.openstack.conftest import fresh_instance, servers
 
 NAME = "ok-verbs"

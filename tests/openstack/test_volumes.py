@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from nbcloud.core.errors import CloudError
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 from tests.openstack.conftest import fresh_instance, servers
 
 NAME, VOL = "ok-volhost", "ok-vol"
