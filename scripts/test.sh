@@ -38,7 +38,7 @@ if bash scripts/openstack/aio.sh up; then
     export NBCLOUD_URI=openstack://nbcloud-aio NBCLOUD_HOME=$os_home
     bash scripts/openstack/aio.sh exec .venv/bin/nbcloud image build tiny || rc=$?
     IPYTHONDIR="$ipython_dir" bash scripts/openstack/aio.sh exec timeout -k 30 1200 \
-        .venv/bin/python -m pytest -q -p no:cacheprovider --durations=5 --nbval-lax \
+        .venv/bin/python -m pytest -q -p no:cacheprovider -p tests.nbval_outputs --durations=5 --nbval-lax \
         notebooks/01-first-instance.ipynb notebooks/course/0[1235]-*.ipynb \
         notebooks/course/0[68]-*.ipynb || rc=$?
     unset NBCLOUD_URI NBCLOUD_HOME
