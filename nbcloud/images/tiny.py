@@ -386,11 +386,14 @@ bound | renew)
 		exit 0
 	fi
 	ip addr replace "$ip/${mask:-24}" dev "$interface"
-	if [ -n "$router" ]; then
+	# a second NIC's lease (another network's router) must not move the default route
+	routed=$(cat "$NB/route-dev" 2>/dev/null)
+	if [ -n "$router" ] && [ "${routed:-$interface}" = "$interface" ]; then
 		while ip route del default dev "$interface" 2>/dev/null; do :; done
 		for r in $router; do ip route add default via "$r" dev "$interface" && break; done
 	fi
-	[ -n "$dns" ] && for d in $dns; do echo "nameserver $d"; done >/etc/resolv.conf
+	[ -n "$dns" ] && [ "${routed:-$interface}" = "$interface" ] &&
+		for d in $dns; do echo "nameserver $d"; done >/etc/resolv.conf
 	echo "$ip" >"$NB/ip-$interface" ;;
 esac
 exit 0
