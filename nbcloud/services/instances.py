@@ -341,17 +341,13 @@ class Instances:
                screen: bool = False, sync=(), provision: str | None = None,
                boot: str = "auto") -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
-        `volumes` are existing data volumes, attached once it runs. The network defaults
-        to the provider's (`nbcloud`, or user-mode networking `user` on a session daemon).
-        `progress` (see ui/progress.launch_progress) shows each stage with elapsed time.
-        Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
-        `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
-        `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
-        script run at first boot (folders.py). `vcpus` and `memory` ("1G") instead of a
-        `flavor` make a custom instance type (`custom-2-1024`), no larger than the host.
-        `boot`: "auto" makes a warm clone where one can be (else a cold boot, and the base
-        the next ones need is built after), "cold" always boots, "clone" builds the base
-        first if need be, or refuses."""
+        `volumes` (existing data volumes) attach once it runs; the network defaults to the
+        provider's. `progress` shows each stage (ui/progress.launch_progress); Ctrl-C
+        raises `Interrupted`, saying what was left running and what was not made. `screen`
+        adds a VGA adapter for `screenshot()`; `sync` shares host folders ("HOST:GUEST") by
+        virtiofs, `provision` runs a script at first boot. `vcpus` and `memory` ("1G")
+        instead of a `flavor` make a custom type (`custom-2-1024`). `boot`: "auto" clones
+        where it can (else boots cold and builds the base after), "cold", or "clone"."""
         flavor = choose(flavor, vcpus, memory)
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
