@@ -378,9 +378,11 @@ print_fingerprints() { # as cloud-init prints them on the console
 
 serial_shell() { # a root shell on the serial console, for whoever may open it (libvirt's
 	# console stream: `%cloud instance terminal NAME --serial`, `virsh console`); a new
-	# one after each exit. setsid -c makes ttyS0 its controlling terminal: Ctrl-C works.
+	# one after each exit. setsid -c makes ttyS0 its controlling terminal; login -f
+	# (no password: reaching the console takes the host's libvirt already) sets SIGINT
+	# back to default, which a background job of this script ignores: Ctrl-C works.
 	while :; do
-		PS1='\h:\w# ' setsid -c sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
+		setsid -c login -f root </dev/ttyS0 >/dev/ttyS0 2>&1
 		usleep 200000
 	done
 }
