@@ -17,6 +17,9 @@ for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done
+# Node.js and npm build the JupyterLab extension and the terminal widget; any install of
+# them will do (Debian's, or another that brings its own npm)
+command -v npm >/dev/null || missing+=(nodejs npm)
 # The tiny image is assembled from .deb files fetched with `apt-get download`,
 # which needs package lists even when everything is installed.
 if [ ${#missing[@]} -gt 0 ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
@@ -33,6 +36,16 @@ if [ ${#missing[@]} -gt 0 ]; then
         "${missing[@]}" >/dev/null
 fi
 
+# npm packages, exactly as their lock files say: the front ends' build (the wheel's build
+# hook runs `npm run build` in extensions/jupyterlab) and the lab tier's Playwright.
+for dir in extensions/jupyterlab tests/lab; do
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        echo "setup: npm ci in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund --silent
+        touch "$dir/node_modules"
+    fi
+done
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
@@ -40,7 +53,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when the project's metadata changed since the last install.
 stamp=.venv/.nbcloud-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# (the front ends are built into it, so a change to their sources counts too)
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find extensions/jupyterlab \
+        -path '*/node_modules' -prune -o -path '*/labextension' -prune -o -newer "$stamp" \
+        -type f -print -quit)" ]; then
     echo "setup: installing nbcloud into .venv"
     # (pip's warnings about this machine's unused local index say nothing about us)
     .venv/bin/pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }

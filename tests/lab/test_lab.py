@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -53,29 +52,25 @@ def _need(program: str) -> str:
     return path
 
 
-def _with_registries() -> list[str]:
-    """The prefix that runs a command where the package registries are reachable: the
-    tier runs in the test network namespace, which has no route out; as root, the
-    install steps enter PID 1's network namespace (nothing else of it)."""
-    if os.geteuid() == 0 and os.readlink("/proc/self/ns/net") != os.readlink("/proc/1/ns/net"):
-        return [_need("nsenter"), "--net=/proc/1/ns/net", "--"]
-    return []
-
-
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
-    """A fresh clone, pip-installed into a fresh virtualenv: that venv's bin folder."""
-    _need("npm")
-    root = tmp_path_factory.mktemp("fresh")
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(root / "src")],
-                   check=True)
-    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-    bin_dir = root / "venv" / "bin"
-    start = time.monotonic()
-    done = subprocess.run([*_with_registries(), str(bin_dir / "pip"), "install", "-q",
-                           str(root / "src")], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    print(f"fresh clone pip-installed in {time.monotonic() - start:.0f} s")
+    """A fresh clone pip-installed into a fresh virtualenv (scripts/fresh-install.sh): that
+    venv's bin folder. `make test` makes it outside the test namespace (which has no route
+    to the package registries) and names it in NBCLOUD_FRESH_INSTALL; without it, it is
+    made here."""
+    dest = os.environ.get("NBCLOUD_FRESH_INSTALL")
+    if not dest:
+        _need("npm")
+        dest = str(tmp_path_factory.mktemp("fresh"))
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "fresh-install.sh"), dest],
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        print(done.stdout.strip())
+    bin_dir = Path(dest) / "venv" / "bin"
+    # it is an installed wheel, not this checkout's editable install
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import nbcloud; print(nbcloud.__file__)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert where.startswith(str(Path(dest) / "venv")), where
     return bin_dir
 
 
