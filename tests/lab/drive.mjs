@@ -107,7 +107,9 @@ async function perform(page, step) {
     return 'inserted';
   }
   if (step.tab) {
-    const tab = '.jp-Terminal:not(.lm-mod-hidden) .xterm-rows';
+    // JupyterLab draws its terminals on a canvas: the text is in xterm.js's accessibility
+    // tree (the terminal setting screenReaderMode, which the test turns on)
+    const tab = '.jp-Terminal:not(.lm-mod-hidden) .xterm-accessibility-tree';
     const shows = (text, whole) => page.waitForFunction(([sel, t, w]) => {
       const rows = document.querySelector(sel)?.innerText || '';
       return w ? rows.split('\n').some((l) => l.trim() === t) : rows.includes(t);

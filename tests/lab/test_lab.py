@@ -68,8 +68,9 @@ def fresh(tmp_path_factory):
         print(done.stdout.strip())
     bin_dir = Path(dest) / "venv" / "bin"
     # it is an installed wheel, not this checkout's editable install
+    # (run away from this checkout: `python -c` and `-m` put the current folder first)
     where = subprocess.run([str(bin_dir / "python"), "-c", "import nbcloud; print(nbcloud.__file__)"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           capture_output=True, text=True, check=True, cwd=dest).stdout.strip()
     assert where.startswith(str(Path(dest) / "venv")), where
     return bin_dir
 
@@ -94,17 +95,18 @@ def lab(fresh, tmp_path_factory):
                JUPYTER_DATA_DIR=str(root / "data"), JUPYTER_RUNTIME_DIR=str(root / "rt"),
                IPYTHONDIR=str(root / "ipython"), PATH=f"{fresh}:{os.environ['PATH']}")
     env.pop("NBCLOUD_URI", None)
-    # JupyterLab's terminals draw with xterm.js's DOM renderer, so the page has their text
+    # JupyterLab's terminals draw on a canvas; in screen-reader mode xterm.js also keeps
+    # their text in the page (drive.mjs reads it there)
     settings = root / "settings" / "@jupyterlab" / "terminal-extension"
     settings.mkdir(parents=True)
-    (settings / "plugin.jupyterlab-settings").write_text('{"rendererType": "dom"}')
+    (settings / "plugin.jupyterlab-settings").write_text('{"screenReaderMode": true}')
     log = (root / "lab.log").open("w")
     proc = subprocess.Popen(
         [str(fresh / "python"), "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
          "--allow-root", f"--LabApp.user_settings_dir={root / 'settings'}",
          f"--LabApp.workspaces_dir={root / 'workspaces'}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -129,11 +131,11 @@ def lab(fresh, tmp_path_factory):
 def test_extensions_are_listed_enabled(fresh, lab):
     env = lab[4]
     labext = subprocess.run([str(fresh / "jupyter"), "labextension", "list"], env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, cwd=lab[2])
     lines = ANSI.sub("", labext.stdout + labext.stderr)
     assert re.search(r"nbcloud-jupyterlab v\S+ enabled OK \(python, nbcloud\)", lines), lines
     server = subprocess.run([str(fresh / "jupyter"), "server", "extension", "list"], env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, cwd=lab[2])
     lines = ANSI.sub("", server.stdout + server.stderr)
     assert re.search(r"nbcloud\.ui\.server enabled", lines), lines
     assert re.search(r"nbcloud\.ui\.server\s+OK", lines), lines

@@ -28,7 +28,7 @@ export function drawGraph(box, nodes, edges) {
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   const height = Math.min(320, (y1 - y0 + 1) * ROW + 10);
-  const sx = (x) => 14 + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (WIDTH - 28);
+  const sx = (x) => 10 + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (WIDTH - 90);  // labels right
   const sy = (y) => 10 + (y1 > y0 ? (y1 - y) / (y1 - y0) : 0) * (height - 20);
   const root = svg('svg', { width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}`,
     class: 'nbcloud-topology' });

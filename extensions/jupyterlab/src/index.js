@@ -198,6 +198,7 @@ const plugin = {
   activate: (app, labShell, tracker) => {
     const panel = new CloudPanel(app, tracker);
     labShell.add(panel, 'left', { rank: 650 });
+    window.nbcloudTerminalTabs = true;   // the terminal widget shows its tab button
     window.addEventListener('nbcloud:terminal', (event) => {
       const { name, serial } = event.detail || {};
       if (typeof name === 'string') openTerminal(app, name, Boolean(serial));

@@ -37,6 +37,8 @@ function render({ model, el }) {
     () => window.dispatchEvent(new CustomEvent('nbcloud:terminal', {
       detail: { name: model.get('name'), serial: model.get('serial') },
     })));
+  // only where nbcloud's JupyterLab extension is there to open the tab
+  if (!window.nbcloudTerminalTabs) tab.style.display = 'none';
   const close = button('Close', 'end this session', () => model.send({ type: 'close' }));
   bar.append(title, status, tab, close);
   const box = document.createElement('div');
