@@ -202,7 +202,7 @@ def _cleanup(lab) -> None:
         for name in (FIRST, SERIAL):
             if cloud.provider.exists(name):
                 cloud.instances.delete(name)
-        if CLOSED in {r.name for r in cloud.inventory.all() if r.kind == "secgroup"}:
+        if CLOSED in {r.name for r in cloud.services.inventory.all() if r.kind == "secgroup"}:
             cloud.secgroups.delete(CLOSED)
     finally:
         cloud.close()
