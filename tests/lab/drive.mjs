@@ -6,6 +6,8 @@
 // Steps: {"panel": true}: open the Cloud panel; {"run": i}: run code cell i, wait until it
 // ran; {"row": NAME, "state": S}: wait until the panel lists NAME (in state S);
 // {"press": "stop"|"start"|"terminal"|"console", "name": NAME}: press its button;
+// {"size": true, "cell": i}: the size the terminal widget of cell i has now ("ROWS COLS");
+// {"keys": [KEY...], "cell": i}: press those keys (Playwright's names, e.g. Control+C) there;
 // {"show": NAME}: click its name; {"type": TEXT, "cell": i}: type into the terminal widget
 // of cell i; {"line": TEXT, "cell": i}: wait until that terminal shows a line TEXT;
 // {"tab": TEXT}: wait until the JupyterLab terminal tab on show has a line TEXT (with
@@ -121,6 +123,14 @@ async function perform(page, step) {
     }
     await shows(step.tab, true);
     return page.locator(tab).innerText();
+  }
+  if (step.size) {
+    return cell(page, step.cell).locator('.nbcloud-terminal').getAttribute('data-size');
+  }
+  if (step.keys) {
+    await cell(page, step.cell).locator('.nbcloud-terminal .xterm').click();
+    for (const key of step.keys) await page.keyboard.press(key);
+    return 'pressed';
   }
   if (step.type !== undefined) {
     const screen = cell(page, step.cell).locator('.nbcloud-terminal .xterm');

@@ -9,7 +9,7 @@ Chromium (npm's playwright-core, tests/lab/drive.mjs) on the real daemon:
   within 2 s of the cell that made it, and its stop button stops it (libvirt: shut off);
   clicking an instance inserts `%cloud instance show NAME` into the notebook;
 - a terminal widget receives typed `hostname` and shows the guest's name on a line of its
-  own; the serial terminal does the same on a guest whose security group drops all
+  own; the guest's `stty size` is the widget's size; Ctrl-C pressed there stops a command; the serial terminal does the same on a guest whose security group drops all
   ingress; the panel's terminal button opens a JupyterLab terminal tab on the instance.
 
 The clone is of the committed HEAD: uncommitted changes are not in it.
@@ -235,6 +235,12 @@ def test_panel_and_terminals_in_a_real_jupyterlab(lab):
         {"run": 2},
         {"type": "hostname\r", "cell": 2},
         {"line": FIRST, "cell": 2},
+        {"size": True, "cell": 2},              # the widget's size reached the guest's pty
+        {"type": "stty size\r", "cell": 2},
+        {"type": "sleep 300; echo not-interrupted\r", "cell": 2},
+        {"keys": ["Control+C"], "cell": 2},     # Ctrl-C from the keyboard stops it
+        {"type": "echo typed-$((40+2))\r", "cell": 2},
+        {"line": "typed-42", "cell": 2, "timeout": 20},
         {"run": 3, "timeout": 240},
         {"run": 4},
         {"type": "\r", "cell": 4},
@@ -255,6 +261,12 @@ def test_panel_and_terminals_in_a_real_jupyterlab(lab):
         failed = [s for s in report["steps"] if not s["ok"]]
         assert not report.get("error") and not failed and len(report["steps"]) == len(steps), \
             (report.get("error"), failed[:1])
+        size = at[json.dumps({"size": True, "cell": 2}, sort_keys=True)]["detail"]
+        screen = at[json.dumps({"line": "typed-42", "cell": 2, "timeout": 20},
+                               sort_keys=True)]["detail"]
+        lines = [line.strip() for line in screen.split("\n")]
+        assert re.fullmatch(r"\d+ \d+", size or "") and size in lines, (size, screen)
+        assert "not-interrupted" not in lines, screen
         created = at[json.dumps({"run": 1, "timeout": 240}, sort_keys=True)]["t"]
         seen = report["seen"][FIRST]
         print(f"the panel listed {FIRST} {(seen - created) / 1000:+.2f} s after its cell ended")

@@ -74,9 +74,13 @@ function render({ model, el }) {
   const input = term.onData((data) => {
     if (!model.get('status').startsWith('closed')) model.send({ type: 'input', data });
   });
-  const resize = term.onResize(({ cols, rows }) => model.send({ type: 'resize', cols, rows }));
+  const resize = term.onResize(({ cols, rows }) => {
+    el.dataset.size = `${rows} ${cols}`;   // as `stty size` says it in the guest
+    model.send({ type: 'resize', cols, rows });
+  });
   requestAnimationFrame(() => {
     refit();
+    el.dataset.size = `${term.rows} ${term.cols}`;
     model.send({ type: 'ready', cols: term.cols, rows: term.rows });
     term.focus();
   });
