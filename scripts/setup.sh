@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
           busybox-static dropbear-bin socat e2fsprogs mmdebstrap haproxy
+          openssh-client   # ssh: Ansible's connection to instances in the export test
           python3-venv python3-dev   # the session tier's unprivileged user gets its own venv
           virtinst    # virt-install: a peer in bench/peers.py
           chromium)   # chromium: the picture test renders exported notebooks headless
@@ -20,11 +21,9 @@ done
 # Node.js and npm build the JupyterLab extension and the terminal widget; any install of
 # them will do (Debian's, or another that brings its own npm)
 command -v npm >/dev/null || missing+=(nodejs npm)
-# The tiny image is assembled from .deb files fetched with `apt-get download`,
-# which needs package lists even when everything is installed.
-if [ ${#missing[@]} -gt 0 ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages: ${missing[*]:-package lists}; run this as root" >&2
+        echo "setup: missing Debian packages: ${missing[*]}; run this as root" >&2
         exit 1
     fi
     echo "setup: apt-get update"
@@ -37,8 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # npm packages, exactly as their lock files say: the front ends' build (the wheel's build
-# hook runs `npm run build` in extensions/jupyterlab) and the lab tier's Playwright.
-for dir in extensions/jupyterlab tests/lab; do
+# hook runs `npm run build` in extensions/jupyterlab) and the browser and lab tiers'
+# playwright-core, which drives Debian's chromium (`npx playwright install`, a browser
+# download, is neither needed nor possible here).
+for dir in extensions/jupyterlab tests/lab tests/browser; do
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
         echo "setup: npm ci in $dir"
         npm ci --prefix "$dir" --no-audit --no-fund --silent
