@@ -15,7 +15,7 @@ import time
 import pytest
 
 from nbcloud.core.errors import CloudError
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 NAME = "lx-term"
 #: the tiny image to boot: on a daemon shared by several checkouts, a name of one's own
