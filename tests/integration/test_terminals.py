@@ -120,6 +120,13 @@ def test_serial_console_and_its_stream_released(cloud, guest):
         cloud.provider.open_serial(NAME)
     term.write("sleep 300; echo not-interrupted\r")
     time.sleep(1)
+    # the guest is silent now, and the cloud's own connection still answers at once (the
+    # console's blocking reads hold a libvirt connection of their own)
+    answered = []
+    asking = threading.Thread(target=lambda: answered.append(guest.state), daemon=True)
+    asking.start()
+    asking.join(10)
+    assert answered == ["running"], "a libvirt call waited for the silent serial console"
     term.write("\x03")                                    # the serial shell has a ctty
     term.write("echo serial-$((40+2))\r")
     screen.wait_line("serial-42", timeout=15)

@@ -10,17 +10,21 @@ from nbcloud.core.errors import CloudError
 
 
 class SerialConsole:
-    """The serial console of a running domain as a blocking libvirt stream. One session
-    at a time (libvirt refuses a second without force, which nbcloud never uses); closing
-    aborts the stream, which wakes a reader blocked in `recv`."""
+    """The serial console of a running domain as a blocking libvirt stream, on a libvirt
+    connection of its own: a blocking `recv` holds its connection until the guest writes,
+    so on the cloud's connection every other call (a listing, a repr) would wait for the
+    guest. One session at a time (libvirt refuses a second without force, which nbcloud
+    never uses); closing aborts the stream, which wakes a reader blocked in `recv`, and
+    closes its connection."""
 
-    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain, name: str):
+    def __init__(self, uri: str, uuid: bytes, name: str):
         self.name = name
-        self._stream = conn.newStream(0)
         self._lock = threading.Lock()
         self.closed = False
+        self._conn = libvirt.open(uri)
+        self._stream = self._conn.newStream(0)
         try:
-            dom.openConsole(None, self._stream, 0)
+            self._conn.lookupByUUID(uuid).openConsole(None, self._stream, 0)
         except libvirt.libvirtError as exc:
             self.close()
             message = exc.get_error_message() or ""
@@ -59,6 +63,10 @@ class SerialConsole:
                 self._stream.abort()
             except libvirt.libvirtError:
                 pass
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
 
 
 class ScreenMixin:
@@ -72,7 +80,7 @@ class ScreenMixin:
             raise CloudError(f"instance {name!r} is not running: its serial console has "
                              f"nobody to talk to (start it with `%cloud instance start "
                              f"{name}`)")
-        return SerialConsole(self.conn, dom, name)
+        return SerialConsole(self.conn.getURI(), dom.UUID(), name)
 
     def screenshot(self, name: str, screen: int = 0) -> tuple[str, bytes]:
         """(MIME type, image bytes) of what domain `name` shows on `screen`.
