@@ -40,7 +40,7 @@ class Cloud:
         self.instances, self.volumes, self.cdroms = s.instances, s.volumes, s.cdroms
         self.pools, self.networks, self.keys = s.pools, s.networks, s.keys
         self.secgroups, self.floating, self.sync = s.secgroups, s.floating, s.sync
-        self.lbs, self.dns = s.lbs, s.dns
+        self.lbs, self.dns, self.projects = s.lbs, s.dns, s.projects
         self.ipools = InstancePools(s)
         self.autoscaler = Autoscaler(self.ipools, lambda: s.monitor)
         self.ctx.events.on(POOLS_CHANGED, self.autoscaler.follow)
