@@ -86,7 +86,9 @@ def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImag
     except ArchiveError as exc:
         built = _newest_built(cache_dir)
         if built is None:
-            raise TinyImageError(str(exc)) from None
+            raise TinyImageError(f"{exc}; and no tiny image built from this nbcloud is in "
+                                 f"{cache_dir}: build it once where the archive is "
+                                 "reachable") from None
         say(f"the Debian archive cannot be read ({exc}); using the image built before")
         return built
     versions = {name: c.version for name, c in found.items()}
@@ -163,8 +165,17 @@ def _digest(versions: dict[str, str]) -> str:
 
 
 def _newest_built(cache_dir: Path) -> TinyImage | None:
+    """The newest image in the cache built from this very source (init, builder, modules):
+    one built by another checkout or version would boot another init."""
     found = sorted(cache_dir.glob("tiny-*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    return _load(found[-1].parent) if found else None
+    for manifest in reversed(found):
+        try:
+            made = json.loads(manifest.read_text())
+            if made["digest"] == _digest(made["packages"]):
+                return _load(manifest.parent)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _run(args: list[str]) -> str:
