@@ -19,6 +19,7 @@ from nbcloud.core.undo import Undo
 from nbcloud.providers.types import USER_NETWORK, InstanceRequest
 from nbcloud.services import keys, ssh, terminals
 from nbcloud.services.folders import Folders, SyncedFolder, parse_syncs
+from nbcloud.services.resize import resize
 from nbcloud.services.volumes import Volumes
 
 
@@ -199,32 +200,7 @@ class Instance(Handle):
         """Change flavor: live when only the CPU share differs, else stop, redefine,
         start. Returns which it did."""
         new = self.service.check_flavor(flavor)
-        return self.service.logged("resize", self.name, self._resize, new, timeout)
-
-    def _resize(self, new, timeout: float) -> str:
-        provider, meta = self.provider, self.meta
-        running = self.state == "running"
-        if provider.engine_flavors:   # the cloud's own resize, whatever changes
-            self.close()
-            provider.resize(self.name, new)
-            provider.set_metadata(self.name, {**meta, "flavor": new.name})
-            if running:
-                self.wait_ready()
-            return "resized by the cloud"
-        old = self.provider.flavor(meta["flavor"])
-        if (new.vcpus, new.memory) == (old.vcpus, old.memory):
-            how = "live"
-            if running and not provider.set_cpu_share(self.name, new.cpu_share):
-                how = "live (the CPU share is not enforced on this host)"
-        else:
-            how = "stopped, redefined and started" if running else "redefined"
-            if running:
-                self.stop(timeout)
-            provider.resize(self.name, new)
-        provider.set_metadata(self.name, {**meta, "flavor": new.name})
-        if running and how.startswith(("stopped", "redefined")):
-            self.start()
-        return how
+        return self.service.logged("resize", self.name, resize, self, new, timeout)
 
     def provision(self, script: str, timeout: float = 600.0):
         """Run shell `script` in the instance now, over SSH (output recorded)."""
