@@ -13,6 +13,7 @@ from typing import ClassVar, Protocol
 from nbcloud.core.errors import Unsupported
 from nbcloud.core.spec import Flavor
 from nbcloud.providers.types import (
+    CloneCheck,
     DataVolume,
     Forward,
     HostRoute,
@@ -43,6 +44,7 @@ CAPABILITIES = {
     "flavors": "flavors of its own (a catalogue only an admin may change)",
     "projects": "projects and users (an OpenStack admin's, for a class)",
     "adopt": "adopting objects made outside nbcloud",
+    "clones": "warm clones (instances restored from a booted memory image)",
 }
 
 
@@ -262,5 +264,15 @@ class Recovery(Protocol):
     def detach_nic(self, name: str, mac: str) -> None: ...
 
 
-INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage, StoragePools,
-              Networking, Firewall, Forwards, Balancers, Recovery)
+class Clones(Protocol):
+    """Warm clones ("clones"): instances restored from a booted, saved base of their image
+    and shape instead of cold-booted. `provision` decides per instance (`req.boot`); these
+    say beforehand whether one can be a clone, and build the base it needs."""
+    def clone_check(self, image: Image, flavor: Flavor, networks: tuple[str, ...],
+                    screen: bool = False, shares: tuple = ()) -> CloneCheck: ...
+    def warm_base(self, image: Image, flavor: Flavor, network: str,
+                  progress=None) -> str: ...
+
+
+INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage,
+              StoragePools, Networking, Firewall, Forwards, Balancers, Recovery, Clones)
