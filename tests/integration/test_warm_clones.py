@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
 from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
