@@ -154,7 +154,8 @@ class NetworkMixin:
                     undo.add(lambda: self.conn.network.delete_router(router,
                                                                      ignore_missing=True))
                     self.conn.network.set_tags(router, [TAG])
-                    self.conn.network.add_interface_to_router(router, sub.id)   # positional: renamed
+                    # the subnet positionally: its keyword was renamed in openstacksdk 4
+                    self.conn.network.add_interface_to_router(router, sub.id)
         except CloudError:
             raise
         except Exception as exc:  # noqa: BLE001  (the API's reason, in one line)
