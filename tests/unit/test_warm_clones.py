@@ -169,7 +169,7 @@ def test_a_clone_takes_the_instances_identity_and_maps_the_ram_private():
         boot=lx.KernelBoot("/img/tiny.vmlinuz", "/img/tiny.initrd", "console=ttyS0 quiet"),
         disks=(lx.Disk("/pool/web-1.root.qcow2", "vda"),
                lx.Disk("/pool/web-1.seed.iso", "vdb", fmt="raw", readonly=True)),
-        nics=(lx.Nic("lab", "52:54:00:ab:cd:01"),), console_log="/logs/web-1.log",
+        nics=(lx.Nic("lab", "52:54:00:ab:cd:01", ip="10.9.0.7"),), console_log="/logs/web-1.log",
         metadata={"kind": "instance", "boot": "cloned"}))
     root = ET.fromstring(clone_domain_xml(saved, own, "/warm/sock/web-1.sock"))
     assert root.findtext("name") == "web-1"
@@ -179,6 +179,10 @@ def test_a_clone_takes_the_instances_identity_and_maps_the_ram_private():
     (nic,) = root.findall("devices/interface")
     assert nic.find("mac").get("address") == "52:54:00:ab:cd:01"
     assert nic.find("source").attrib == {"network": "lab"}
+    # anti-spoofing holds the clone to its own address (the base's NIC has no filter)
+    (ref,) = nic.findall("filterref")
+    assert ref.get("filter") == "nbcloud-antispoof"
+    assert [(p.get("name"), p.get("value")) for p in ref] == [("IP", "10.9.0.7")]
     # the seed is plugged in after the restore (a device the base did not have)
     assert [d.find("source").get("file") for d in root.findall("devices/disk")] == [
         "/pool/web-1.root.qcow2"]

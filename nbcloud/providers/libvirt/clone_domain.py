@@ -57,9 +57,9 @@ def base_domain_xml(image: Image, flavor, domain_type: str, *, name: str, mac: s
 
 def clone_domain_xml(saved: str, defined: str, sock: str) -> str:
     """The base's saved XML made the clone's: the defined instance's name, UUID, metadata,
-    MAC, network, root disk, console log and kernel command line (a reboot of the clone
-    is a cold boot), its own console socket, the RAM file mapped private, and QEMU told
-    to wait for the base's state."""
+    MAC, network filters, root disk, console log and kernel command line (a reboot of the
+    clone is a cold boot), its own console socket, the RAM file mapped private, and QEMU
+    told to wait for the base's state."""
     root, own = ET.fromstring(saved), ET.fromstring(defined)
     root.find("name").text = own.findtext("name")
     if root.find("uuid") is None:
@@ -75,6 +75,11 @@ def clone_domain_xml(saved: str, defined: str, sock: str) -> str:
     nic.find("source").attrib = {"network": own_nic.find("source").get("network")}
     for runtime in nic.findall("target"):
         nic.remove(runtime)
+    # its own filters (anti-spoofing with its own address, its groups'): the base has none
+    for ref in nic.findall("filterref"):
+        nic.remove(ref)
+    for ref in own_nic.findall("filterref"):
+        nic.append(copy.deepcopy(ref))
     own_root = next(d for d in own.findall("devices/disk")
                     if d.find("target").get("dev") == "vda")
     for disk in root.findall("devices/disk"):
