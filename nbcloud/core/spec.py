@@ -118,9 +118,14 @@ class InstanceSpec:
     key: str | None = None
     screen: bool = False          # a VGA adapter, for screenshots (costs boot time)
     sync: tuple[tuple[str, str], ...] = ()  # (host folder, guest folder): synced.py checks
+    host: str | None = None       # the host it must go to (several hosts: placement's pin)
+    group: str | None = None      # members of one group are spread over hosts
 
     def __post_init__(self) -> None:
         check_name(self.name, "instance name")
+        for value, what in ((self.host, "host name"), (self.group, "group name")):
+            if value is not None:
+                check_name(value, what)
         check_name(self.image, "image name")
         if not isinstance(self.flavor, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}",
                                                                 self.flavor):

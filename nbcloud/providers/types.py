@@ -87,6 +87,7 @@ class DataVolume:
     capacity: int                 # bytes the guest sees
     allocation: int               # bytes used on the host
     serial: str = ""              # the disk's serial in the guest (empty: the name)
+    host: str = ""                # the host whose storage holds it (several hosts)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class InstanceRequest:
     user_data: str | None = field(default=None, repr=False)
     screen: bool = False                      # a VGA adapter, for screenshots
     shares: tuple[tuple[str, str], ...] = ()  # synced folders (host, guest)
+    host: str | None = None                   # the host placement chose (None: the home)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,30 @@ class Provisioned:
     networks' DNS/DHCP about it once it runs (futures, waited for after the boot)."""
     uuid: str
     publish: Callable[[], list[Future]]
+    host: str = ""                            # the host it was made on
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One host of a cloud: its capacity, what nbcloud placed there, and whether it
+    answers. Memory in bytes; `used_*` count every domain defined there (running or
+    not), as a host's capacity is spoken for by what it may have to run."""
+    name: str
+    uri: str
+    state: str                     # 'up' or 'down'
+    vcpus: int = 0
+    memory: int = 0
+    used_vcpus: int = 0
+    used_memory: int = 0
+    instances: tuple[str, ...] = ()   # nbcloud's instances there
+    accelerator: str = ""
+    address: str = ""              # where the other hosts reach it (its tunnel end)
+    reason: str = ""               # why it is down
+    home: bool = False             # the host whose URI names the cloud
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from nbcloud.core.undo import Undo
 from nbcloud.providers.types import USER_NETWORK, InstanceRequest
 from nbcloud.services import keys, ssh
 from nbcloud.services.folders import Folders, SyncedFolder, parse_syncs
+from nbcloud.services.hosts import Hosts
 from nbcloud.services.volumes import Volumes
 
 
@@ -237,11 +238,12 @@ class Instance(Handle):
 class Instances:
     """`cloud.instances`: create, get, list and delete instances."""
 
-    def __init__(self, ctx: Context, volumes: Volumes, folders: Folders):
+    def __init__(self, ctx: Context, volumes: Volumes, folders: Folders, hosts: Hosts):
         self.ctx = ctx
         self.provider = ctx.provider
         self.volumes = volumes
         self.folders = folders
+        self.hosts = hosts
         self._handles: dict[str, Instance] = {}
 
     def close(self) -> None:
@@ -279,11 +281,10 @@ class Instances:
         """What `%cloud instance list` shows, from one metadata read per domain and one
         bulk state call (not a lookup per column)."""
         managed, states = self.provider.managed(), self.provider.domain_states()
-        return Table(["name", "state", "ip", "flavor", "image"],
-                     [(name, states.get(name, "unknown"), meta.get("ip", ""),
-                       meta.get("flavor", ""), meta.get("image", ""))
-                      for name, meta in sorted(managed.items())
-                      if meta.get("kind") == "instance"], "instances")
+        rows = [(name, states.get(name, "unknown"), meta.get("ip", ""),
+                 meta.get("flavor", ""), meta.get("image", ""))
+                for name, meta in sorted(managed.items()) if meta.get("kind") == "instance"]
+        return self.hosts.instance_table(rows)
 
     def live(self) -> dict[str, dict]:
         """name -> what the provider has of each nbcloud instance now (one bulk read):
@@ -309,7 +310,8 @@ class Instances:
                wait: bool = True, stack: str = "adhoc",
                volumes: tuple[str, ...] | list[str] = (),
                progress=None, keep: bool = False,
-               screen: bool = False, sync=(), provision: str | None = None
+               screen: bool = False, sync=(), provision: str | None = None,
+               host: str | None = None, group: str | None = None
                ) -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
         `volumes` are existing data volumes, attached once it runs. The network defaults
@@ -318,7 +320,8 @@ class Instances:
         Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
         `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
         `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
-        script run at first boot (folders.py)."""
+        script run at first boot (folders.py). `host` pins it to a host of the cloud;
+        the members of a `count`, or of one `group`, are spread over the hosts."""
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
         self.provider.check_instance_networks(networks)
@@ -328,8 +331,10 @@ class Instances:
         self.folders.check_host(folders)
         user_data = self.folders.user_data(folders, provision, user_data)
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
-        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs)
         n = check_count(count, "count")
+        group = group or (name if n > 1 else None)
+        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs,
+                            host, group)
         self.provider.flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
@@ -340,8 +345,8 @@ class Instances:
                 raise CloudError(f"volume {vol!r} is attached already: detach it first")
         from nbcloud.services.launch import launch
         specs = [spec] if n == 1 else [
-            InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs)
-            for i in range(1, n + 1)]
+            InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
+                         host, group) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
         for inst in insts:
             for vol in volumes:
@@ -361,6 +366,8 @@ class Instances:
         provider, inv = self.provider, self.ctx.inventory
         if watch is not None:
             watch.stage(spec.name, "provisioning")
+        if self.hosts.is_lost(spec.name):    # made again: its host is down
+            self.hosts.forget_lost(spec.name)
         if provider.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
@@ -370,20 +377,31 @@ class Instances:
             if net != USER_NETWORK:
                 provider.network(net)  # NotFound before anything is logged
         host_private, host_public = keys.generate(f"{spec.name}-host")
+        op = inv.begin("create", "instance", spec.name, image=spec.image,
+                       flavor=spec.flavor, networks=list(spec.networks), stack=stack,
+                       **({"host": spec.host} if spec.host else {}))
+        undo = Undo()
+        try:   # the host, claimed in the instance's record (several hosts)
+            placed = self.hosts.place(spec.name, flavor, spec.group, spec.host,
+                                      image=spec.image, networks=spec.networks)
+        except BaseException as exc:
+            inv.finish(op, "failed", str(exc))
+            raise
+        if placed is not None:
+            undo.add(lambda: inv.remove("instance", spec.name))
         request = InstanceRequest(
             spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
             (keys.user_key(spec.key or "default").public,), host_public, host_private,
-            spec.user_data, spec.screen, spec.sync)
+            spec.user_data, spec.screen, spec.sync, placed)
         del host_private
-        op = inv.begin("create", "instance", spec.name, image=spec.image,
-                       flavor=spec.flavor, networks=list(spec.networks), stack=stack)
-        undo = Undo()
         unreachable = ""  # why SSH never answered, when `keep` keeps the instance anyway
         try:
             made = provider.provision(request, image, undo)
             inv.put("instance", spec.name, state="starting", uuid=made.uuid, stack=stack,
                     spec={"image": spec.image, "flavor": spec.flavor,
-                          "networks": list(spec.networks)})
+                          "networks": list(spec.networks),
+                          **({"host": made.host} if made.host else {}),
+                          **({"group": spec.group} if spec.group else {})})
             undo.add(lambda: inv.remove("instance", spec.name))
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
@@ -442,6 +460,8 @@ class Instances:
         volumes are kept (detached), unless `volumes` asks to delete them."""
         check_name(name, "instance name")
         provider, inv = self.provider, self.ctx.inventory
+        if self.hosts.is_lost(name):   # its host is down: its record and addresses go
+            return self.hosts.delete_lost(name)
         provider.metadata(name)  # refuse before logging anything for a foreign domain
         self.close_session(name)
         self._handles.pop(name, None)

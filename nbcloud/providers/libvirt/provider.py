@@ -53,6 +53,9 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         # networkUpdate of one network is not atomic across threads of ours.
         self._net_lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbcloud-net")
+        # Address reservations and DNS records go to the host whose network holds the
+        # DHCP server: this one, unless a cloud of several hosts says otherwise.
+        self.net_authority = self
 
     def prepare(self) -> None:
         """The instance and image pools, and the console log folder of a session daemon

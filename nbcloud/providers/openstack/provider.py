@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from nbcloud.core import config
 from nbcloud.core.errors import HostError
-from nbcloud.providers.base import Provider
+from nbcloud.providers.base import PlacesItself, Provider
 from nbcloud.providers.openstack.compute import (
     ComputeMixin,
     NoAdoption,
@@ -49,7 +49,8 @@ def cloud_name(uri: str) -> str:
 
 
 class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, VolumeMixin,
-                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools):
+                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools,
+                        PlacesItself):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"
