@@ -20,7 +20,7 @@ OWN = ("bench", )            # files this script writes
 
 
 ORDER = ("peers-tiny", "peers-debian", "count", "memory", "magic", "plan", "monitor",
-         "topology")
+         "agent", "topology")
 
 
 def load() -> dict[str, dict]:

@@ -28,7 +28,7 @@ class Cloud:
     """
 
     def __init__(self, uri: str | None = None, *, inventory: Inventory | None = None,
-                 ssh_timeout: float = 120.0):
+                 ssh_timeout: float = 120.0, rebuild_empty: bool = True):
         self.uri = uri or config.default_uri()
         self.provider = open_provider(self.uri)
         self.provider.prepare()
@@ -48,7 +48,9 @@ class Cloud:
         self.ctx.events.on(POOLS_CHANGED, self.autoscaler.follow)
         self.stacks = Stacks(s, self.ipools)
         # a corrupt or empty inventory is rebuilt from the provider; dead operations settled
-        self.recovery: list[str] = recover(s)
+        # (`rebuild_empty=False`: not an empty one, whose owner may want none of the
+        # host's objects: the host agent, which acts on what its inventory holds)
+        self.recovery: list[str] = recover(s, rebuild_empty)
 
     @classmethod
     def openstack(cls, name: str, **kwargs) -> Cloud:
@@ -119,6 +121,8 @@ class Cloud:
 
     def delete_flavor(self, name: str) -> None:
         """Remove flavor `name` from the cloud's catalogue (refused while servers use it)."""
+        from nbcloud.core.flavors import check_flavor_name
+        check_flavor_name(name)             # before the operations log or the engine
         with self.ctx.inventory.operation("delete", "flavor", name):
             self.provider.delete_flavor(name)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nbcloud.core import config
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS = {
     1: """
     CREATE TABLE resources (
@@ -44,6 +44,16 @@ _MIGRATIONS = {
         uri TEXT NOT NULL, name TEXT NOT NULL, t REAL NOT NULL,
         cpu REAL, mem_used REAL, disk_rd REAL, disk_wr REAL, net_rx REAL, net_tx REAL);
     CREATE INDEX samples_by_name ON samples (uri, name, t);
+    """,
+    # the host agent (nbcloud/agent/): which process serves a URI, its heartbeat and the
+    # states it saw; the instances kernels asked it to sample, each until a lease ends
+    4: """
+    CREATE TABLE agents (
+        uri TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL,
+        beat REAL NOT NULL, grace REAL NOT NULL, states TEXT NOT NULL DEFAULT '{}',
+        note TEXT NOT NULL DEFAULT '');
+    CREATE TABLE watches (uri TEXT NOT NULL, name TEXT NOT NULL, until REAL NOT NULL,
+        PRIMARY KEY (uri, name));
     """,
 }
 
@@ -316,6 +326,72 @@ class Inventory:
         with self._write() as db:
             return db.execute("DELETE FROM samples WHERE t<?", (before,)).rowcount
 
+    def samples_after(self, uri: str, names: list[str], after: float) -> list[dict]:
+        """Samples of any of `names` taken after `after`, oldest first (one query)."""
+        marks = ",".join("?" * len(names))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM samples WHERE uri=? AND name IN ({marks}) AND t>? "
+                "ORDER BY t", (uri, *names, after)).fetchall()
+        return [dict(r) for r in rows]
+
+    # ----- the host agent: one process per URI samples, scales and supervises -------------
+    def claim_agent(self, uri: str, pid: int, grace: float) -> dict | None:
+        """Register `pid` as the agent of `uri`, unless another live one holds it: then
+        return that one's row and register nothing. `grace`: seconds a heartbeat counts."""
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM agents WHERE uri=?", (uri,)).fetchone()
+            if row and row["pid"] != pid and row["beat"] >= now - row["grace"] and \
+                    _alive(row["pid"]):
+                return dict(row)
+            db.execute("INSERT OR REPLACE INTO agents (uri, pid, started, beat, grace) "
+                       "VALUES (?, ?, ?, ?, ?)", (uri, pid, now, now, grace))
+        return None
+
+    def beat_agent(self, uri: str, pid: int, states: dict | None = None,
+                   note: str | None = None) -> bool:
+        """The agent's heartbeat (and the instance states it saw); False if the row is
+        no longer `pid`'s (another agent took over, or `host down` released it)."""
+        sets, args = ["beat=?"], [time.time()]
+        if states is not None:
+            sets, args = sets + ["states=?"], args + [json.dumps(states, sort_keys=True)]
+        if note is not None:
+            sets, args = sets + ["note=?"], args + [note]
+        with self._write() as db:
+            return db.execute(f"UPDATE agents SET {', '.join(sets)} WHERE uri=? AND pid=?",
+                              (*args, uri, pid)).rowcount == 1
+
+    def release_agent(self, uri: str, pid: int) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM agents WHERE uri=? AND pid=?", (uri, pid))
+
+    def agent(self, uri: str) -> dict | None:
+        """The agent serving `uri` if its heartbeat is recent, else None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM agents WHERE uri=?", (uri,)).fetchone()
+        if row is None or row["beat"] < time.time() - row["grace"]:
+            return None
+        return {**dict(row), "states": json.loads(row["states"])}
+
+    def watch(self, uri: str, names: list[str], until: float) -> None:
+        """Ask the agent to sample `names` until `until` (a lease the kernel renews)."""
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO watches VALUES (?, ?, ?)",
+                           [(uri, n, until) for n in names])
+
+    def unwatch(self, uri: str, names: list[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM watches WHERE uri=? AND name=?",
+                           [(uri, n) for n in names])
+
+    def watched(self, uri: str) -> list[str]:
+        """Names some kernel asked the agent to sample, whose lease has not ended."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT name FROM watches WHERE uri=? AND "
+                                    "until>? ORDER BY name", (uri, time.time())).fetchall()
+        return [r[0] for r in rows]
+
 
 class Records:
     """The inventory as one cloud sees it: every row and operation carries the cloud's
@@ -400,3 +476,25 @@ class Records:
     def prune_samples(self, before: float) -> int:
         """Drop every cloud's samples older than `before` (they are kept for a day)."""
         return self.inventory.prune_samples(before)
+
+    def samples_after(self, names: list[str], after: float) -> list[dict]:
+        return self.inventory.samples_after(self.key, names, after)
+
+    # the host agent serving this cloud's URI
+    def agent(self) -> dict | None:
+        return self.inventory.agent(self.key)
+
+    def agent_serves(self) -> bool:
+        """Whether another process, the host agent, samples, scales and supervises for
+        this cloud now (so this one must not)."""
+        row = self.inventory.agent(self.key)
+        return row is not None and row["pid"] != os.getpid()
+
+    def watch(self, names: list[str], until: float) -> None:
+        self.inventory.watch(self.key, names, until)
+
+    def unwatch(self, names: list[str]) -> None:
+        self.inventory.unwatch(self.key, names)
+
+    def watched(self) -> list[str]:
+        return self.inventory.watched(self.key)

@@ -2,7 +2,7 @@
 # The benchmarks (never part of the tests), each inside the namespace where the guests are
 # reachable. `make bench` first sets the machine and the host up (Makefile target `host`).
 # Each writes bench/results/NAME.json; bench/report.py folds them into bench.json,
-# bench.md (the README's tables) and bench.html (a Plotly chart).
+# bench.md (the tables of docs/benchmarks.md) and bench.html (a Plotly chart).
 #   BENCH_QUICK=1  fewer rounds (a check that everything runs, not figures to publish)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ run memory       "${IN_NS[@]}" $PY bench/memory.py --rounds "$MEM"
 run plan         $PY bench/plan.py
 run magic        $PY bench/magic.py
 # the other engineers' benchmarks, when they are there
-for extra in monitor topology; do
+for extra in monitor agent topology; do
     if [ -f "bench/$extra.py" ]; then
         run "$extra" "${IN_NS[@]}" $PY "bench/$extra.py"
     fi

@@ -33,11 +33,12 @@ if [ ! -f "$stamp" ] || [ "$src/pyproject.toml" -nt "$stamp" ]; then
     "$src/.venv/bin/pip" install -q -e "$src[test]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
-# The tiny image's inputs (Debian .debs and the unpacked kernel) from root's cache, so the
-# user's build downloads only package lists; the user still builds and stores its own image.
+# The tiny image's inputs (Debian .debs, package indexes and the unpacked kernel) from root's
+# cache, so the user's build downloads only the archive's InRelease files; the user still
+# builds and stores its own image.
 cache="$home/.cache/nbcloud"
 mkdir -p "$cache"
-for d in "${NBCLOUD_CACHE:-$HOME/.cache/nbcloud}"/{debs,kernels}; do
+for d in "${NBCLOUD_CACHE:-$HOME/.cache/nbcloud}"/{debs,kernels,archive}; do
     [ -d "$d" ] && cp -a "$d" "$cache/"
 done
 mkdir -p "$run" "$home/.ipython/profile_default/startup"
@@ -49,6 +50,7 @@ chown -R "$USER_NAME:" "$src" "$home/.cache" "$home/.ipython" "$run"
 as_user() {
     runuser -u "$USER_NAME" -- env -i HOME="$home" USER="$USER_NAME" PATH=/usr/bin:/bin \
         XDG_RUNTIME_DIR="$run" NBCLOUD_URI=qemu:///session LANG=C.UTF-8 \
+        NBCLOUD_CI="${NBCLOUD_CI:-}" \
         bash -c "cd '$src' && $1"
 }
 # Binder's own steps, as Binder runs them (on Debian here, Ubuntu there): postBuild makes the
@@ -56,5 +58,5 @@ as_user() {
 venv="PATH=$src/.venv/bin:/usr/bin:/bin"
 as_user "$venv bash binder/postBuild"
 as_user "$venv binder/start nbcloud doctor" || true   # informational
-as_user "$venv binder/start python -m pytest -q -p no:cacheprovider tests/session \
-    --nbval-lax notebooks"
+as_user "$venv binder/start python -m pytest -q -p no:cacheprovider -p tests.nbval_outputs \
+    tests/session --nbval-lax notebooks"

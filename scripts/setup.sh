@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
           qemu-system-x86 qemu-utils dnsmasq-base iptables nftables iproute2
           busybox-static dropbear-bin socat e2fsprogs mmdebstrap haproxy
+          openssh-client   # ssh: Ansible's connection to instances in the export test
           python3-venv python3-dev   # the session tier's unprivileged user gets its own venv
           virtinst    # virt-install: a peer in bench/peers.py
           chromium)   # chromium: the picture test renders exported notebooks headless
@@ -17,11 +18,9 @@ for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done
-# The tiny image is assembled from .deb files fetched with `apt-get download`,
-# which needs package lists even when everything is installed.
-if [ ${#missing[@]} -gt 0 ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "setup: missing Debian packages: ${missing[*]:-package lists}; run this as root" >&2
+        echo "setup: missing Debian packages: ${missing[*]}; run this as root" >&2
         exit 1
     fi
     echo "setup: apt-get update"
@@ -46,5 +45,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
     .venv/bin/pip install -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
+fi
+# The browser tier drives Debian's chromium with npm's playwright-core (tests/browser);
+# `npx playwright install` (a browser download) is neither needed nor possible here.
+browser=tests/browser
+if [ ! -d "$browser/node_modules/playwright-core" ] \
+        || [ "$browser/package-lock.json" -nt "$browser/node_modules" ]; then
+    if command -v npm >/dev/null; then
+        echo "setup: npm ci in $browser"
+        npm ci --prefix "$browser" --no-audit --no-fund --silent
+        touch "$browser/node_modules"
+    else
+        echo "setup: npm is not installed: the browser tier (tests/browser) cannot run" >&2
+    fi
 fi
 echo "setup: done"

@@ -16,7 +16,6 @@ def open_cloud(tmp_path_factory, tier: str):
     from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
     from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:
         cloud = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp(f"{tier}-inv")
                                                / "inv.sqlite"))

@@ -1,6 +1,7 @@
 """Where nbcloud keeps its files: per user, overridable with NBCLOUD_HOME."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,13 @@ def _folder(env: str, xdg: str, fallback: str, mode: int = 0o777) -> Path:
 def home() -> Path:
     """nbcloud's data folder (keys, inventory, probe cache)."""
     return _folder("NBCLOUD_HOME", "XDG_DATA_HOME", "~/.local/share", 0o700)
+
+
+def mark(path: Path) -> str:
+    """A short mark of an inventory file (from its real path, so a rebuilt file keeps
+    it): what names engine objects that several inventories on one daemon would
+    otherwise share, like network filters."""
+    return hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]
 
 
 def cache_dir() -> Path:

@@ -62,15 +62,35 @@ def format_size(nbytes: int) -> str:
     return str(nbytes)
 
 
+# Ranges no network may use: the host routes or answers them itself, or they are no
+# unicast addresses at all.
+SPECIAL_RANGES = tuple((ipaddress.IPv4Network(net), why) for net, why in (
+    ("0.0.0.0/8", "'this network', which no host may be in"),
+    ("127.0.0.0/8", "loopback, the host's own services"),
+    ("169.254.0.0/16", "link-local, where cloud metadata services answer"),
+    ("224.0.0.0/4", "multicast, not one address per host"),
+    ("240.0.0.0/4", "reserved (and the broadcast address)"),
+))
+# The largest network: libvirt refuses a DHCP range of more than 65,535 addresses, and
+# DHCP serves the upper half of a network.
+MIN_PREFIX, MAX_PREFIX = 16, 29
+
+
 def parse_cidr(value: object, what: str = "cidr") -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(str(value), strict=True)
     except ValueError:
         raise InvalidSpec(f"{what} {value!r} is not an IPv4 network: use the form "
-                          "10.80.0.0/24 (host bits zero, prefix 8-29)") from None
-    if not 8 <= net.prefixlen <= 29:
+                          f"10.80.0.0/24 (host bits zero, prefix /{MIN_PREFIX}-"
+                          f"/{MAX_PREFIX})") from None
+    if not MIN_PREFIX <= net.prefixlen <= MAX_PREFIX:
         raise InvalidSpec(f"{what} {value!r} has prefix /{net.prefixlen}: use a prefix "
-                          "between /8 and /29")
+                          f"between /{MIN_PREFIX} and /{MAX_PREFIX} (libvirt serves DHCP "
+                          "to at most a /16)")
+    for special, why in SPECIAL_RANGES:
+        if net.overlaps(special):
+            raise InvalidSpec(f"{what} {net} is in {special}, {why}: pick a private "
+                              "range like 10.80.0.0/24")
     return net
 
 

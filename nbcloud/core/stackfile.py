@@ -35,13 +35,15 @@ SECTIONS = ("network", "volume", "instance", "loadbalancer", "secgroup", "ipool"
 FIELDS = {
     "network": {"cidr": (str,), "mode": (str,)},
     "volume": {"size": (str, int), "tier": (str,)},
-    "instance": {"image": (str,), "flavor": (str,), "network": (list, str),
+    "instance": {"image": (str,), "flavor": (str,), "vcpus": (int,), "memory": (str, int),
+                 "network": (list, str),
                  "volume": (list, str), "count": (int,), "user_data": (str,),
                  "secgroup": (list, str)},
     "secgroup": {"rules": (list,)},
     "loadbalancer": {"network": (str,), "port": (int,), "members": (list, str),
                      "algorithm": (str,), "member_port": (int,)},
-    "ipool": {"image": (str,), "flavor": (str,), "network": (str,), "size": (int,),
+    "ipool": {"image": (str,), "flavor": (str,), "vcpus": (int,), "memory": (str, int),
+              "network": (str,), "size": (int,),
               "user_data": (str,), "secgroup": (list, str), "lb": (str,),
               "scale_out": (str,), "scale_in": (str,), "min": (int,), "max": (int,)},
 }
@@ -179,7 +181,15 @@ def _restore(node, values: list):
     """Put the variables' values back where their placeholders are (after YAML parsing,
     so a value can never change the document's structure)."""
     if isinstance(node, dict):
-        return {_restore(k, values): _restore(v, values) for k, v in node.items()}
+        out = {}
+        for k, v in node.items():
+            key = _restore(k, values)
+            if isinstance(key, list):
+                raise InvalidSpec(f"a list ({', '.join(map(str, key))[:40] or 'empty'}) "
+                                  "cannot be a name or a key of a stack: put one name in "
+                                  "the variable, or write the entries out")
+            out[key] = _restore(v, values)
+        return out
     if isinstance(node, list):
         return [_restore(v, values) for v in node]
     if isinstance(node, str):
@@ -316,7 +326,7 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
         if vols and count is not None and count > 1:
             raise InvalidSpec(f"instance.{n} has count {count} and a volume: a volume "
                               "attaches to one instance, so use count 1")
-        decl = InstanceDecl(n, f.get("image", "tiny"), f.get("flavor", "t.nano"),
+        decl = InstanceDecl(n, f.get("image", "tiny"), _flavor(f, f"instance.{n}"),
                             _names(f.get("network", (default_network,))), f.get("user_data"),
                             volumes=vols, count=count, secgroups=_names(f.get("secgroup", ())))
         for g in decl.secgroups:
@@ -341,14 +351,27 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
     return stack
 
 
+def _flavor(f: dict, where: str) -> str:
+    """An entry's flavor name: `flavor:`, or `vcpus:` and `memory:` for a custom instance
+    type (named custom-VCPUS-MIB), t.nano when none is given."""
+    from nbcloud.core.flavors import choose
+    if "vcpus" not in f and "memory" not in f:  # checked with the entry's other fields
+        return f.get("flavor", "t.nano")
+    try:
+        return choose(f.get("flavor"), f.get("vcpus"), f.get("memory"))
+    except InvalidSpec as exc:  # worded as the magic's options: say the YAML keys
+        raise InvalidSpec(f"{where}: {str(exc).replace('--', '')}") from None
+
+
 def _pool(n: str, f: dict, doc: dict[str, dict], default_network: str) -> PoolDecl:
     """An `ipool:` entry, checked as `ipools.create` checks its arguments."""
-    from nbcloud.core.flavors import get_flavor
     where = f"ipool.{n}"
     size = check_count(f.get("size", 1), f"{where}.size", maximum=POOL_MAX_SIZE)
     check_name(f.get("image", "tiny"), f"{where}.image")
+    from nbcloud.core.flavors import get_flavor
+    flavor = _flavor(f, where)
     try:
-        get_flavor(f.get("flavor", "t.nano"))
+        get_flavor(flavor)
         policy = Policy.parse(f.get("scale_out"), f.get("scale_in"), f.get("min"),
                               f.get("max"))
     except InvalidSpec as exc:  # ipools words its errors as `%cloud ipool` options
@@ -368,5 +391,5 @@ def _pool(n: str, f: dict, doc: dict[str, dict], default_network: str) -> PoolDe
     groups = _names(f.get("secgroup", ()))
     for g in groups:
         check_name(g, f"{where}.secgroup")
-    return PoolDecl(n, f.get("image", "tiny"), f.get("flavor", "t.nano"), network, size,
+    return PoolDecl(n, f.get("image", "tiny"), flavor, network, size,
                     f.get("user_data"), groups, lb, policy.to_json() if policy else None)

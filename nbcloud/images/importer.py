@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import struct
 import tempfile
 import time
 import urllib.error
@@ -24,9 +22,14 @@ from typing import BinaryIO
 
 from nbcloud.core.errors import CloudError, InvalidSpec
 from nbcloud.core.spec import check_path
+from nbcloud.images import qcow2
 
 CHUNK = 256 * 1024          # libvirt's stream buffer size
 HEAD = 64 * 1024            # enough for an ISO 9660 descriptor at 32 KiB
+# The largest image an import accepts: an announced length (Content-Length) or a spooled
+# download beyond it is refused before anything is stored. (A source that fits the cap but
+# not the disk fails when the disk fills, leaving nothing: tests/reliability/test_faults.)
+IMPORT_MAX = 64 << 30
 QCOW2_MAGIC = b"QFI\xfb"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -54,25 +57,23 @@ class Probe:
     virtual_size: int | None
 
 
-def detect_format(head: bytes) -> Probe:
-    """qcow2 or raw from the first bytes of an image; ImageImportError for anything else."""
+def detect_format(head: bytes, *, quote: bool = True) -> Probe:
+    """qcow2 or raw from the first bytes of an image; ImageImportError for anything else
+    (and for a qcow2 header that could make QEMU open a host file: images/qcow2.py).
+    `quote` False: the error never repeats the bytes (a local file may be a secret one)."""
     if head.startswith(QCOW2_MAGIC):
-        if len(head) < 32:
-            raise ImageImportError("the qcow2 header is cut short: the file is truncated")
-        version, backing_offset, _, size = struct.unpack(">IQIQ", head[4:28])
-        if version not in (2, 3):
-            raise ImageImportError(f"qcow2 version {version} is not supported (2 or 3 are)")
-        if backing_offset:
-            # A backing file names a path on the machine that made the image; here it
-            # would open an arbitrary host file.
-            raise ImageImportError("the qcow2 image has a backing file: flatten it first "
-                                   "with `qemu-img convert -O qcow2`")
-        return Probe("qcow2", size)
+        try:
+            return Probe("qcow2", qcow2.virtual_size(head))
+        except qcow2.Refused as exc:
+            raise ImageImportError(str(exc)) from None
     for magic, what in _NOT_IMAGES:
         if head.startswith(magic):
             raise ImageImportError(f"not a disk image: the source is {what}")
     if _looks_like_raw_disk(head):
         return Probe("raw", None)
+    if not quote:
+        raise ImageImportError("not a disk image (qcow2 or raw): the file holds "
+                               + ("text" if _is_text(head) else "bytes of no known format"))
     raise ImageImportError(f"not a disk image (qcow2 or raw): the source starts with "
                            f"{_preview(head)}")
 
@@ -87,11 +88,16 @@ def _looks_like_raw_disk(head: bytes) -> bool:
             or not any(head[:512]))                            # blank or unpartitioned
 
 
+def _is_text(head: bytes) -> bool:
+    return all(32 <= b < 127 or b in (9, 10, 13) for b in head[:24])
+
+
 def _preview(head: bytes) -> str:
-    text = head[:24]
-    if all(32 <= b < 127 or b in (9, 10, 13) for b in text):
-        return repr(text.decode().strip()[:24]) + " (text, like an HTML error page)"
-    return text[:8].hex(" ")
+    """The first bytes of a downloaded source (what a server answered, like an HTML
+    error page), as a hint."""
+    if _is_text(head):
+        return repr(head[:24].decode().strip()[:24]) + " (text, like an HTML error page)"
+    return head[:8].hex(" ")
 
 
 def check_sha256(value: str | None) -> str | None:
@@ -108,10 +114,11 @@ def check_sha256(value: str | None) -> str | None:
 class Source:
     """An opened image source: `size` (None when unknown) and `read(n)` of its bytes."""
 
-    def __init__(self, label: str, fh: BinaryIO, size: int | None):
+    def __init__(self, label: str, fh: BinaryIO, size: int | None, remote: bool = False):
         self.label = label
         self.fh = fh
         self.size = size
+        self.remote = remote     # a download (its first bytes may be quoted in an error)
 
     def read(self, n: int) -> bytes:
         try:
@@ -139,7 +146,7 @@ def open_source(source: str, timeout: float = 30.0) -> Source:
             raise ImageImportError(f"cannot download {source}: {reason}") from None
         length = resp.headers.get("Content-Length")
         size = int(length) if length and length.isdigit() else None
-        return Source(source, resp, size)
+        return Source(source, resp, size, remote=True)
     path = Path(source).expanduser()
     try:
         check_path(path, "image source")
@@ -193,23 +200,26 @@ class Imported:
 
 
 def stream_into(upload, source: str, *, sha256: str | None = None,
-                progress: Callable[[int, int | None], object] | None = None, spool_dir: Path | None = None
-                ) -> Imported:
+                progress: Callable[[int, int | None], object] | None = None,
+                spool_dir: Path | None = None, limit: int | None = None) -> Imported:
     """Read `source` once and hand it to `upload(fmt, size, read)`, which must store the
     bytes and return a handle with `.delete()`-on-failure semantics of its own.
 
     Verification happens as the bytes pass; a mismatch raises after `upload` returned,
     and the caller removes what it stored. `upload` may be called with the format only
-    known from the head, before the rest is read."""
+    known from the head, before the rest is read. A source longer than `limit` (at most
+    IMPORT_MAX) bytes is refused before `upload` is called."""
     want = check_sha256(sha256)
+    cap = min(limit, IMPORT_MAX) if limit is not None else IMPORT_MAX
     start = time.monotonic()
     src = open_source(source)
     try:
         head = _read_head(src)
-        probe = detect_format(head)
+        probe = detect_format(head, quote=src.remote)
         if src.size is None:
-            src = _spool(src, head, spool_dir)
+            src = _spool(src, head, spool_dir, cap)
             head = src.read(HEAD)
+        _check_size(src, cap)
         reader = Reader(src, head, src.size, progress)
         upload(probe.format, src.size, reader.read)
         if reader.done != src.size:
@@ -227,6 +237,19 @@ def stream_into(upload, source: str, *, sha256: str | None = None,
         src.close()
 
 
+def _check_size(src: Source, cap: int) -> None:
+    if src.size is not None and src.size > cap:
+        raise ImageImportError(f"{src.label} is {src.size} bytes: an image may be at most "
+                               f"{_bytes(cap)} here")
+
+
+def _bytes(n: int) -> str:
+    """'64 GiB (68719476736 bytes)', or '1024 bytes' below a MiB."""
+    if n < 1 << 20:
+        return f"{n} bytes"
+    return f"{n / (1 << 30):.3g} GiB ({n} bytes)"
+
+
 def _read_head(src: Source) -> bytes:
     head = b""
     while len(head) < HEAD:
@@ -239,12 +262,17 @@ def _read_head(src: Source) -> bytes:
     return head
 
 
-def _spool(src: Source, head: bytes, spool_dir: Path | None) -> Source:
-    """Copy a source of unknown length to a temporary file (deleted when closed)."""
+def _spool(src: Source, head: bytes, spool_dir: Path | None, cap: int) -> Source:
+    """Copy a source of unknown length to a temporary file (deleted when closed); more
+    than `cap` bytes are refused as soon as they arrive."""
     tmp = tempfile.TemporaryFile(dir=spool_dir, prefix="nbcloud-import-")
     try:
         tmp.write(head)
-        shutil.copyfileobj(_ReadAdapter(src), tmp, CHUNK)
+        while chunk := src.read(CHUNK):
+            tmp.write(chunk)
+            if tmp.tell() > cap:
+                raise ImageImportError(f"{src.label} sent more than {_bytes(cap)}, "
+                                       f"the most an image may be here")
         size = tmp.tell()
         tmp.seek(0)
     except OSError as exc:  # the spool folder is full (ENOSPC) or not writable
@@ -258,9 +286,5 @@ def _spool(src: Source, head: bytes, spool_dir: Path | None) -> Source:
         raise
     finally:
         src.close()
-    return Source(src.label, tmp, size)
+    return Source(src.label, tmp, size, src.remote)
 
-
-class _ReadAdapter:
-    def __init__(self, src: Source):
-        self.read = src.read

@@ -1,13 +1,13 @@
 """The tiny image: a Debian cloud kernel and a Python-written initramfs (busybox, dropbear).
 
-Everything comes from Debian packages fetched with ``apt-get download`` and unpacked
-with ``dpkg-deb -x``; nothing is taken from the host's own filesystem.  The guest's
+Everything comes from Debian packages, fetched from the Debian archive and unpacked in
+Python (debian_archive.py: no apt, no dpkg, any Linux); nothing is taken from the host's
+own filesystem.  The guest's
 /init is ``tiny_init.sh`` beside this module.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import lzma
@@ -17,15 +17,22 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nbcloud.images.cpio import Archive
+from nbcloud.images.debian_archive import (
+    ArchiveError,
+    Candidate,
+    DebianArchive,
+    Progress,
+    unpack,
+)
 from nbcloud.images.pvh import pvh_kernel
 
 BUILDER_VERSION = 1
 KERNEL_META = "linux-image-cloud-amd64"
+KERNEL_IMAGES = r"linux-image-[0-9.]+-[0-9]+-cloud-amd64"   # what the metapackage names
 PACKAGES = ("busybox-static", "dropbear-bin", "libtomcrypt1", "libtommath1", "zlib1g",
             "libcrypt1", "libgmp10", "libc6")
 BINARIES = ("usr/sbin/dropbear", "usr/bin/dropbearconvert", "usr/bin/dropbearkey")
@@ -51,11 +58,8 @@ LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"
 CMDLINE = "console=ttyS0 quiet panic=-1 cryptomgr.notests"
 # The initramfs stays uncompressed: gzip made boots 0.4 s slower under TCG.
 
-Progress = Callable[[str], None]
-
-
 class TinyImageError(RuntimeError):
-    """The tiny image could not be built (package missing, apt failing, ...)."""
+    """The tiny image could not be built (package missing, archive unreachable, ...)."""
 
 
 @dataclass(frozen=True)
@@ -70,24 +74,29 @@ def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImag
     """Build (or find in ``cache_dir``) the tiny image for the current Debian packages."""
     say = progress or (lambda msg: None)
     cache_dir = Path(cache_dir)
+    archive = DebianArchive(cache_dir / "archive", say=say)
     try:
-        versions = resolve_versions()
-    except TinyImageError:
+        found = resolve(archive)
+    except ArchiveError as exc:
         built = _newest_built(cache_dir)
         if built is None:
-            raise
-        say("apt cannot resolve the packages; using the image built before")
+            raise TinyImageError(str(exc)) from None
+        say(f"the Debian archive cannot be read ({exc}); using the image built before")
         return built
+    versions = {name: c.version for name, c in found.items()}
     digest = _digest(versions)
     out = cache_dir / f"tiny-{digest[:12]}"
     if (out / "manifest.json").exists():
         return _load(out)
     say(f"building the tiny image {digest[:12]}")
-    debs = fetch(cache_dir / "debs", versions, say)
+    try:
+        debs = {name: archive.deb(c, cache_dir / "debs") for name, c in found.items()}
+    except ArchiveError as exc:
+        raise TinyImageError(str(exc)) from None
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".tiny-build-") as tmp:
         root, stage = Path(tmp) / "root", Path(tmp) / "out"
         for deb in debs.values():
-            _run(["dpkg-deb", "-x", str(deb), str(root)])
+            unpack(deb, root)
         stage.mkdir()
         bzimage = _kernel_file(root)
         kernel_pkg = next(n for n in versions if n.startswith("linux-image-"))
@@ -119,28 +128,18 @@ def _load(out: Path) -> TinyImage:
 
 # --- inputs -------------------------------------------------------------------------
 
-def resolve_versions() -> dict[str, str]:
-    """Candidate versions of every package, the kernel metapackage resolved."""
-    lists = Path("/var/lib/apt/lists")
-    return dict(_apt_versions(lists.stat().st_mtime_ns if lists.exists() else 0))
-
-
-@functools.lru_cache(maxsize=4)
-def _apt_versions(_apt_lists_stamp: int) -> tuple[tuple[str, str], ...]:
-    shown = _run(["apt-cache", "show", "--no-all-versions", KERNEL_META, *PACKAGES])
-    stanzas = {}
-    for stanza in shown.split("\n\n"):
-        fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.MULTILINE))
-        if "Package" in fields:
-            stanzas[fields["Package"]] = fields
-    kernel = re.search(r"(linux-image-\S+-cloud-amd64) \(= (\S+)\)",
-                       stanzas.get(KERNEL_META, {}).get("Depends", ""))
-    if kernel is None:
-        raise TinyImageError(f"cannot resolve {KERNEL_META}: run 'apt-get update' first")
-    missing = [n for n in PACKAGES if n not in stanzas]
+def resolve(archive: DebianArchive) -> dict[str, Candidate]:
+    """The candidate of every package, the kernel metapackage resolved to its image."""
+    found = archive.candidates([KERNEL_META, *PACKAGES], KERNEL_IMAGES)
+    meta = found.get(KERNEL_META)
+    kernel = re.search(r"(linux-image-\S+-cloud-amd64) \(= (\S+)\)", meta.depends) \
+        if meta else None
+    if kernel is None or kernel.group(1) not in found:
+        raise ArchiveError(f"cannot resolve {KERNEL_META} to a kernel package")
+    missing = [n for n in PACKAGES if n not in found]
     if missing:
-        raise TinyImageError(f"packages not available from apt: {', '.join(missing)}")
-    return (kernel.groups(), *((n, stanzas[n]["Version"]) for n in PACKAGES))
+        raise ArchiveError(f"packages not in the Debian archive: {', '.join(missing)}")
+    return {kernel.group(1): found[kernel.group(1)], **{n: found[n] for n in PACKAGES}}
 
 
 def _digest(versions: dict[str, str]) -> str:
@@ -161,38 +160,11 @@ def _newest_built(cache_dir: Path) -> TinyImage | None:
     return _load(found[-1].parent) if found else None
 
 
-def fetch(debs_dir: Path, versions: dict[str, str], say: Progress) -> dict[str, Path]:
-    """The .deb of each package at its version, downloaded into ``debs_dir`` if missing."""
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    found = _debs_in(debs_dir)
-    wanted = [f"{n}={v}" for n, v in versions.items() if (n, v) not in found]
-    if wanted:
-        say(f"downloading {len(wanted)} packages")
-        _run(["apt-get", "download", "-q", *wanted], cwd=debs_dir)
-        found = _debs_in(debs_dir)
-    return {n: found[n, v] for n, v in versions.items()}
-
-
-def _debs_in(debs_dir: Path) -> dict[tuple[str, str], Path]:
-    found = {}
-    for deb in debs_dir.glob("*.deb"):
-        try:
-            fields = _run(["dpkg-deb", "-f", str(deb), "Package", "Version"])
-        except TinyImageError:  # a download cut short: fetch it again
-            deb.unlink()
-            continue
-        name, version = (line.split(": ", 1)[1] for line in fields.splitlines()[:2])
-        found[name, version] = deb
-    return found
-
-
-def _run(args: list[str], cwd: Path | None = None) -> str:
+def _run(args: list[str]) -> str:
     try:
-        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=True)
-    except FileNotFoundError as e:
-        raise TinyImageError(f"{args[0]} is not installed (a Debian host is needed)") from e
-    except subprocess.CalledProcessError as e:
-        raise TinyImageError(f"{' '.join(args[:2])} failed: {e.stderr.strip()[-500:]}") from e
+        done = subprocess.run(args, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise TinyImageError(f"{' '.join(args[:2])} failed: {e}") from e
     return done.stdout
 
 
@@ -257,7 +229,7 @@ def _add_modules(arc: Archive, modules: ModuleTree, kver: str) -> None:
 def _add_busybox(arc: Archive, root: Path) -> None:
     busybox = root / "bin/busybox"
     arc.add_file("bin/busybox", busybox.read_bytes(), 0o755)
-    # The binary is static x86_64, like the build host apt fetched it for.
+    # The binary is static x86_64: the amd64 packages are for the build host too.
     for applet in sorted(_run([str(busybox), "--list-full"]).split()):
         if applet != "bin/busybox" and applet not in arc:
             arc.add_symlink(applet, "/bin/busybox")

@@ -15,6 +15,15 @@ from nbcloud.core.spec import USER_NETWORK, InvalidSpec, format_size
 from nbcloud.core.stackfile import Stack
 from nbcloud.plan.ipool import check_pool, compare_pool, pool_members
 from nbcloud.plan.model import KINDS, Action, LiveState, Plan, user_data_digest  # noqa: F401
+from nbcloud.plan.runtime import (
+    BALANCER_DOWN,
+    INACTIVE,
+    STOPPED,
+    balancer_down,
+    inactive,
+    runtime_drift,
+    stopped,
+)
 
 if TYPE_CHECKING:
     from nbcloud.inventory import Resource
@@ -248,6 +257,9 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
             op = "replace" if changes else ""
             if op:
                 replaced_networks.add(name)
+            elif inactive(have):
+                op, changes = "update", [INACTIVE]
+                plan.drift.append(f"network {name} {INACTIVE}")
         elif kind == "volume":
             step = have.get("granularity", 1)
             made = -(-want.capacity // step) * step    # the size the provider would make
@@ -262,6 +274,9 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
         elif kind == "loadbalancer":  # its pools' members joined it: they stay
             op, changes = _compare_lb(want, have, lb_members(want, stack, live)
                                       + pool_members(live.ipools, name))
+            if op != "replace" and balancer_down(name, live):
+                op, changes = "update", changes + [BALANCER_DOWN]
+                plan.drift.append(f"loadbalancer {name}: {BALANCER_DOWN}")
         elif kind == "secgroup":
             op, changes = _compare_sg(want, have, stack)
         elif kind == "ipool":
@@ -270,8 +285,15 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
                 f"is lost with host {live.lost[m]}, which is down" if m in live.lost else
                 "was deleted behind nbcloud's back")
                 for m in have["members"] if m not in live.domains]
+            down = [m for m in have["members"]
+                    if stopped(rec.get(("instance", m)), live.domains.get(m))]
+            if down:
+                op, changes = op or "update", changes + [f"{','.join(down)} {STOPPED}"]
+                plan.drift.append(f"ipool {name}: {','.join(down)} {STOPPED}")
         else:
             op, changes = _compare_instance(want[0], want[1], have, record)
+            if op != "replace" and stopped(record, have):
+                op, changes = "update", changes + [STOPPED]
             for change in changes:
                 if "behind nbcloud's back" in change:
                     plan.drift.append(f"instance {name} {change}")
@@ -317,8 +339,9 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
 
 
 def drift(recorded: list[Resource], live: LiveState) -> list[tuple[str, str, str, str]]:
-    """(kind, name, stack, what) for every recorded resource libvirt disagrees with, and
-    every object nbcloud did not make (listed, never touched)."""
+    """(kind, name, stack, what) for every recorded resource libvirt disagrees with (gone,
+    changed, or not running: runtime.py), and every object nbcloud did not make (listed,
+    never touched)."""
     out = []
     where = {"network": live.networks, "volume": live.volumes, "instance": live.domains}
     for r in recorded:
@@ -335,6 +358,7 @@ def drift(recorded: list[Resource], live: LiveState) -> list[tuple[str, str, str
             if nics:
                 out.append((r.kind, r.name, r.stack,
                             f"NICs changed behind nbcloud's back: {nics}"))
+    out += runtime_drift(recorded, live)
     recorded_names = {(r.kind, r.name) for r in recorded}
     for name in live.foreign_domains:
         out.append(("instance", name, "-", "unmanaged (no nbcloud mark): never touched"))

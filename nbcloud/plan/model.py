@@ -33,6 +33,11 @@ class LiveState:
     ipools: dict[str, dict] = field(default_factory=dict)          # name -> spec
     # instances recorded on a host that does not answer: name -> that host
     lost: dict[str, str] = field(default_factory=dict)
+    # what runs (runtime.py): balancer processes (None: not processes here), the port
+    # forwards whose rules are in place (None: not read), what each network's DNS answers
+    balancers_running: dict[str, bool | None] = field(default_factory=dict)
+    forwards: set[str] | None = None
+    dns: dict[str, dict[str, str]] = field(default_factory=dict)  # network -> name -> ip
 
 
 @dataclass(frozen=True)

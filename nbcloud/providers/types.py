@@ -28,6 +28,13 @@ class NetworkInfo:
 
 
 @dataclass(frozen=True)
+class HostRoute:
+    """A range the host itself uses: a route, one of its addresses, a gateway."""
+    network: ipaddress.IPv4Network
+    what: str                   # "a route of this host (eth0)", "this host's gateway"...
+
+
+@dataclass(frozen=True)
 class VolumeInfo:
     pool: str
     name: str                     # libvirt's volume name (the file name)

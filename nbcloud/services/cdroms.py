@@ -8,7 +8,9 @@ QEMU cannot hot-plug, so only to a stopped instance).
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -25,45 +27,68 @@ def build_iso(folder: Path, out: Path, label: str = "NBCLOUD") -> int:
     """Write an ISO9660 image (Joliet + Rock Ridge) of `folder` to `out`; return the
     number of files.
 
-    ISO9660 names are generated (D0000001, F0000001.;1): readers use the Rock Ridge and
-    Joliet names, which keep the originals."""
+    Everything is opened relative to its folder's descriptor, without following a
+    symlink (O_NOFOLLOW, openat): a file swapped for a symlink between the listing and
+    the open is refused, never read from wherever it points. ISO9660 names are generated
+    (D0000001, F0000001.;1): readers use the Rock Ridge and Joliet names, which keep the
+    originals."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CloudError(f"folder {str(folder)!r} is not a directory")
+    try:
+        top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        raise CloudError(f"folder {str(folder)!r} is not a directory") from None
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09",
             vol_ident="".join(c if c.isalnum() else "_" for c in label.upper())[:32])
     count, seq = 0, 0
-    handles = []
+    opened: list = []       # directory descriptors and file objects, closed at the end
     try:
-        stack = [(folder, "", "")]  # (host dir, iso9660 path, joliet path)
+        stack = [(top, "", "")]  # (folder descriptor, iso9660 path, joliet path)
+        opened.append(top)
         while stack:
-            host, iso_dir, joliet_dir = stack.pop()
-            for entry in sorted(os.scandir(host), key=lambda e: e.name):
+            dfd, iso_dir, joliet_dir = stack.pop()
+            for entry in sorted(os.scandir(dfd), key=lambda e: e.name):
                 if len(entry.name) > 64:
                     raise CloudError(f"file name {entry.name[:40]!r}... is longer than the "
                                      "64 characters an ISO (Joliet) allows")
                 seq += 1
                 joliet = f"{joliet_dir}/{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
+                fd = _open_below(dfd, entry.name, joliet)
+                opened.append(fd)
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
                     path = f"{iso_dir}/D{seq:07d}"
                     iso.add_directory(path, rr_name=entry.name, joliet_path=joliet)
-                    stack.append((Path(entry.path), path, joliet))
-                elif entry.is_file(follow_symlinks=False):
-                    fh = open(entry.path, "rb")
-                    handles.append(fh)
-                    iso.add_fp(fh, os.fstat(fh.fileno()).st_size, f"{iso_dir}/F{seq:07d}.;1",
+                    stack.append((fd, path, joliet))
+                elif stat.S_ISREG(st.st_mode):
+                    fh = os.fdopen(os.dup(fd), "rb")
+                    opened.append(fh)
+                    iso.add_fp(fh, st.st_size, f"{iso_dir}/F{seq:07d}.;1",
                                rr_name=entry.name, joliet_path=joliet)
                     count += 1
                 else:
-                    raise CloudError(f"{entry.path!r} is neither a file nor a folder (ISOs "
+                    raise CloudError(f"{joliet!r} is neither a file nor a folder (ISOs "
                                      "here hold plain files and folders only)")
         iso.write(str(out))
     finally:
         iso.close()
-        for fh in handles:
-            fh.close()
+        for item in opened:
+            if isinstance(item, int):
+                os.close(item)
+            else:
+                item.close()
     return count
+
+
+def _open_below(dfd: int, name: str, shown: str) -> int:
+    """Open entry `name` of the folder open as `dfd`, never through a symlink."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CloudError(f"{shown!r} is a symlink, neither a file nor a folder (ISOs "
+                             "here hold plain files and folders only)") from None
+        raise CloudError(f"cannot read {shown!r}: {exc.strerror}") from None
 
 
 class CdRoms:

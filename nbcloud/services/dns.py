@@ -14,7 +14,8 @@ record dropped, and moves aliases to where their target now is.
 
 A failover record (`--failover IP,IP... --port P`) points at the first of its addresses
 that accepts a TCP connection on port P; a checker thread probes them every second and
-re-points the name when that changes (each change in the operations log). Its addresses
+re-points the name when that changes (each change in the operations log). Where the host
+agent serves the URI (nbcloud/agent/), the agent's checker is the only one. Its addresses
 must be in the network's range: the probes only ever go to the network's own guests.
 """
 from __future__ import annotations
@@ -63,6 +64,16 @@ def _ipv4(value: object) -> str:
     except ValueError:
         raise InvalidSpec(f"address {value!r} is not an IPv4 address: use the form "
                           "10.77.0.20") from None
+
+
+def on_network(ip: str, cidr: ipaddress.IPv4Network, network: str) -> str:
+    """`ip` if it is a host address of `cidr` (a guest's, or the gateway where balancers
+    listen): a record never sends the network's guests elsewhere."""
+    addr = ipaddress.IPv4Address(ip)
+    if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+        raise InvalidSpec(f"{ip} is not an address on network {network!r} ({cidr}): a "
+                          "record points at the network's own guests or its gateway")
+    return ip
 
 
 class Dns:
@@ -139,15 +150,24 @@ class Dns:
         elif failover is not None:
             record = self._failover_record(network, name, failover, port)
         else:
-            record = Record(network, name, "A", _ipv4(ip))
+            record = Record(network, name, "A", on_network(
+                _ipv4(ip), self.provider.network(network).network, network))
         ctx = self.ctx
+
+        def claim(current) -> dict:    # one transaction: two adds of one name, one wins
+            if current is not None:
+                raise AlreadyExists(f"{name!r} is already a name on network {network!r}: "
+                                    "pick another or delete it first")
+            return {"network": network, "name": name, "type": record.type,
+                    "value": record.value, "port": record.port, "current": record.current}
         with ctx.inventory.operation("add", KIND, record.key,
-                                       type=record.type, value=record.value) as op:
-            self._publish(record, self._hosts(network))
-            ctx.inventory.put(KIND, record.key, state="active", stack=stack,
-                                spec={"network": network, "name": name,
-                                      "type": record.type, "value": record.value,
-                                      "port": record.port, "current": record.current})
+                                     type=record.type, value=record.value) as op:
+            ctx.inventory.update(KIND, record.key, claim, state="active", stack=stack)
+            try:
+                self._publish(record, self._hosts(network))
+            except BaseException:
+                ctx.inventory.remove(KIND, record.key)
+                raise
             op.detail = str(record)
         if record.type == "FAILOVER":
             self.start_checker()
@@ -213,9 +233,7 @@ class Dns:
                               "10.77.0.10,10.77.0.11")
         cidr = self.provider.network(network).network
         for ip in ips:
-            if ipaddress.IPv4Address(ip) not in cidr:
-                raise InvalidSpec(f"failover address {ip} is not on network {network!r} "
-                                  f"({cidr}): the checker only probes the network's guests")
+            on_network(ip, cidr, network)
         port = check_port(port)
         record = Record(network, name, "FAILOVER", ",".join(ips), port)
         return Record(network, name, "FAILOVER", record.value, port, self._healthy(record))
@@ -257,7 +275,7 @@ class Dns:
     def start_checker(self) -> None:
         """Probe failover records every `interval` s on a thread (while there are any;
         real hosts only: the test driver's addresses lead nowhere)."""
-        if self.ctx.uri.startswith("test:") or \
+        if self.ctx.uri.startswith("test:") or self.ctx.inventory.agent_serves() or \
                 (self._checker is not None and self._checker.is_alive()):
             return
         self._stop.clear()
@@ -274,7 +292,8 @@ class Dns:
     def _run_checker(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if not any(r.type == "FAILOVER" for r in self.records()):
+                if not any(r.type == "FAILOVER" for r in self.records()) or \
+                        self.ctx.inventory.agent_serves():
                     return
                 self.check_failover()
             except Exception:  # noqa: BLE001  (the operations log has a failed one)

@@ -19,6 +19,11 @@ KIND = "floating"
 PROTOCOLS = ("tcp", "udp")
 
 
+def forward_name(instance: str, host_port: int, proto: str) -> str:
+    """INSTANCE-PORT for tcp, INSTANCE-PORT-udp for udp: one name per forward."""
+    return f"{instance}-{host_port}" + ("-udp" if proto == "udp" else "")
+
+
 class FloatingAddresses:
     """`cloud.floating`: create, list and delete port forwards."""
 
@@ -40,11 +45,15 @@ class FloatingAddresses:
                        "in place" if f.name in live else "missing: `floating restore`")
                       for f in self.list()], "port forwards")
 
-    def restore(self) -> list[str]:
-        """Put back the rules of recorded forwards the provider no longer has (on libvirt,
-        nft rules do not outlive the host or its network namespace); returns their names."""
+    def restore(self, names: set[str] | None = None) -> list[str]:
+        """Put back the rules of recorded forwards (of `names`, or all) the provider no
+        longer has (on libvirt, nft rules do not outlive the host or its network
+        namespace); returns their names."""
+        mine = [f for f in self.list() if names is None or f.name in names]
+        if not mine:
+            return []
         live = self.live()
-        missing = [f for f in self.list() if f.name not in live]
+        missing = [f for f in mine if f.name not in live]
         if missing:
             self.provider.add_forwards(missing)
         return [f.name for f in missing]
@@ -58,7 +67,9 @@ class FloatingAddresses:
     def create(self, instance: str, port: object, *, host_port: object = None,
                host_address: str | None = None, proto: str = "tcp") -> Forward:
         """Forward host_address:host_port to `instance`'s `port`; the provider picks what is
-        not given (on libvirt: any host address and a free port from 20000-29999)."""
+        not given (on libvirt: any host address and a free port from 20000-29999) and
+        refuses what would take the host's own (on libvirt: ports below 1024, ports a host
+        service holds)."""
         check_name(instance, "instance name")
         self.provider.require("floating")
         port = check_port(port)
@@ -70,12 +81,12 @@ class FloatingAddresses:
             raise AlreadyExists(f"host port {hport} is forwarded already "
                                 "(`%cloud floating list`)")
         address, hport = self.provider.forward_address(instance, port, hport, host_address,
-                                                       taken)
+                                                       taken, proto)
         meta = self.provider.metadata(instance)  # NotFound / NotManaged
         guest_ip = meta.get("ip", "")
         if not guest_ip:
             raise CloudError(f"instance {instance!r} has no address to forward to")
-        name = f"{instance}-{hport}"
+        name = forward_name(instance, hport, proto)
         fwd = Forward(name, instance, port, hport, address, guest_ip, proto)
         with self.ctx.inventory.operation("create", KIND, name, **fwd.spec()):
             self.provider.add_forwards([fwd])

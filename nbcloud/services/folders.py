@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nbcloud.context import Context
+from nbcloud.core import config
 from nbcloud.core.errors import CloudError, HostError, InvalidSpec
 from nbcloud.core.spec import check_name, check_path, sync_tag
 
@@ -35,6 +36,14 @@ _GUEST_DIR = re.compile(r"^/[A-Za-z0-9._/-]{0,200}$")
 _RESERVED = ("/", "/bin", "/sbin", "/lib", "/usr", "/etc", "/dev", "/proc", "/sys", "/run",
              "/root", "/root/.ssh", "/var", "/init", "/tmp")
 VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
+# Host folders no synced folder may be, be inside or hold: virtiofsd serves a folder to
+# the guest as root, read and write (passthrough), so the guest could read the host's
+# secrets or rewrite what it runs. nbcloud's own folder (config.home(): its private keys
+# and inventory; also the default one when NBCLOUD_HOME points elsewhere) and the user's
+# ~/.ssh are added when checked.
+_HOST_SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                "/proc", "/root/.ssh", "/run", "/sbin", "/sys", "/usr", "/var/backups",
+                "/var/cache", "/var/lib", "/var/log", "/var/mail", "/var/spool")
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,28 @@ def parse_sync(value: str | tuple[str, str], index: int = 0) -> SyncedFolder:
     if not host_path.is_dir():
         raise InvalidSpec(f"host folder {host} does not exist (or is not a folder): "
                           "create it first")
-    return SyncedFolder(str(host_path), guest, sync_tag(index))
+    return SyncedFolder(str(check_host_folder(host_path, host)), guest, sync_tag(index))
+
+
+def _protected() -> set[Path]:
+    folders = [*_HOST_SYSTEM, config.home(), Path.home() / ".local/share/nbcloud",
+               Path.home() / ".ssh"]
+    return {Path(os.path.realpath(p)) for p in folders}
+
+
+def check_host_folder(path: Path, shown: str) -> Path:
+    """The real path of host folder `path` (symlinks resolved: that is what libvirt
+    gets), unless it is, is inside or holds a protected folder (`_HOST_SYSTEM`,
+    nbcloud's own, ~/.ssh)."""
+    real = Path(os.path.realpath(path))
+    for p in sorted(_protected()):
+        how = "is" if real == p else "is inside" if p in real.parents else \
+            "holds" if real in p.parents else ""
+        if how:
+            raise InvalidSpec(f"host folder {shown} {how} {p}: virtiofsd serves a synced "
+                              "folder to the guest as root, read and write; share a folder "
+                              "of its own, like ./site")
+    return real
 
 
 def parse_syncs(values) -> tuple[SyncedFolder, ...]:
@@ -158,7 +188,7 @@ class Folders:
         uri = self.ctx.uri
         if not folders or uri.startswith("test:"):
             return
-        if not uri.startswith("qemu:///system"):
+        if not uri.startswith(("qemu:///system", "qemu+unix:///system")):
             raise HostError("synced folders need qemu:///system on this machine (virtiofsd "
                             "runs as root beside the daemon)")
         if not any(os.path.exists(p) for p in VIRTIOFSD):

@@ -12,8 +12,9 @@ from nbcloud.context import Context
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, SSHError
 from nbcloud.core.events import INSTANCE_DELETED
+from nbcloud.core.flavors import check_fits, choose
 from nbcloud.core.handle import Handle
-from nbcloud.core.spec import InstanceSpec, check_count, check_name
+from nbcloud.core.spec import Flavor, InstanceSpec, check_count, check_name
 from nbcloud.core.undo import Undo
 from nbcloud.providers.types import USER_NETWORK, InstanceRequest
 from nbcloud.services import keys, ssh
@@ -178,7 +179,7 @@ class Instance(Handle):
     def resize(self, flavor: str, timeout: float = 30.0) -> str:
         """Change flavor: live when only the CPU share differs, else stop, redefine,
         start. Returns which it did."""
-        new = self.provider.flavor(flavor)
+        new = self.service.check_flavor(flavor)
         return self.service.logged("resize", self.name, self._resize, new, timeout)
 
     def _resize(self, new, timeout: float) -> str:
@@ -265,6 +266,13 @@ class Instances:
             op.detail = str(result) if result else ""
         return result
 
+    def check_flavor(self, name: str) -> Flavor:
+        """Flavor `name`; a custom one must fit the host (its CPUs and memory)."""
+        flavor = self.provider.flavor(name)
+        if flavor.family == "custom":
+            check_fits(flavor, *self.provider.capacity())
+        return flavor
+
     def get(self, name: str) -> Instance:
         check_name(name, "instance name")
         self.provider.metadata(name)  # NotFound / NotManaged with a clear message
@@ -304,8 +312,9 @@ class Instances:
         return [self.get(name) for name in sorted(managed)
                 if managed[name].get("kind") == "instance"]
 
-    def create(self, name: str, image: str = "tiny", flavor: str = "t.nano",
+    def create(self, name: str, image: str = "tiny", flavor: str | None = None,
                network: str | list[str] | tuple[str, ...] | None = None, *,
+               vcpus: int | str | None = None, memory: int | str | None = None,
                user_data: str | None = None, key: str = "default", count: int = 1,
                wait: bool = True, stack: str = "adhoc",
                volumes: tuple[str, ...] | list[str] = (),
@@ -320,8 +329,11 @@ class Instances:
         Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
         `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
         `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
-        script run at first boot (folders.py). `host` pins it to a host of the cloud;
-        the members of a `count`, or of one `group`, are spread over the hosts."""
+        script run at first boot (folders.py). `vcpus` and `memory` ("1G") instead of a
+        `flavor` make a custom instance type (`custom-2-1024`), no larger than the host.
+        `host` pins it to a host of the cloud; the members of a `count`, or of one
+        `group`, are spread over the hosts."""
+        flavor = choose(flavor, vcpus, memory)
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
         self.provider.check_instance_networks(networks)
@@ -335,7 +347,7 @@ class Instances:
         group = group or (name if n > 1 else None)
         spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs,
                             host, group)
-        self.provider.flavor(spec.flavor)
+        self.check_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
             if n > 1:
@@ -371,7 +383,7 @@ class Instances:
         if provider.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
-        flavor = provider.flavor(spec.flavor)
+        flavor = self.check_flavor(spec.flavor)
         image = provider.images.get(spec.image)
         for net in spec.networks:
             if net != USER_NETWORK:
@@ -400,7 +412,7 @@ class Instances:
             inv.put("instance", spec.name, state="starting", uuid=made.uuid, stack=stack,
                     spec={"image": spec.image, "flavor": spec.flavor,
                           "networks": list(spec.networks),
-                          **({"host": made.host} if made.host else {}),
+                          **({"host": made.host} if placed and made.host else {}),
                           **({"group": spec.group} if spec.group else {})})
             undo.add(lambda: inv.remove("instance", spec.name))
             if watch is not None:

@@ -6,13 +6,17 @@ is the provider's (on libvirt, a supervised HAProxy listening on the network's g
 address at the balancer's port, configured from that record: providers/libvirt/haproxy.py).
 Members must have a
 NIC on the balancer's network; `--members 'web-*'` is expanded once, at create or add.
+A balancer whose process died is started again when nbcloud touches it (get, list), or
+within a second by the host agent where one serves the URI (then only by the agent).
 """
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbcloud.context import Context
+from nbcloud.core.converge import apply_until_stable
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
 from nbcloud.core.handle import Handle
@@ -20,8 +24,6 @@ from nbcloud.core.spec import InvalidSpec, check_name, check_port
 
 KIND = "loadbalancer"
 ALGORITHMS = ("roundrobin", "leastconn")
-
-
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class LoadBalancers:
     def get(self, name: str) -> LoadBalancer:
         """The balancer `name`; its HAProxy is started again if it died."""
         self.record(name)
-        self.ensure(name)
+        self._touch(name)
         return LoadBalancer(self, name)
 
     __getitem__ = get
@@ -133,7 +135,7 @@ class LoadBalancers:
         for r in self.ctx.inventory.all(KIND):
             s = r.spec
             try:
-                self.ensure(r.name)       # listing touches them: a dead one starts again
+                self._touch(r.name)       # listing touches them: a dead one starts again
             except CloudError:
                 pass                      # shown as stopped below
             health = self.provider.balancer_health(r.name)
@@ -175,8 +177,26 @@ class LoadBalancers:
         spec = self.record(name).spec
         return self.provider.ensure_balancer(name, spec, self.addresses(spec["network"]))
 
-    def _apply(self, name: str, spec: dict) -> None:
-        self.provider.apply_balancer(name, spec, self.addresses(spec["network"]))
+    def _touch(self, name: str) -> None:
+        """Restart a dead balancer on being read, unless the host agent supervises."""
+        if not self.ctx.inventory.agent_serves():
+            self.ensure(name)
+
+    def _current(self, name: str) -> dict | None:
+        """Balancer `name`'s record as the engine should serve it (None: gone)."""
+        r = next((r for r in self.ctx.inventory.all(KIND) if r.name == name), None)
+        return r.spec if r is not None and r.state != "deleting" else None
+
+    def _apply(self, name: str) -> None:
+        """Make `name`'s HAProxy serve what its record says (stopped if the record is gone),
+        until the record holds still (`core.converge.apply_until_stable`): another thread or
+        process may change it meanwhile."""
+        def apply(spec: dict | None) -> None:
+            if spec is None:
+                self.provider.stop_balancer(name)
+            else:
+                self.provider.apply_balancer(name, spec, self.addresses(spec["network"]))
+        apply_until_stable(lambda: self._current(name), apply)
 
     # ----- writes ---------------------------------------------------------------------
     def create(self, name: str, network: str, port: int = 80, members=(),
@@ -193,48 +213,69 @@ class LoadBalancers:
             raise CloudError(f"load balancers run beside the daemon, and {self.ctx.uri} "
                              "is another machine's (or a session daemon's): use "
                              "qemu:///system on the host itself")
-        if any(r.name == name for r in self.ctx.inventory.all(KIND)):
-            raise AlreadyExists(f"load balancer {name!r} exists already: pick another name "
-                                "or delete it first")
         gateway = self.provider.network(network).gateway
         port = check_port(port)
-        for r in self.ctx.inventory.all(KIND):
-            if r.spec["network"] == network and r.spec["port"] == port:
-                raise CloudError(f"port {port} on network {network!r} is taken by load "
-                                 f"balancer {r.name!r}: pick another port")
         spec = LbSpec(name, network, port, tuple(self._resolve(network, members)),
                       algorithm, keep_client_address, member_port)
         record = spec.record(gateway)
+
+        def make(current) -> dict:
+            if current is not None:
+                raise AlreadyExists(f"load balancer {name!r} exists already: pick another "
+                                    "name or delete it first")
+            for r in self.ctx.inventory.all(KIND):
+                if r.spec["network"] == network and r.spec["port"] == port:
+                    raise CloudError(f"port {port} on network {network!r} is taken by load "
+                                     f"balancer {r.name!r}: pick another port")
+            return record
+        make(next((r for r in self.ctx.inventory.all(KIND) if r.name == name), None))
         ctx = self.ctx
         with ctx.inventory.operation("create", KIND, name, network=network,
-                                       port=port, members=list(spec.members),
-                                       algorithm=algorithm, stack=stack) as op:
+                                     port=port, members=list(spec.members),
+                                     algorithm=algorithm, stack=stack) as op:
+            ctx.inventory.update(KIND, name, make, state="active", stack=stack)
             try:
-                self._apply(name, record)
+                self._apply(name)
             except BaseException:
+                ctx.inventory.remove(KIND, name)
                 self.provider.stop_balancer(name)
                 raise
-            ctx.inventory.put(KIND, name, state="active", spec=record,
-                                stack=stack)
             op.detail = f"{gateway}:{port}"
         return LoadBalancer(self, name)
 
-    def _change(self, name: str, verb: str, **changes) -> None:
-        """Change fields of the record (values already resolved), then reload HAProxy."""
-        r = self.record(name)
-        spec = {**r.spec, **changes}
-        spec["members"] = list(dict.fromkeys(spec["members"]))
-        LbSpec(name, spec["network"], spec["port"], tuple(spec["members"]),
-               spec["algorithm"], spec["keep_client_address"], spec.get("member_port"))
-        ctx = self.ctx
-        with ctx.inventory.operation(verb, KIND, name, **changes):
-            self._apply(name, spec)
-            ctx.inventory.put(KIND, name, state=r.state, spec=spec,
-                                stack=r.stack)
+    def _change(self, name: str, verb: str, edit: Callable[[dict], dict],
+                **logged) -> None:
+        """Read balancer `name`'s record, `edit` it (the members resolved already; it may
+        raise to change nothing) and write it, in one transaction; then make HAProxy
+        serve it. If HAProxy refuses, what this change did is taken back."""
+        self.record(name)
+        done: dict = {}
+
+        def step(current) -> dict:
+            if current is None or current.state == "deleting":
+                raise NotFound(f"load balancer {name!r} does not exist (see `%cloud lb "
+                               "list`)")
+            before = current.spec
+            spec = edit({**before, "members": list(before["members"])})
+            spec["members"] = list(dict.fromkeys(spec["members"]))
+            LbSpec(name, spec["network"], spec["port"], tuple(spec["members"]),
+                   spec["algorithm"], spec["keep_client_address"], spec.get("member_port"))
+            done.update(before=before, after=spec)
+            return spec
+        with self.ctx.inventory.operation(verb, KIND, name, **logged):
+            self.ctx.inventory.update(KIND, name, step)
+            try:
+                self._apply(name)
+            except BaseException:
+                self.ctx.inventory.update(KIND, name, lambda r: r and _undone(
+                    r.spec, done["before"], done["after"]))
+                self._apply(name)
+                raise
 
     def set_members(self, name: str, members: list[str], verb: str = "update") -> None:
         """Replace the member list (names already resolved) and reload HAProxy."""
-        self._change(name, verb, members=list(members))
+        self._change(name, verb, lambda spec: {**spec, "members": list(members)},
+                     members=list(members))
 
     def update(self, name: str, members=None, algorithm: str | None = None,
                member_port: int | None = None) -> LoadBalancer:
@@ -249,26 +290,32 @@ class LoadBalancers:
             changes["algorithm"] = algorithm
         if member_port is not None:
             changes["member_port"] = check_port(member_port, "member port")
-        self._change(name, "update", **changes)
+        self._change(name, "update", lambda current: {**current, **changes}, **changes)
         return LoadBalancer(self, name)
 
     def add_members(self, name: str, members) -> LoadBalancer:
         """Add instances (names or globs) on the balancer's network."""
         members = (members,) if isinstance(members, str) else tuple(members)
-        spec = self.record(name).spec
-        found = self._resolve(spec["network"], members)
-        self.set_members(name, spec["members"] + found, "member add")
+        found = self._resolve(self.record(name).spec["network"], members)
+        self._change(name, "member add",
+                     lambda spec: {**spec, "members": spec["members"] + found},
+                     members=found)
         return LoadBalancer(self, name)
 
-    def remove_members(self, name: str, members) -> LoadBalancer:
+    def remove_members(self, name: str, members, *, missing_ok: bool = False
+                       ) -> LoadBalancer:
+        """Take instances out of the balancer; one that is not a member is refused,
+        unless `missing_ok`."""
         members = (members,) if isinstance(members, str) else tuple(members)
-        spec = self.record(name).spec
-        for m in members:
-            if m not in spec["members"]:
-                raise InvalidSpec(f"{m!r} is not a member of load balancer {name!r} "
-                                  f"(members: {', '.join(spec['members']) or 'none'})")
-        self.set_members(name, [m for m in spec["members"] if m not in members],
-                         "member remove")
+
+        def edit(spec: dict) -> dict:
+            for m in members:
+                if m not in spec["members"] and not missing_ok:
+                    raise InvalidSpec(f"{m!r} is not a member of load balancer {name!r} "
+                                      f"(members: {', '.join(spec['members']) or 'none'})")
+            return {**spec, "members": [m for m in spec["members"] if m not in members]}
+        edit(self.record(name).spec)     # refused before the operation is logged
+        self._change(name, "member remove", edit, members=list(members))
         return LoadBalancer(self, name)
 
     def delete(self, name: str) -> None:
@@ -278,5 +325,21 @@ class LoadBalancers:
         keeping = any(r.spec.get("keep_client_address") for r in ctx.inventory.all(KIND)
                       if r.name != name)
         with ctx.inventory.operation("delete", KIND, name):
+            # marked first: a change racing with the delete finds it gone, and whoever
+            # applies last stops HAProxy (`_apply` of a record that is gone)
+            ctx.inventory.update(KIND, name, lambda r: r and r.spec, state="deleting")
             self.provider.stop_balancer(name, last_keeping_client=not keeping)
             ctx.inventory.remove(KIND, name)
+
+
+def _undone(current: dict, before: dict, after: dict) -> dict:
+    """`current` with one change (`before` -> `after`) taken back, keeping what others
+    changed since: members it added leave, members it removed return, fields it set
+    go back if nobody changed them again."""
+    added = [m for m in after["members"] if m not in before["members"]]
+    removed = [m for m in before["members"] if m not in after["members"]]
+    out = {k: (before.get(k, v) if v == after.get(k) else v)
+           for k, v in current.items() if k != "members"}
+    out["members"] = [m for m in current["members"] if m not in added] + \
+        [m for m in removed if m not in current["members"]]
+    return out

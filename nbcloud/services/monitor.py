@@ -5,6 +5,13 @@ the watched instances into rates (CPU % of the flavor's vCPUs, memory used, disk
 network bytes/s), hands the tick to the listeners (live graphs, the autoscaler) on the
 sampler thread, and buffers rows for the inventory, written in batches.
 
+Where the host agent serves this cloud's URI (nbcloud/agent/), the agent samples and
+writes every tick; a tick here then asks libvirt nothing: it renews a lease on the
+watched names (the agent samples what some kernel watches), reads the rows the agent
+wrote since the last tick, and takes instance states from the agent's heartbeat. The
+listeners cannot tell the difference. Without an agent (a session daemon, Binder), or
+when its heartbeat stops, the kernel samples itself again.
+
     mon = cloud.monitor
     mon.watch("web-1")                   # starts the thread
     mon.add_listener(lambda tick: print(tick["web-1"].cpu))
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import os
 import threading
 import time
 import weakref
@@ -30,6 +38,7 @@ RATES = ("cpu", "mem_used", "disk_rd", "disk_wr", "net_rx", "net_tx")
 # counters that only grow while a domain runs; a rate is their change over time
 _COUNTERS = ("cpu_ns", "disk_rd", "disk_wr", "net_rx", "net_tx")
 MIN_INTERVAL, MAX_INTERVAL = 0.2, 3600.0
+LEASE = 60.0   # seconds the agent keeps sampling a name after a kernel last asked
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,7 @@ class Monitor:
         self._watched: dict[str, int] = {}     # name -> the flavor's vCPUs
         self._last: dict[str, dict[str, tuple[float, float]]] = {}
         self._states: dict[str, str] = {}      # our instances' states at the last tick
+        self._changed: list[str] = []
         self._known: set[str] | None = None    # instance names in the inventory
         self._listeners: list[tuple[Listener, Callable | None]] = []
         self._buffer: list[tuple] = []
@@ -176,6 +186,10 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.latest: dict[str, Sample] = {}
+        self.source = "here"                   # or "agent": who sampled the last tick
+        self.leases = True                     # ask the agent to sample what is watched
+        self._seen: dict[str, float] = {}      # name -> newest agent sample read
+        self._leased = 0.0
         self.ticks = 0
         self.state_changes = 0
         self.last_error: str | None = None
@@ -204,6 +218,8 @@ class Monitor:
             found[name] = _flavor_vcpus(meta.get("flavor", ""))
         with self._lock:
             self._watched.update(found)
+        if found and self.leases and self.ctx.inventory.agent_serves():   # from next tick
+            self.ctx.inventory.watch(list(found), time.time() + LEASE)
         if start:
             self.start()
 
@@ -213,6 +229,9 @@ class Monitor:
                 self._watched.pop(name, None)
                 self._last.pop(name, None)
                 self.latest.pop(name, None)
+                self._seen.pop(name, None)
+        if names and self.leases:
+            self.ctx.inventory.unwatch(list(names))
 
     def add_listener(self, fn: Listener, errors: Callable[[BaseException], object] | None
                      = None) -> Listener:
@@ -279,9 +298,43 @@ class Monitor:
     # ----- one tick -----------------------------------------------------------------------
     def tick(self) -> dict[str, Sample]:
         """One pass: one bulk stats call, rates of the watched instances, listeners told,
-        rows buffered (written every `flush_every` s). Returns {name: Sample}."""
+        rows buffered (written every `flush_every` s). Returns {name: Sample}. Where the
+        host agent samples for this URI, its rows instead (`_from_agent`)."""
         with self._lock:
             watched = dict(self._watched)
+        agent = self.ctx.inventory.agent()
+        if agent is not None and agent["pid"] != os.getpid():
+            ticks, changed = self._from_agent(agent, sorted(watched))
+            self.source = "agent"
+        else:
+            ticks, changed = [self._sample(watched)], self._changed
+            self.source = "here"
+        for tick in ticks:
+            with self._lock:
+                self.latest.update(tick)
+                self.ticks += 1
+                if self.source == "here":
+                    self._buffer.extend(s.row() for s in tick.values()
+                                        if s.state == "running")
+                listeners = list(self._listeners)
+            for fn, errors in listeners:
+                try:
+                    fn(tick)
+                except Exception as exc:  # noqa: BLE001  (one broken view must not stop others)
+                    if errors is not None:
+                        errors(exc)
+        if changed:
+            self.state_changes += 1
+            try:   # the live topology redraws (a drawing problem is not the sampler's)
+                self.ctx.events.emit(INSTANCE_STATE, names=changed)
+            except Exception:  # noqa: BLE001
+                pass
+        if time.monotonic() - self._flushed >= self.flush_every:
+            self.flush()
+        return ticks[-1] if ticks else {}
+
+    def _sample(self, watched: dict[str, int]) -> dict[str, Sample]:
+        """Ask libvirt: the tick of the watched instances (and the states of all ours)."""
         if self._known is None:   # the inventory's instances, re-read at each flush
             self._known = {r.name for r in self.ctx.inventory.all("instance")}
         ours = sorted(self._known | set(watched))
@@ -301,37 +354,45 @@ class Monitor:
                 continue
             tick[name] = derive(name, record, self._last.setdefault(name, {}), now, mono,
                                 vcpus)
-        changed = self._state_changes(records, ours)
-        with self._lock:
-            self.latest.update(tick)
-            self.ticks += 1
-            self._buffer.extend(s.row() for s in tick.values() if s.state == "running")
-            listeners = list(self._listeners)
-        for fn, errors in listeners:
-            try:
-                fn(tick)
-            except Exception as exc:  # noqa: BLE001  (one broken view must not stop others)
-                if errors is not None:
-                    errors(exc)
-        if changed:
-            self.state_changes += 1
-            try:   # the live topology redraws (a drawing problem is not the sampler's)
-                self.ctx.events.emit(INSTANCE_STATE, names=changed)
-            except Exception:  # noqa: BLE001
-                pass
-        if time.monotonic() - self._flushed >= self.flush_every:
-            self.flush()
+        self._changed = self._state_changes(
+            {name: records[name].get("state", "unknown") if name in records else "deleted"
+             for name in ours})
         return tick
 
-    def _state_changes(self, records: dict[str, dict], ours: list[str]) -> list[str]:
+    def _from_agent(self, agent: dict, names: list[str]) -> tuple[list[dict], list[str]]:
+        """The ticks the agent wrote for `names` since the last read (usually one), and
+        the instances whose state changed according to its heartbeat."""
+        now = time.time()
+        if names and self.leases and now - self._leased > LEASE / 3:
+            self.ctx.inventory.watch(names, now + LEASE)
+            self._leased = now
+        fresh = now - 2 * self._interval   # no replay of history: a view reads that itself
+        groups: dict[float, dict[str, Sample]] = {}
+        if names:
+            after = min(self._seen.get(n, fresh) for n in names)
+            for row in self.ctx.inventory.samples_after(names, after):
+                if row["t"] > self._seen.get(row["name"], fresh):
+                    self._seen[row["name"]] = row["t"]
+                    groups.setdefault(row["t"], {})[row["name"]] = Sample.from_row(row)
+        ticks = [groups[t] for t in sorted(groups)] or [{}]
+        states = agent["states"]
+        for name in names:   # a stopped or deleted instance has no rows: its state says
+            if states.get(name, "running") != "running":
+                ticks[-1][name] = Sample(name, now, states[name])
+        return ([t for t in ticks if t] or []), self._state_changes(states)
+
+    def _state_changes(self, states: dict[str, str]) -> list[str]:
         # the watched instances and those the inventory knows: other people's domains on
         # the same host are not asked for, nor redrawn for
-        states = {name: records[name].get("state", "unknown") if name in records
-                  else "deleted" for name in ours}
-        before, self._states = self._states, states
+        before, self._states = self._states, dict(states)
         if not before:
             return []
         return sorted(n for n in states if n in before and before[n] != states[n])
+
+    @property
+    def states(self) -> dict[str, str]:
+        """name -> state of our instances at the last tick (what the agent publishes)."""
+        return dict(self._states)
 
     def _notify_error(self, exc: BaseException) -> None:
         with self._lock:
@@ -367,6 +428,12 @@ class Monitor:
         self.stop()
         with self._lock:
             self._listeners.clear()
+            names = list(self._watched)
+        try:   # the agent need not sample for this kernel any more
+            if names and self.leases:
+                self.ctx.inventory.unwatch(names)
+        except Exception:  # noqa: BLE001  (the inventory may already be closed at exit)
+            pass
         _MONITORS.discard(self)
 
     def __repr__(self) -> str:

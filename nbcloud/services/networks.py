@@ -15,7 +15,7 @@ from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotManaged
 from nbcloud.core.handle import Handle
 from nbcloud.core.spec import NetworkSpec, check_name
-from nbcloud.providers.types import USER_NETWORK, NetworkInfo
+from nbcloud.providers.types import USER_NETWORK, HostRoute, NetworkInfo
 
 
 def overlapping(cidr: ipaddress.IPv4Network,
@@ -24,6 +24,16 @@ def overlapping(cidr: ipaddress.IPv4Network,
     for info in infos:
         if info.network.overlaps(cidr):
             return info
+    return None
+
+
+def host_conflict(cidr: ipaddress.IPv4Network,
+                  routes: list[HostRoute]) -> HostRoute | None:
+    """The first range the host uses itself (a route, an address, a gateway) that
+    `cidr` overlaps, if any."""
+    for route in routes:
+        if route.network.overlaps(cidr):
+            return route
     return None
 
 
@@ -125,7 +135,7 @@ class Networks:
         """Create network `name` over `cidr` (modes nat, isolated, routed, open).
 
         Refused, with nothing changed, if the name exists or the CIDR overlaps any
-        network on the host."""
+        network on the host, or a route, address or gateway of the host itself."""
         spec = NetworkSpec(name, cidr, mode)
         provider, inv = self.provider, self.ctx.inventory
         provider.require("networks")
@@ -139,6 +149,11 @@ class Networks:
         if other is not None:
             raise CloudError(f"cidr {spec.cidr} overlaps network {other.name!r} "
                              f"({other.network}): pick a range that does not")
+        mine = host_conflict(spec.network, provider.host_routes())
+        if mine is not None:
+            raise CloudError(f"cidr {spec.cidr} overlaps {mine.network}, {mine.what}: a "
+                             "network there would take addresses the host uses itself; "
+                             "pick a range that does not")
         bridge = provider.new_bridge(name)   # in the intent, so that resume can finish it
         with inv.operation("create", "network", name, cidr=spec.cidr, mode=spec.mode,
                            bridge=bridge, stack=stack) as op:
@@ -151,6 +166,15 @@ class Networks:
                 raise
             op.detail = bridge
         return Network(self, name)
+
+    def start(self, name: str) -> bool:
+        """Start network `name` if it is defined but not running (after a host restart,
+        libvirt autostarts networks only once per boot); True if it had to."""
+        if self.provider.network_active(self.get(name).name):
+            return False
+        with self.ctx.inventory.operation("start", "network", name):
+            self.provider.start_network(name)
+        return True
 
     def leases(self, name: str) -> Table:
         """Reservations and DHCP leases of network `name`: MAC, IP, hostname, expiry."""

@@ -3,6 +3,8 @@ unknown or changed keys are rejected, never auto-added."""
 from __future__ import annotations
 
 import base64
+import binascii
+import select
 import socket
 import time
 from dataclasses import dataclass
@@ -13,19 +15,92 @@ import paramiko
 from nbcloud.core.errors import SSHError
 
 
+# What `run` keeps of each stream: the first part of stdout, the last of stderr (where an
+# error says what went wrong); the result counts what it had to leave out.
+OUTPUT_KEEP = 16 << 20
+_CHUNK = 1 << 16
+
+
 @dataclass(frozen=True)
 class CommandResult:
     returncode: int
     stdout: str
     stderr: str
+    stdout_cut: int = 0          # bytes of stdout not kept (after the first OUTPUT_KEEP)
+    stderr_cut: int = 0          # bytes of stderr not kept (before the last OUTPUT_KEEP)
 
     def __str__(self) -> str:
         return self.stdout
 
 
+class _Kept:
+    """What is kept of one stream: its first `keep` bytes (`head`), or its last."""
+
+    def __init__(self, keep: int, head: bool):
+        self.keep, self.head = keep, head
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self.head:
+            self.data += chunk[:max(0, self.keep - len(self.data))]
+        else:
+            self.data += chunk
+            del self.data[:max(0, len(self.data) - self.keep)]
+
+    @property
+    def cut(self) -> int:
+        return self.total - len(self.data)
+
+    def text(self, stream: str) -> str:
+        text = self.data.decode(errors="replace")
+        if not self.cut:
+            return text
+        note = (f"[nbcloud: {self.cut} more bytes of {stream} were not kept (the "
+                f"{'first' if self.head else 'last'} {self.keep} are)]")
+        return f"{text}\n{note}\n" if self.head else f"{note}\n{text}"
+
+
+def _drain(chan: paramiko.Channel, timeout: float, keep: int) -> tuple[_Kept, _Kept]:
+    """Read stdout and stderr as either has data, until the command's end of output; an
+    SSH channel has one flow-control window for both, so reading one to its end before
+    the other stalls a command that fills the other first. `timeout`: seconds without
+    any output."""
+    out, err = _Kept(keep, head=True), _Kept(keep, head=False)
+    idle_until = time.monotonic() + timeout
+    while True:
+        moved = False
+        while chan.recv_ready():
+            out.add(chan.recv(_CHUNK))
+            moved = True
+        while chan.recv_stderr_ready():
+            err.add(chan.recv_stderr(_CHUNK))
+            moved = True
+        if (chan.eof_received or chan.closed) and not chan.recv_ready() and \
+                not chan.recv_stderr_ready():
+            return out, err
+        now = time.monotonic()
+        if moved:
+            idle_until = now + timeout
+        elif now >= idle_until:
+            raise socket.timeout(f"no output for {timeout:.0f} s")
+        select.select([chan], [], [], min(1.0, max(0.0, idle_until - now)))
+
+
 def _pkey_from_public(line: str) -> paramiko.PKey:
     kind, blob = line.split()[:2]
     return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+
+
+def public_key_fields(line: str) -> tuple[str, str]:
+    """(type, base64 blob) of an OpenSSH public key line, checked by parsing the key;
+    ValueError if it is not one."""
+    try:
+        key = _pkey_from_public(line)
+    except (ValueError, TypeError, binascii.Error, paramiko.SSHException) as exc:
+        raise ValueError(f"not an SSH public key: {exc}") from None
+    return key.get_name(), base64.b64encode(key.asbytes()).decode()
 
 
 def fingerprint(public_line: str) -> str:
@@ -80,17 +155,27 @@ def connect(host: str, *, host_key: str, key_path: Path, user: str = "root",
 
 
 def run(client: paramiko.SSHClient, command: str, *, timeout: float = 300.0,
-        check: bool = True) -> CommandResult:
-    """Run `command` in the instance's shell; raise SSHError on a non-zero exit if `check`."""
+        check: bool = True, keep: int = OUTPUT_KEEP) -> CommandResult:
+    """Run `command` in the instance's shell; raise SSHError on a non-zero exit if `check`.
+    `timeout`: seconds the command may go without output. Of each stream at most `keep`
+    bytes are kept (stdout's first, stderr's last), the rest counted and said."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise SSHError("command failed on the way: the SSH connection is closed")
     try:
-        _, out, err = client.exec_command(command, timeout=timeout)
-        stdout = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-        rc = out.channel.recv_exit_status()
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            out, err = _drain(chan, timeout, keep)
+            rc = chan.recv_exit_status()
+        finally:
+            chan.close()
     except (paramiko.SSHException, OSError) as exc:
-        raise SSHError(f"command failed on the way: {exc}") from None
+        raise SSHError(f"command failed on the way: {exc or type(exc).__name__}") from None
+    stdout, stderr = out.text("stdout"), err.text("stderr")
     if check and rc != 0:
         tail = stderr.strip().splitlines()[-1:] or [""]
         raise SSHError(f"command exited with status {rc}: {tail[0]}", returncode=rc,
                        stdout=stdout, stderr=stderr)
-    return CommandResult(rc, stdout, stderr)
+    return CommandResult(rc, stdout, stderr, out.cut, err.cut)

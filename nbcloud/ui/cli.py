@@ -3,26 +3,57 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import InvalidSpec
 from nbcloud.ui import commands
 
-USAGE = """usage: nbcloud host up [--netns NAME] | host down
+USAGE = """usage: nbcloud host up [--netns NAME] [--no-agent] | host down
+       nbcloud agent status | run
        nbcloud [--uri URI] doctor | image ... | flavor list | instance ...
 """
 
 
-def _host(argv: list[str]) -> int:
-    from nbcloud.providers.libvirt import host
-    p = argparse.ArgumentParser(prog="nbcloud host")
-    p.add_argument("verb", choices=["up", "down"])
-    p.add_argument("--netns", help="run libvirtd (its bridges, dnsmasq, guests) in this "
-                                   "network namespace, created if absent")
+def _host_parser(prog: str, verbs: list[str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("verb", choices=verbs)
+    p.add_argument("--netns", help="the network namespace of libvirtd (its bridges, "
+                                   "dnsmasq, guests), created by `up` if absent")
+    p.add_argument("--inventory", type=Path, help="the inventory the host agent serves "
+                                                  "(default: yours)")
+    return p
+
+
+def _host(argv: list[str], uri: str | None) -> int:
+    from nbcloud.agent import control
+    p = _host_parser("nbcloud host", ["up", "down"])
+    p.add_argument("--no-agent", action="store_true",
+                   help="up: start no host agent (kernels sample and scale themselves)")
     args = p.parse_args(argv)
-    done = host.up(args.netns) if args.verb == "up" else host.down()
+    place = control.Host(uri or control.host.SYSTEM, netns=args.netns,
+                         inventory=args.inventory)
+    if args.verb == "up":
+        done = control.up(place, agent=not args.no_agent)
+    else:
+        done = control.down(place)
     print("\n".join(done) if done else "host is up; nothing to change")
     return 0
+
+
+def _agent(argv: list[str], uri: str | None) -> int:
+    from nbcloud.agent import control, daemon
+    p = _host_parser("nbcloud agent", ["status", "run"])
+    p.add_argument("--interval", type=float, default=1.0)
+    args = p.parse_args(argv)
+    place = control.Host(uri or control.host.SYSTEM, netns=args.netns,
+                         inventory=args.inventory, interval=args.interval)
+    if args.verb == "status":
+        print("\n".join(control.status(place)))
+        return 0
+    import logging   # run: in the foreground, no supervisor (Ctrl-C stops it)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent: %(message)s")
+    return daemon.run_agent(place.uri, place.inventory, place.folder, place.interval)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     try:
         if argv[0] == "host":
-            return _host(argv[1:])
+            return _host(argv[1:], uri)
+        if argv[0] == "agent":
+            return _agent(argv[1:], uri)
         args = commands.parse(argv, prog="nbcloud")
         from nbcloud.api import Cloud
         if args.group == "doctor":  # must also work when no daemon answers

@@ -12,6 +12,31 @@ from nbcloud.core.spec import InvalidSpec
 from nbcloud.ui import commands
 
 
+def split_remote(line: str) -> tuple[str, str | None]:
+    """The line before its first `--` word and the raw text after it (None without one).
+
+    A `--` inside quotes or escaped is not the separator; the text after the separator is
+    returned unchanged but for the blanks that separate it from `--`."""
+    quote, start = None, True          # start: the next character begins a word
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if quote is None and start and line.startswith("--", i) \
+                and (i + 2 == n or line[i + 2].isspace()):
+            return line[:i], line[i + 2:].lstrip()
+        start = quote is None and c.isspace()
+        if quote == "'":
+            quote = None if c == "'" else quote
+        elif c == "\\":
+            i += 1                      # the next character is escaped (also in "...")
+        elif quote == '"':
+            quote = None if c == '"' else quote
+        elif c in "'\"":
+            quote = c
+        i += 1
+    return line, None
+
+
 @magics_class
 class CloudMagics(Magics):
     """Drive a libvirt host as a small cloud from notebook cells."""
@@ -58,10 +83,15 @@ class CloudMagics(Magics):
         %%cloud apply|plan|destroy [--stack NAME] — the cell's YAML is the stack."""
         if cell is not None:
             return self._stack_cell(line, cell)
+        # `instance ssh NAME -- COMMAND`: the text after `--` reaches the guest's shell as
+        # the user typed it (split into words and joined again, its quoting would be lost)
+        head, remote = split_remote(line)
         try:
-            argv = self._expand(shlex.split(line))
+            argv = self._expand(shlex.split(head))
         except ValueError as exc:
             raise UsageError(f"cannot split the line: {exc}") from None
+        if remote is not None:
+            argv += ["--", remote]
         if not argv:
             raise UsageError("%cloud needs a command, like `%cloud doctor` or "
                              "`%cloud instance list`")

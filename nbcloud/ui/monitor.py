@@ -6,6 +6,7 @@ and network rx/tx; one colour per instance, writes and tx dashed.
 """
 from __future__ import annotations
 
+import datetime
 import html
 import time
 from collections import deque
@@ -37,7 +38,6 @@ def empty_figure(names: list[str], widget: bool = False) -> go.Figure:
         for field, row, label, _scale, dashed in SERIES:
             fig.add_trace(go.Scatter(
                 x=[], y=[], mode="lines", name=f"{name} {label}", legendgroup=name,
-                showlegend=field == "cpu",
                 line={"color": colour, "dash": "dash" if dashed else "solid"},
                 hovertemplate=f"{html.escape(name)} {label}: %{{y:.1f}}<extra></extra>"),
                 row=row, col=1)
@@ -49,11 +49,13 @@ def empty_figure(names: list[str], widget: bool = False) -> go.Figure:
     return go.FigureWidget(fig) if widget else fig
 
 
-def x_of(t: float) -> int:
-    """A sample's x: epoch milliseconds shifted to local time (a date axis shows numbers
-    as UTC). Numbers, not datetimes: every tick sends the view's whole window, and an
-    ISO date string is twice the bytes."""
-    return int((t + time.localtime(t).tm_gmtoff) * 1000)
+def x_of(t: float) -> str:
+    """A sample's x: local time as an ISO date string, to the millisecond.
+
+    Not epoch milliseconds: a FigureWidget shown before its first points arrive draws
+    numbers sent later on its date axis as plain numbers (`1.796361328T`), though the
+    axis says `type="date"`; date strings are read as dates wherever they arrive."""
+    return datetime.datetime.fromtimestamp(t).isoformat(timespec="milliseconds")
 
 
 def _points(samples: list[Sample]) -> dict[str, tuple[list, list]]:

@@ -31,11 +31,15 @@ def figure(graph: Graph, layout: Layout | None = None, *, widget: bool = False,
     import plotly.graph_objects as go
     layout = layout or Layout()
     data = traces(graph, layout)
-    cls = go.FigureWidget if widget else go.Figure
-    # The traces are built above from a fixed schema, not from user input: Plotly's
+    if widget:
+        # Validated: an unvalidated FigureWidget sets what it is given in Python only and
+        # sends the front end nothing, so a drawing shown before its first items arrived
+        # stayed empty in the browser (the design palette's, the live topology's).
+        return go.FigureWidget(data=data, layout=figure_layout(layout, title))
+    # A static figure is built above from a fixed schema, not from user input: Plotly's
     # per-element validation would cost ~0.4 ms a node (a 500-node figure: ~200 ms instead
-    # of ~20 ms, bench/topology.py). The figure's traces keep skipping it on update.
-    return cls(data=data, layout=figure_layout(layout, title), _validate=False)
+    # of ~20 ms, bench/topology.py).
+    return go.Figure(data=data, layout=figure_layout(layout, title), _validate=False)
 
 
 def update_figure(fig, graph: Graph, layout: Layout, title: str | None = None,
@@ -54,7 +58,9 @@ def update_figure(fig, graph: Graph, layout: Layout, title: str | None = None,
             if changed:
                 trace.update(changed)
         if fig.layout.height != page["height"] or fig.layout.title.text != page["title"]["text"]:
-            fig.update_layout(height=page["height"], title=page["title"])
+            # more rows: taller, and the y range that keeps a row's pixels the same
+            fig.update_layout(height=page["height"], title=page["title"],
+                              yaxis_range=page["yaxis"]["range"])
     if missing:  # a kind first seen now: traces can only be added outside batch_update
         fig.add_traces(data[len(fig.data):])
     return data

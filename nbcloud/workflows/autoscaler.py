@@ -5,6 +5,11 @@ Decisions are made on the monitor's thread from its ticks plus the inventory's s
 table; a resize runs on a worker thread of its own, so sampling never waits for a boot.
 Each decision that changes something, and each change of mind, goes to the operations log.
 The pools tell it, by an event, when a policy comes or goes.
+
+Where the host agent serves this cloud's URI (nbcloud/agent/), the agent's autoscaler is
+the only one that acts: a kernel's neither listens nor decides. And whichever process
+decides, it first claims the pool's next resize in the inventory (one transaction), so
+that two processes never resize one pool for one decision.
 """
 from __future__ import annotations
 
@@ -41,6 +46,9 @@ class Autoscaler:
         hosts only: the test driver has no guests to sample). Runs on POOLS_CHANGED."""
         if self.pools.cloud.uri.startswith("test:"):
             return
+        if self.inventory.agent_serves():   # the host agent scales this cloud's pools
+            self.detach()
+            return
         if any(r.spec.get("policy") for r in self.pools.records()):
             self.attach(self._get_monitor())
         else:
@@ -52,6 +60,11 @@ class Autoscaler:
             monitor.add_listener(self.on_tick)
             self._monitor = monitor
         self.watch()
+
+    @property
+    def attached(self) -> bool:
+        """Whether it listens to a monitor's ticks."""
+        return self._monitor is not None
 
     def detach(self) -> None:
         if self._monitor is not None:
@@ -114,8 +127,11 @@ class Autoscaler:
         return decide(policy, len(members), decisions[0] if decisions else [], now)
 
     def step(self, now: float | None = None) -> list[tuple[str, Decision]]:
-        """Evaluate every pool with a policy; start the resizes decided. Returns them."""
-        done = []
+        """Evaluate every pool with a policy; start the resizes decided. Returns them.
+        Nothing where the host agent serves this URI: it scales the pools itself."""
+        done: list[tuple[str, Decision]] = []
+        if self.inventory.agent_serves():
+            return done
         for record in self.pools.records():
             if not record.spec.get("policy") or record.name in self._busy:
                 continue
@@ -127,6 +143,8 @@ class Autoscaler:
             if decision.action == "hold":
                 self._log_hold(record.name, decision)
                 continue
+            if not self.pools.claim_resize(record.name, record.spec.get("resized", 0.0)):
+                continue   # another process resized it since this one read the record
             self._busy.add(record.name)
             self._last_logged.pop(record.name, None)
             threading.Thread(target=self._resize, args=(record.name, decision),

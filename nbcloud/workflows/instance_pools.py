@@ -172,6 +172,30 @@ class InstancePools:
     def _save(self, name: str, **changes) -> None:
         self.cloud.inventory.update(KIND, name, lambda r: {**r.spec, **changes} if r else None)
 
+    def claim_resize(self, name: str, seen: float) -> bool:
+        """Take pool `name`'s next resize: True unless it was resized after `seen` (its
+        `resized` when read), e.g. by an autoscaler in another process. One transaction."""
+        now = time.time()
+
+        def change(r):
+            if r is None or r.spec.get("resized", 0.0) != seen:
+                return None
+            return {**r.spec, "resized": now}
+        r = self.cloud.inventory.update(KIND, name, change)
+        return r is not None and r.spec.get("resized") == now
+
+    def _members_change(self, name: str, *, add=(), remove=()) -> None:
+        """Add and remove members of pool `name` in one read-modify-write of its record
+        (relative to what it holds then: another thread or process may have changed it
+        since this one read it)."""
+        def edit(r):
+            if r is None:
+                return None
+            kept = [m for m in r.spec["members"] if m not in remove]
+            return {**r.spec, "members": kept + [m for m in add if m not in kept],
+                    "resized": time.time()}
+        self.cloud.inventory.update(KIND, name, edit)
+
     def mark_resized(self, name: str) -> None:
         """Record that pool `name` changed size now (its rules wait a whole window)."""
         self._save(name, resized=time.time())
@@ -196,8 +220,7 @@ class InstancePools:
                     made.append(future.result())
                 except BaseException as exc:  # keep the ones that came up; report
                     failure = failure or exc
-        members = r.spec["members"] + [m for m in names if m in made]
-        self._save(name, members=members, resized=time.time())
+        self._members_change(name, add=[m for m in names if m in made])
         if made and r.spec.get("lb"):
             cloud.lbs.add_members(r.spec["lb"], made)
         if failure is not None:
@@ -209,16 +232,14 @@ class InstancePools:
         r = self.record(name)
         lb = r.spec.get("lb")
         if lb and any(b.name == lb for b in cloud.lbs.list()):
-            keep = [m for m in cloud.lbs.record(lb).spec["members"] if m not in names]
-            cloud.lbs.set_members(lb, keep, "member remove")
+            cloud.lbs.remove_members(lb, names, missing_ok=True)
         monitor = cloud.started_monitor
         if monitor is not None:   # no more samples of members that are going
             monitor.unwatch(*names)
         for member in names:
             if cloud.provider.exists(member):
                 cloud.instances.delete(member)
-        self._save(name, members=[m for m in r.spec["members"] if m not in names],
-                   resized=time.time())
+        self._members_change(name, remove=names)
 
     def scale(self, name: str, size: int, *, reason: str = "by hand") -> InstancePool:
         """Grow to or shrink to `size` members: new ones take the lowest free NAME-i,

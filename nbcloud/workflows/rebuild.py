@@ -59,14 +59,16 @@ def settle_interrupted(cloud: Services) -> list[str]:
     return notes
 
 
-def recover(cloud: Services) -> list[str]:
-    """On open: rebuild a replaced or empty inventory if libvirt has nbcloud objects, then
-    settle interrupted operations. Returns one line per thing done."""
+def recover(cloud: Services, rebuild_empty: bool = True) -> list[str]:
+    """On open: rebuild a replaced (or, with `rebuild_empty`, an empty) inventory if
+    libvirt has nbcloud objects, then settle interrupted operations. Returns one line per
+    thing done."""
     inv = cloud.inventory
     notes = []
     if inv.rebuilt:
         notes.append(f"the inventory was corrupt: moved aside to {inv.inventory.moved_aside}")
-    if inv.rebuilt or not inv.all():
+    # an inventory a host agent serves is in use, not lost: empty, it stays so
+    if inv.rebuilt or (rebuild_empty and not inv.all() and inv.agent() is None):
         if inv.rebuilt or cloud.provider.managed():
             notes += rebuild(cloud)
     return notes + settle_interrupted(cloud)

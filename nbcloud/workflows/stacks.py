@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from nbcloud.core.display import Table
-from nbcloud.core.spec import check_name
+from nbcloud.core.errors import CloudError
+from nbcloud.core.spec import check_name, format_size
 from nbcloud.core.stackfile import Stack, parse
 from nbcloud.plan.compare import (
     Action,
@@ -26,6 +27,7 @@ from nbcloud.plan.compare import (
     user_data_digest,
 )
 from nbcloud.plan.ipool import pool_members
+from nbcloud.plan.runtime import INACTIVE, STOPPED
 from nbcloud.services import keys
 
 if TYPE_CHECKING:
@@ -37,12 +39,15 @@ MAX_PARALLEL_CREATES = 3
 
 def read_live(cloud: Services) -> LiveState:
     """What the provider has (every domain, network and volume, one bulk listing per
-    kind) and what the inventory records of the kinds that have no engine object."""
+    kind), what runs on the host beside it (balancer processes, forwarding rules, what
+    each network's DNS answers), and what the inventory records of the kinds that have
+    no engine object."""
     provider, inv = cloud.provider, cloud.inventory
     domains, foreign = provider.domains_live()
+    infos = provider.network_infos()
     networks = {i.name: {"cidr": str(i.network), "mode": i.mode,
-                         "managed": provider.network_managed(i)}
-                for i in provider.network_infos()}
+                         "managed": provider.network_managed(i),
+                         "active": provider.network_active(i.name)} for i in infos}
     # a cloud that counts in whole GiB made a 128M volume 1G: that is no change
     volumes = {name: {"tier": v.tier, "size": v.capacity, "pool": v.pool,
                       "granularity": provider.volume_granularity}
@@ -50,8 +55,35 @@ def read_live(cloud: Services) -> LiveState:
     lbs = {r.name: r.spec for r in inv.all("loadbalancer")}
     sgs = {r.name: r.spec for r in inv.all("secgroup")}
     pools = {r.name: r.spec for r in inv.all("ipool")}
+    forwards = None
+    if inv.all("floating"):
+        try:
+            forwards = set(provider.live_forwards())
+        except CloudError:
+            pass   # no nft here: the forwards' state is unknown, not missing
     return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs,
-                     ipools=pools, lost=cloud.hosts.lost())
+                     ipools=pools, lost=cloud.hosts.lost(),
+                     balancers_running={n: provider.balancer_running(n) for n in lbs},
+                     forwards=forwards,
+                     dns={i.name: {n: ip for ip, names in i.dns_hosts for n in names}
+                          for i in infos})
+
+
+#: spec fields holding a byte count, shown in the units a stack file uses (128M)
+SIZE_FIELDS = ("size", "memory")
+
+
+def spec_text(spec: dict) -> str:
+    """A recorded spec as `stack show` prints it: empty fields left out, sizes as 128M,
+    lists as a,b; never the pinned host key."""
+    def text(key, value):
+        if key in SIZE_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+            return format_size(value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value))
+        return str(value)
+    return ", ".join(f"{k}={text(k, v)}" for k, v in sorted(spec.items())
+                     if k != "hostkey" and v not in (None, "", [], (), {}))
 
 
 class Stacks:
@@ -87,9 +119,8 @@ class Stacks:
 
     def show(self, name: str) -> Table:
         check_name(name, "stack name")
-        rows = [(r.kind, r.name, r.state, ", ".join(f"{k}={v}" for k, v in sorted(
-            r.spec.items()) if k not in ("hostkey",))) for r in self._recorded()
-            if r.stack == name]
+        rows = [(r.kind, r.name, r.state, spec_text(r.spec)) for r in self._recorded()
+                if r.stack == name]
         return Table(["kind", "name", "state", "spec"], rows, f"stack {name}")
 
     # ----- writes -------------------------------------------------------------------------
@@ -159,6 +190,8 @@ class Stacks:
                     self._create(kind, a.desired, stack.name)
                 elif kind == "volume":
                     self.cloud.volumes.resize(a.name, a.desired.capacity)
+                elif INACTIVE in a.changes:
+                    self.cloud.networks.start(a.name)
         new = [a for a in by["create"] + by["replace"] if a.kind == "instance"]
         if new:
             # made once here: keys.user_key races with itself when first called from
@@ -173,6 +206,9 @@ class Stacks:
         self._converge_secgroups(stack)
         self._converge_lbs(plan, stack)
         self._converge_pools(plan, stack)
+        # the stack's port forwards whose rules a host restart dropped
+        self.cloud.floating.restore({r.name for r in self.cloud.inventory.all("floating")
+                                     if r.stack == stack.name})
 
     # ----- steps --------------------------------------------------------------------------
     def _converge_secgroups(self, stack: Stack) -> None:
@@ -222,6 +258,11 @@ class Stacks:
                              scale_in=policy.get("scale_in"), min_size=policy.get("min"),
                              max_size=policy.get("max"), stack=stack.name)
                 continue
+            if any(c.endswith(STOPPED) for c in a.changes):   # members a restart stopped
+                for member in pools.record(d.name).spec["members"]:
+                    inst = self.cloud.instances.get(member)
+                    if inst.state != "running":
+                        inst.start()
             if any(c.startswith("autoscale ") for c in a.changes):
                 pools.set_policy(d.name, d.policy, stack=stack.name)
             if d.policy is None and pools.get(d.name).size != d.size:
@@ -307,6 +348,8 @@ class Stacks:
     def _update_instance(self, a: Action, stack: str) -> None:
         spec, decl = a.desired
         inst = self.cloud.instances.get(a.name)
+        if STOPPED in a.changes:
+            inst.start()
         if inst.flavor != spec.flavor:
             inst.resize(spec.flavor)
         elif any(c.startswith("changed behind nbcloud's back") for c in a.changes):

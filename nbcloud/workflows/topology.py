@@ -45,9 +45,16 @@ STYLES: dict[str, Style] = {
     "host": Style(4, "triangle-down", "#7f7f7f", "hosts"),
 }
 OTHER = Style(6, "x", "#444444", "other")
-#: How far above its rows an edge that skips columns runs (rows are 1 apart), so that it
-#: does not pass through the nodes of the columns in between.
-HOP = 0.4
+#: Edges run as lines with right angles, in lanes between the columns and channels between
+#: the rows, never through a node or its label (drawn above it): LANES lanes in each gap
+#: between columns, LANE_STEP of a column apart; an edge that skips columns crosses them in
+#: a channel CHANNEL of a row above the row it goes to (labels take up to ~0.45 of a row).
+LANES = 7
+LANE_STEP = 0.05
+CHANNEL = 0.58
+#: Labels longer than this are cut (with an ellipsis; the hover shows the whole name), so
+#: that a label stays clear of the lanes on either side of its column.
+LABEL_MAX = 13
 #: States drawn in a colour of their own, whatever the kind.
 STATE_COLOURS = {
     "missing": "#d62728", "lost": "#d62728", "down": "#d62728", "crashed": "#d62728", "failed": "#d62728", "error": "#d62728",
@@ -353,19 +360,45 @@ def trace_kinds(graph: Graph) -> list[str]:
     return list(STYLES) + sorted({k for k, _ in graph.nodes} - set(STYLES))
 
 
+def _label(text: str) -> str:
+    return text if len(text) <= LABEL_MAX else text[:LABEL_MAX - 1] + "\u2026"
+
+
+def route(a: tuple[float, float], b: tuple[float, float], lane: int, gap: float,
+          row: float) -> list[tuple[float, float]]:
+    """The points of an edge from `a` to `b` (a's column left of b's, or the same): out of
+    each node sideways into the gap beside it, along a lane there, and across the columns
+    in between (if any) in the channel above b's row."""
+    (xa, ya), (xb, yb) = a, b
+    offset = (lane % LANES - LANES // 2) * LANE_STEP * gap
+    if xa == xb:                                  # one column: round by the gap on its left
+        x = xa - gap / 2 + offset
+        return [(xa, ya), (x, ya), (x, yb), (xb, yb)]
+    out = xa + gap / 2 + offset
+    if xb - xa <= gap * 1.01:                     # neighbour columns: one lane between them
+        return [(xa, ya), (out, ya), (out, yb), (xb, yb)]
+    into = xb - gap / 2 + offset
+    channel = yb + (CHANNEL + 0.03 * (lane % 3)) * row
+    return [(xa, ya), (out, ya), (out, channel), (into, channel), (into, yb), (xb, yb)]
+
+
 def traces(graph: Graph, layout: Layout, kinds: list[str] | None = None) -> list[dict]:
     """The figure's data as plain dicts: the edges, then one trace per kind."""
     pos = layout.place(graph)
     ex: list = []
     ey: list = []
+    lanes: dict[float, int] = {}                  # gap (its left column's x) -> lanes used
+    gap = layout.column_gap
     for a, b in sorted(graph.edges):
-        (xa, ya), (xb, yb) = sorted((pos[a], pos[b]))
-        if xb - xa > layout.column_gap:   # skips a column: over it, between its rows
-            ex += (xa, xa + 0.5 * layout.column_gap, xb - 0.5 * layout.column_gap, xb, None)
-            ey += (ya, ya + HOP * layout.row_gap, yb + HOP * layout.row_gap, yb, None)
-        else:
-            ex += (xa, xb, None)
-            ey += (ya, yb, None)
+        pa, pb = sorted((pos[a], pos[b]))
+        side = pa[0] - gap if pa[0] == pb[0] else pa[0]
+        lane = lanes.get(side, 0)
+        lanes[side] = lane + 1
+        for x, y in route(pa, pb, lane, gap, layout.row_gap):
+            ex.append(x)
+            ey.append(y)
+        ex.append(None)
+        ey.append(None)
     out = [{"type": "scatter", "mode": "lines", "name": "connections", "x": ex, "y": ey,
             "line": {"width": 1, "color": "#999999"}, "hoverinfo": "skip",
             "showlegend": False}]
@@ -378,7 +411,8 @@ def traces(graph: Graph, layout: Layout, kinds: list[str] | None = None) -> list
         out.append({
             "type": "scatter", "mode": "markers+text", "name": st.label if kind in STYLES
             else kind, "x": [pos[n.id][0] for n in nodes], "y": [pos[n.id][1] for n in nodes],
-            "text": [n.label or n.name for n in nodes], "textposition": "middle right",
+            "text": [_label(n.label or n.name) for n in nodes], "textposition": "top center",
+            "textfont": {"size": 11},
             "hovertext": [n.hover() for n in nodes], "hoverinfo": "text",
             "customdata": [n.name for n in nodes], "meta": kind,
             "marker": {"symbol": st.symbol, "size": 16,
@@ -387,10 +421,17 @@ def traces(graph: Graph, layout: Layout, kinds: list[str] | None = None) -> list
     return out
 
 
+#: pixels per row: a marker (16), its label above it (~14) and a channel between the rows
+ROW_PIXELS = 56
+
+
 def figure_layout(layout: Layout, title: str) -> dict:
-    height = min(1600, max(320, 60 + 36 * layout.rows()))
+    rows = max(layout.rows(), 1)
+    height = min(2400, 120 + ROW_PIXELS * rows)
     axis = {"visible": False, "showgrid": False, "zeroline": False}
     return {"title": {"text": title}, "height": height, "hovermode": "closest",
-            "xaxis": {**axis, "range": [-0.5, OTHER.column + 1.0]}, "yaxis": axis,
+            "xaxis": {**axis, "range": [-0.5, OTHER.column + 0.5]},
+            "yaxis": {**axis, "range": [-(rows - 1) * layout.row_gap - 0.35,
+                                        0.8 * layout.row_gap]},
             "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "plot_bgcolor": "white",
-            "legend": {"orientation": "h"}}
+            "legend": {"orientation": "h", "y": 0, "yanchor": "top"}}

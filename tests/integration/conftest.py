@@ -18,6 +18,18 @@ def cloud(tmp_path_factory):
     c.close()
 
 
+@pytest.fixture
+def ip(cloud, tmp_path):
+    """An IPython shell with nbcloud loaded, on the real daemon, with its own inventory."""
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbcloud")
+    shell.run_line_magic("config", f"CloudMagics.inventory = '{tmp_path / 'inv.sqlite'}'")
+    shell.run_line_magic("cloud", f"connect {cloud.uri}")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbcloud")
+
+
 USER_DATA = """#!/bin/sh
 echo "made by user-data on $(hostname)" > /root/user-data-ran
 """

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.spec import InvalidSpec
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.ui.design import DesignPalette
 

@@ -3,15 +3,16 @@ through the network's dnsmasq, and go away when deleted."""
 from __future__ import annotations
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import AlreadyExists, InvalidSpec
 
 NET = "nbcloud"
-# A record addresses outside the network (TEST-NET-1, never contacted: only resolved). An
-# address a guest holds would not do: dnsmasq names that guest's DHCP lease after the
-# record and answers the name from the lease until it expires, record deleted or not.
-REC_IP = "192.0.2.10"
+# A record's address must be on its network; the gateway (where balancers listen) is one
+# no guest holds. An address a guest holds would not do: dnsmasq names that guest's DHCP
+# lease after the record and answers the name from the lease until it expires, record
+# deleted or not.
+REC_IP = "10.77.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +63,30 @@ def _ours(cloud) -> list:
 def test_bad_records_are_refused_and_change_nothing(cloud, guest):
     before = _ours(cloud)
     with pytest.raises(AlreadyExists):
-        cloud.dns.add(NET, "lb-dns", "192.0.2.11")      # an instance's name
+        cloud.dns.add(NET, "lb-dns", REC_IP)            # an instance's name
     with pytest.raises(InvalidSpec, match="not an IPv4 address"):
         cloud.dns.add(NET, "lb-x", "192.0.2.300")
+    with pytest.raises(InvalidSpec, match="not an address on network"):
+        cloud.dns.add(NET, "lb-x", "192.0.2.11")        # outside the network
     with pytest.raises(InvalidSpec, match="not a name on network"):
         cloud.dns.add(NET, "lb-x", cname="lb-nothing")
     assert _ours(cloud) == before
+
+
+def test_a_record_squatting_a_name_refuses_a_new_instance(cloud, guest):
+    """A record made before an instance of that name (squatting it) refuses the
+    instance, in one line, before anything is made."""
+    cloud.dns.add(NET, "lb-squat", REC_IP)
+    try:
+        with pytest.raises(AlreadyExists, match="DNS") as err:
+            cloud.instances.create("lb-squat", image="tiny", flavor="t.nano", network=NET)
+        assert "\n" not in str(err.value)
+        assert not cloud.provider.exists("lb-squat")
+        assert not [h for h in cloud.provider.network(NET).hosts if h[2] == "lb-squat"]
+        assert not [r for r in cloud.inventory.resources(cloud.uri, "instance")
+                    if r.name == "lb-squat"]
+    finally:
+        cloud.dns.delete(NET, "lb-squat")
 
 
 def test_delete_removes_the_name_from_dnsmasq(cloud, guest):

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 
-import pytest
+from tests.needs import program
 
 NAME = "mo-pic"
 CHROMIUM = shutil.which("chromium")
@@ -90,9 +90,8 @@ def plots(dom: str) -> list:
     return out
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed "
-                    "(scripts/setup.sh installs it)")
 def test_notebook_renders_monitor_topology_and_design(cloud, tmp_path):
+    program("chromium", "Debian package chromium (scripts/setup.sh installs it)")
     def clean():
         if cloud.provider.exists(NAME):
             cloud.instances.delete(NAME)

@@ -13,15 +13,11 @@ import pytest
 from nbcloud.core.errors import AlreadyExists, InvalidSpec
 from nbcloud.services import keys, ssh
 from nbcloud.ui import commands
+from tests.waiting import wait_for
+from tests.guest import banner, fresh_guest, udp_noports
 
 NAME = "sg-fwd"
 NET, CIDR = "sg-fnet", "10.97.31.0/24"
-
-
-def banner(host: str, port: int) -> bytes:
-    with socket.create_connection((host, port), timeout=3) as s:
-        s.settimeout(3)
-        return s.recv(64)
 
 
 def refused(host: str, port: int) -> bool:
@@ -38,18 +34,7 @@ def fl(cloud, *words):
 
 @pytest.fixture(scope="module")
 def guest(cloud):
-    for f in cloud.floating.list():
-        if f.instance == NAME:
-            cloud.floating.delete(f.name)
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    if NET not in {n.name for n in cloud.networks.list()}:
-        cloud.networks.create(NET, CIDR)
-    inst = cloud.instances.create(NAME, image="tiny", flavor="t.nano", network=NET)
-    yield inst
-    if cloud.provider.exists(NAME):
-        cloud.instances.delete(NAME)
-    cloud.networks.delete(NET)
+    yield from fresh_guest(cloud, NAME, NET, CIDR)
 
 
 def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):
@@ -84,6 +69,21 @@ def test_forward_from_loopback_and_bridge_address_to_guest_ssh(cloud, guest):
     assert {row["rules"] for row in fl(cloud, "list")} >= {"missing: `floating restore`"}
     assert set(cloud.floating.restore()) >= {lo.name, anyaddr.name}
     assert banner("127.0.0.1", 2222).startswith(b"SSH-2.0-dropbear")
+
+    # udp: a datagram to the host's port reaches the guest's kernel (counted in its Udp
+    # NoPorts: nothing listens there, the tiny image has no UDP server)
+    udp = fl(cloud, "create", NAME, "--port", "5353", "--proto", "udp", "--host-port",
+             "5354")
+    rules = subprocess.run(["nft", "list", "table", "ip", "nbcloud"], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"udp dport 5354 dnat to {guest.ip}:5353" in rules, rules
+    before = udp_noports(guest)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"to-the-guest", (gateway, 5354))
+    wait_for(lambda: udp_noports(guest) > before, 30, "the datagram to reach the guest")
+    fl(cloud, "delete", udp.name)
+    assert "dport 5354" not in subprocess.run(["nft", "list", "table", "ip", "nbcloud"],
+                                              capture_output=True, text=True).stdout
 
     # bad input: one line, nothing changed
     before = (cloud.floating.list(), cloud.floating.live())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
 from nbcloud.ui import commands

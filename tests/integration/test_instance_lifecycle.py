@@ -6,7 +6,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import AlreadyExists, SSHError
 from nbcloud.providers.libvirt.volumes import INSTANCE_POOL

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import NotFound, SSHError
 

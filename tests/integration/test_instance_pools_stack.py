@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
+from tests.guest import group_filter_of, instance_filter_of
 
 STACK = "ipst"
 POOL = "ipweb"
@@ -49,8 +49,9 @@ def test_stack_pool_applies_scales_and_destroys(clean):
         assert cloud.provider.state(name) == "running"
         assert cloud.provider.metadata(name)["stack"] == STACK
         # libvirt filters the member's NIC through the group's nwfilter
-        assert set(cloud.provider.interface_filters(name).values()) == {INSTANCE_PREFIX + name}
-        assert GROUP_PREFIX + GROUP in cloud.provider.nwfilter(INSTANCE_PREFIX + name).refs
+        mine = instance_filter_of(cloud, name)
+        assert set(cloud.provider.interface_filters(name).values()) == {mine}
+        assert group_filter_of(cloud, GROUP) in cloud.provider.nwfilter(mine).refs
         assert cloud.instances.get(name).ssh("hostname").strip() == name
     assert _ours(cloud) == [("instance", n) for n in MEMBERS] + [("ipool", POOL),
                                                                  ("secgroup", GROUP)]
@@ -72,5 +73,6 @@ def test_stack_pool_applies_scales_and_destroys(clean):
     assert not [n for n in list(domains) + foreign if n.startswith(f"{POOL}-")]
     assert _ours(cloud) == []
     assert not any(p.name == POOL for p in cloud.ipools.list())
-    assert not {GROUP_PREFIX + GROUP, *(INSTANCE_PREFIX + m for m in MEMBERS)} & \
+    assert not {group_filter_of(cloud, GROUP),
+                *(instance_filter_of(cloud, m) for m in MEMBERS)} & \
         set(cloud.provider.nwfilter_names())

@@ -11,7 +11,7 @@ import subprocess
 import urllib.request
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import CloudError, InvalidSpec
 

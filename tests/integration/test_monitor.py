@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -63,17 +64,22 @@ def host_idle_cores(seconds_fn):
     return result, (i1 - i0) / CLK_TCK / (t1 - t0)
 
 
-def collect(monitor, name: str, seconds: float, witness=None) -> list:
-    """The samples of `name` the sampler thread hands its listeners for `seconds`; with
-    `witness`, pairs (sample, witness(), monotonic time) read as each tick arrives."""
+def collect(monitor, name: str, ticks: int, witness=None) -> list:
+    """The next `ticks` samples of `name` the sampler thread hands its listeners (waited
+    for, however slowly a loaded host delivers them); with `witness`, triples (sample,
+    witness(), monotonic time) read as each tick arrives."""
     got = []
+    enough = threading.Event()
 
     def listener(tick):
         if name in tick:
             got.append((tick[name], witness() if witness else None, time.monotonic()))
+            if len(got) >= ticks:
+                enough.set()
     monitor.add_listener(listener)
     try:
-        time.sleep(seconds)
+        if not enough.wait(60 + 10 * ticks * monitor.interval):
+            pytest.fail(f"the sampler handed over {len(got)} of {ticks} ticks")
     finally:
         monitor.remove_listener(listener)
     return [g if witness else g[0] for g in got if g[0].state == "running"]
@@ -96,12 +102,12 @@ def test_monitor_sees_cpu_disk_and_network_of_a_real_guest(cloud, guest):
     mon.watch(NAME)
     assert THREAD_NAME in [t.name for t in __import__("threading").enumerate()]
     view = LiveView(mon, [NAME])
-    idle = collect(mon, NAME, 3)
+    idle = collect(mon, NAME, 3)   # ticks, at 1 s each
     assert idle and all(s.mem_used and s.mem_used > 64 << 20 for s in idle)
 
     # --- CPU: a busy loop in the guest -------------------------------------------------
     pid = guest.ssh("(while :; do :; done) >/dev/null 2>&1 & echo $!").strip()
-    time.sleep(1.5)  # let the rate settle on the loop, not on its start
+    collect(mon, NAME, 2)  # the rate settles on the loop, not on its start: skip 2 ticks
     burn, idle_cores = host_idle_cores(
         lambda: collect(mon, NAME, 6, witness=lambda: qemu_cpu_seconds(NAME)))
     guest.ssh(f"kill {pid}")
@@ -131,7 +137,7 @@ def test_monitor_sees_cpu_disk_and_network_of_a_real_guest(cloud, guest):
     guest.ssh(f"dd if=/dev/zero of=/dev/vda bs=64k count={written >> 16} conv=fsync "
               "2>/dev/null")
     w1 = sectors_written()
-    during = collect(mon, NAME, 2.5)
+    during = collect(mon, NAME, 3)
     assert any(s.disk_wr for s in during + mon.history(NAME, 30)), \
         "a non-zero disk write rate after dd"
     total = integrate(mon.history(NAME, 60), "disk_wr", t_dd)
@@ -155,7 +161,7 @@ def test_monitor_sees_cpu_disk_and_network_of_a_real_guest(cloud, guest):
     assert stdout.channel.recv_exit_status() == 0
     assert len(guest.ssh("head -c 2000000 /dev/zero")) == 2_000_000
     rx1, tx1 = dev()
-    net = collect(mon, NAME, 2.5)
+    net = collect(mon, NAME, 3)
     hist = mon.history(NAME, 60)
     window = [s for s in hist if s.t >= t_net]
     rx, tx = integrate(hist, "net_rx", t_net), integrate(hist, "net_tx", t_net)

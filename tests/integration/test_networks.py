@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import (
     AlreadyExists,

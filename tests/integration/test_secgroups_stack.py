@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
+from nbcloud.providers.libvirt.xml import BASE_FILTER
+from tests.guest import group_filter_of, instance_filter_of
 
 STACK = "sgstack"
 BODY = """
@@ -51,7 +52,7 @@ def stacks(cloud):
     cloud.stacks.destroy(STACK)
     yield cloud.stacks
     cloud.stacks.destroy(STACK)
-    assert not {GROUP_PREFIX + "sg-st-web", INSTANCE_PREFIX + "sg-st"} & \
+    assert not {group_filter_of(cloud, "sg-st-web"), instance_filter_of(cloud, "sg-st")} & \
         set(cloud.provider.nwfilter_names())
 
 
@@ -73,7 +74,7 @@ def test_stack_secgroup_lifecycle(cloud, stacks, listener):
     inst = cloud.instances.get("sg-st")
     assert cloud.secgroups.get("sg-st-web").instances == ["sg-st"]
     assert set(cloud.provider.interface_filters("sg-st").values()) == \
-        {INSTANCE_PREFIX + "sg-st"}
+        {instance_filter_of(cloud, "sg-st")}
     assert not reaches(inst, listener)
     # what an instance needs still works: DNS (the reply is ESTABLISHED). busybox
     # nslookup exits 1 here whatever happens (dnsmasq refuses the AAAA query): read the A
@@ -84,18 +85,18 @@ def test_stack_secgroup_lifecycle(cloud, stacks, listener):
     opened = limited + f", 'out tcp {port} to {gateway}'"
     plan = stacks.apply(STACK, BODY % opened)
     assert [(a.op, a.kind) for a in plan.actions] == [("update", "secgroup")]
-    rules = cloud.provider.nwfilter(GROUP_PREFIX + "sg-st-web").rules
+    rules = cloud.provider.nwfilter(group_filter_of(cloud, "sg-st-web")).rules
     assert any(r.direction == "out" and r.match.get("dstipaddr") == gateway and
                r.match.get("dstportstart") == str(port) for r in rules)
     assert reaches(inst, listener)
     assert not stacks.plan(STACK, BODY % opened).actions  # unchanged: nothing to do
 
-    # back to DNS only, then the instance leaves the group (unfiltered again)
+    # back to DNS only, then the instance leaves the group (anti-spoofing only again)
     stacks.apply(STACK, BODY % limited)
     assert not reaches(inst, listener)
     plan = stacks.apply(STACK, BODY.replace(", secgroup: [sg-st-web]", "") % limited)
     assert [(a.op, a.kind) for a in plan.actions] == [("update", "secgroup")]
-    assert set(cloud.provider.interface_filters("sg-st").values()) == {""}
+    assert set(cloud.provider.interface_filters("sg-st").values()) == {BASE_FILTER}
     assert reaches(inst, listener)
 
     stacks.destroy(STACK)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 STACK = "sk-it"
 NET, CIDR = "sk-net", "10.79.0.0/24"

@@ -1,13 +1,14 @@
 """Two separate Python processes apply different stacks (`cc-a`, `cc-b`) against one
 inventory file at the same time: both succeed, the inventory holds both stacks' rows, the
-operations log has every create with result ok, and nobody sees "database is locked"."""
+operations log has every create with result ok, and nobody sees "database is locked".
+The two start together (each waits at a barrier until the other is ready) and report when
+their apply began and ended: the test checks that the applies did overlap."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import textwrap
-import time
 
 from nbcloud.api import Cloud
 from nbcloud.core.errors import NotFound
@@ -18,10 +19,10 @@ STACKS = ("cc-a", "cc-b")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from nbcloud.api import Cloud
     from nbcloud.inventory import Inventory
-    uri, path, stack, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    uri, path, stack, barrier = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     body = f'''
     volume:
       {stack}-vol: {{size: 1G}}
@@ -29,9 +30,13 @@ CHILD = textwrap.dedent("""
       {stack}-vm: {{image: tiny, flavor: t.nano, network: [nbcloud], volume: [{stack}-vol]}}
     '''
     cloud = Cloud(uri, inventory=Inventory(path))
-    time.sleep(max(0.0, start - time.time()))
+    open(os.path.join(barrier, stack), "w").close()      # ready; wait for the other one
+    while len(os.listdir(barrier)) < 2:
+        time.sleep(0.01)
+    began = time.time()
     plan = cloud.stacks.apply(stack, body)
     print("applied", [(a.op, a.kind, a.name) for a in plan.actions])
+    print("window", began, time.time())
     cloud.close()
 """)
 
@@ -52,10 +57,11 @@ def test_two_processes_apply_different_stacks_at_once(cloud, tmp_path):
     main = Cloud(cloud.uri, inventory=Inventory(path))
     _cleanup(main)
     keys.user_key("default")  # made once, not raced for by the two children
-    start = time.time() + 3.0
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     env = {**os.environ, "PYTHONPATH": ROOT}
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, cloud.uri, str(path), stack,
-                               str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               str(barrier)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env, cwd=ROOT) for stack in STACKS]
     try:
         outs = [p.communicate(timeout=600) for p in procs]
@@ -63,6 +69,10 @@ def test_two_processes_apply_different_stacks_at_once(cloud, tmp_path):
             assert "database is locked" not in out + err
             assert p.returncode == 0, f"child failed:\n{out}\n{err}"
             assert "applied" in out
+        # the applies ran at the same time: each began before the other ended
+        (a0, a1), (b0, b1) = [tuple(map(float, out.split("window ")[1].split()[:2]))
+                              for out, _err in outs]
+        assert a0 < b1 and b0 < a1, f"the applies did not overlap: {a0}-{a1}, {b0}-{b1}"
         rows = {(r.stack, r.kind, r.name) for r in main.inventory.resources(main.uri)}
         for stack in STACKS:
             assert (stack, "volume", f"{stack}-vol") in rows

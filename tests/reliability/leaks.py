@@ -1,10 +1,15 @@
 """What a Cloud left behind, read straight from libvirt and the inventory (not through
 the code under test): domains, volumes in every pool, DHCP reservations and DNS records in
 every network's definition and live state, console logs, inventory rows and operations
-still marked 'started'."""
+still marked 'started', network filters of groups and instances, port-forward rules in
+nbcloud's nft table, running HAProxy processes of balancers."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import libvirt
 
@@ -51,4 +56,30 @@ def leftovers(cloud, prefix: str) -> list[str]:
             if r.name.startswith(prefix)]
     out += [f"operation {o['id']} {o['verb']} {o['name']} still 'started'"
             for o in cloud.inventory.unfinished() if o["name"].startswith(prefix)]
+    out += [f"network filter {f.name()}" for f in conn.listAllNWFilters(0)
+            if f"-sg-{prefix}" in f.name() or f"-inst-{prefix}" in f.name()]
+    out += [f"nft rule {c}" for c in _nft_comments() if c.startswith(f"nbcloud:{prefix}")]
+    out += [f"HAProxy process {pid} of {cfg}" for pid, cfg in _haproxies()
+            if Path(cfg).name.startswith(prefix)]
+    return out
+
+
+def _nft_comments() -> list[str]:
+    """The comments of the rules in nbcloud's nft table (none if there is no table)."""
+    out = subprocess.run(["nft", "-j", "list", "table", "ip", "nbcloud"],
+                         capture_output=True, text=True, check=False).stdout
+    items = json.loads(out or "{}").get("nftables", [])
+    return [i["rule"].get("comment", "") for i in items if "rule" in i]
+
+
+def _haproxies() -> list[tuple[int, str]]:
+    """(pid, config file) of every HAProxy process."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if argv[0].endswith("haproxy") and "-f" in argv[:-1]:
+            out.append((int(pid), argv[argv.index("-f") + 1]))
     return out

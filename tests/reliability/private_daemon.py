@@ -12,6 +12,7 @@ that the libvirt-qemu user cannot traverse.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -20,10 +21,12 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from nbcloud.providers.libvirt import nsexec
 
+CLONE_NEWNET = 0x40000000
 FOLDERS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
            "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
 # What the daemon reads from /etc/libvirt; not qemu/ or storage/ (the shared daemon's
@@ -81,6 +84,30 @@ class PrivateDaemon:
             time.sleep(0.02)
         subprocess.run([*self._enter(), "ip", "link", "set", "lo", "up"], check=True)
 
+    @property
+    def netns(self) -> str:
+        """The path of its network namespace (what `host up`/`down` and the agent enter)."""
+        assert self.holder is not None and self.holder.poll() is None
+        return f"/proc/{self.holder.pid}/ns/net"
+
+    @contextmanager
+    def inside(self):
+        """Run the calling thread, and the threads and programs it starts, in the daemon's
+        network namespace (to reach its guests, bridges and nft tables), then return."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        there = os.open(self.netns, os.O_RDONLY)
+        try:
+            if libc.setns(there, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the private daemon's netns")
+            try:
+                yield
+            finally:
+                libc.setns(home, CLONE_NEWNET)
+        finally:
+            os.close(there)
+            os.close(home)
+
     def _enter(self) -> list[str]:
         assert self.holder is not None and self.holder.poll() is None
         return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
@@ -130,6 +157,37 @@ class PrivateDaemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def with_nbcloud_pools(self, tiny: str = "/var/lib/nbcloud/images") -> None:
+        """nbcloud's image pool (the tiny image copied in from `tiny`) and instance pool,
+        under its root."""
+        from nbcloud.providers.libvirt.images import IMAGE_POOL
+        from nbcloud.providers.libvirt.provider import LibvirtProvider
+        from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
+        (self.root / "images").mkdir(exist_ok=True)
+        for suffix in ("json", "vmlinuz", "initrd"):
+            shutil.copy(f"{tiny}/tiny.{suffix}", self.root / "images")
+        backend = LibvirtProvider(self.uri)
+        backend.ensure_pool(IMAGE_POOL, str(self.root / "images"))
+        backend.ensure_pool(INSTANCE_POOL, str(self.root / "instances"))
+        backend.close()
+
+    def wipe(self) -> None:
+        """Start it if need be, then undefine every domain and network it has (all of
+        them are the test's)."""
+        import libvirt
+        if self.proc is None or not self.answers():
+            self.start()
+        conn = libvirt.open(self.uri)
+        for dom in conn.listAllDomains(0):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        for net in conn.listAllNetworks(0):
+            if net.isActive():
+                net.destroy()   # its dnsmasq, which would keep the namespace alive
+            net.undefine()
+        conn.close()
 
     def release_netns(self) -> None:
         """End the `sleep` holding the namespace (which goes once dnsmasq is gone too)."""

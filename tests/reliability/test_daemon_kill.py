@@ -11,50 +11,26 @@ instances are created without waiting for SSH.
 """
 from __future__ import annotations
 
-import shutil
-
-import libvirt
 import pytest
 from tests.reliability.private_daemon import PrivateDaemon
 
 from nbcloud.api import Cloud
 from nbcloud.core.errors import CloudError
 from nbcloud.inventory import Inventory
-from nbcloud.providers.libvirt.images import IMAGE_POOL
-from nbcloud.providers.libvirt.provider import LibvirtProvider
 from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 
-TINY = "/var/lib/nbcloud/images"
 TCG = {"accelerator": "tcg", "reason": "KVM does not work on this machine"}
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     """A private libvirtd with nbcloud's pools (the tiny image copied in) and network."""
-    root = tmp_path_factory.mktemp("st-privd")
-    d = PrivateDaemon(root)
+    d = PrivateDaemon(tmp_path_factory.mktemp("st-privd"))
     d.prepare()
     d.start()
-    (root / "images").mkdir()
-    for suffix in ("json", "vmlinuz", "initrd"):
-        shutil.copy(f"{TINY}/tiny.{suffix}", root / "images")
-    backend = LibvirtProvider(d.uri)
-    backend.ensure_pool(IMAGE_POOL, str(root / "images"))
-    backend.ensure_pool(INSTANCE_POOL, str(root / "instances"))
-    backend.close()
+    d.with_nbcloud_pools()
     yield d
-    if d.proc is None or not d.answers():
-        d.start()
-    conn = libvirt.open(d.uri)   # everything on this daemon is this module's
-    for dom in conn.listAllDomains(0):
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    for net in conn.listAllNetworks(0):
-        if net.isActive():
-            net.destroy()   # its dnsmasq, which would keep the namespace alive
-        net.undefine()
-    conn.close()
+    d.wipe()
     d.stop()
     d.release_netns()
 

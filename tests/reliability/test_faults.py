@@ -302,3 +302,60 @@ def test_changed_host_key_is_refused_with_the_reason(cloud, recorder):
             cloud.instances.delete(name)
     assert leftovers(cloud, name) == []
     assert not [v for v in cloud.provider.volumes(INSTANCE_POOL) if v.startswith(name)]
+
+
+# ----- a hostile guest; two processes changing one group and one balancer at once -------
+@pytest.fixture
+def hostile_guest(cloud):
+    """rl-lo on a network of its own, turned hostile: it routes 127.0.0.1 through its
+    gateway, as a guest reaching for the host's loopback services would."""
+    from tests.guest import fresh_guest, route_loopback_via_gateway
+    for inst in fresh_guest(cloud, "rl-lo", "rl-lonet", "10.151.13.0/24", "m.nano"):
+        route_loopback_via_gateway(inst, cloud.provider.network("rl-lonet").gateway)
+        yield inst
+
+
+def test_a_guest_routing_the_hosts_loopback_reaches_nothing(cloud, hostile_guest, recorder):
+    from tests.guest import attack
+    fwd = cloud.floating.create("rl-lo", 22)          # from any address: route_localnet on
+    try:
+        recorder.fault("a guest routing 127.0.0.1 through its gateway, a forward in place")
+        assert attack(hostile_guest) == []
+    finally:
+        cloud.floating.delete(fwd.name)
+
+
+@pytest.fixture
+def crowd(cloud):
+    """40 defined (not started) rl- instances on rl-ccnet, a group naming itself and a
+    balancer; all gone afterwards."""
+    from tests.concurrent_members import define_members
+    names = [f"rl-cc-{i:02d}" for i in range(40)]
+    cloud.networks.create("rl-ccnet", "10.151.15.0/24")
+    try:
+        addresses = define_members(cloud, names, "rl-ccnet")
+        cloud.secgroups.create("rl-cc")
+        cloud.secgroups.add_rule("rl-cc", proto="tcp", port="22", source_group="rl-cc")
+        cloud.lbs.create("rl-cclb", "rl-ccnet", port=8080)
+        yield addresses
+    finally:
+        if "rl-cclb" in {b.name for b in cloud.lbs.list()}:
+            cloud.lbs.delete("rl-cclb")
+        if "rl-cc" in {g.name for g in cloud.secgroups.list()}:
+            for inst in cloud.secgroups.get("rl-cc").instances:
+                cloud.secgroups.instance_deleted(inst)
+            cloud.secgroups.delete("rl-cc")
+        for name in names:
+            if cloud.provider.exists(name):
+                cloud.provider.delete(name)
+            cloud.provider.forget_instance_filter(name, cloud.secgroups.owner)
+            cloud.ctx.inventory.remove("instance", name)
+        cloud.networks.delete("rl-ccnet")
+
+
+def test_two_processes_joining_one_group_and_balancer_lose_nothing(cloud, crowd, recorder):
+    from tests.concurrent_members import join_from_processes, lost_members
+    names = sorted(crowd)
+    recorder.fault("two processes x 20 concurrent attaches to one group and one balancer")
+    assert join_from_processes(cloud, "rl-cc", "rl-cclb", [names[:20], names[20:]]) == []
+    recorder.lose(lost_members(cloud, "rl-cc", "rl-cclb", crowd))

@@ -73,6 +73,12 @@ def spied(tmp_path_factory):
     cloud.provider.conn = Spy(real, calls)
     magics = CloudMagics(shell=InteractiveShell.instance())
     magics._cloud = cloud
+    # what an ordinary session asks libvirt, and the stand-ins the tests fill in
+    for line in ("instance list", "network list", "volume list", "image list"):
+        magics.cloud(line)
+    _ORDINARY.update(text for call in calls for text in map(str, call[1]))
+    _ORDINARY.update(str(v) for v in (*FILLERS.values(), *OPTIONS.values()) if v)
+    del calls[:]
     yield magics, calls
     cloud.provider.conn = real
     magics._cloud = None
@@ -89,7 +95,8 @@ FILLERS = {  # valid stand-ins for the other arguments: names that do not exist
 }
 OPTIONS = {"--from": "/nonexistent-rl/folder", "--port": "8080", "--flavor": "t.nano",
            "--network": "rl-ghost", "--cidr": "10.251.0.0/24",
-           "--path": "/nonexistent-rl/pool", "--size": "1G"}
+           "--path": "/nonexistent-rl/pool", "--size": "1G", "--vcpus": "1",
+           "--memory": "512M"}
 # not names: a URI (connect would dial it), op ids, filters, sub-grammars
 SKIP = {"connect", "recover", "ls", "design", "form", "lb member", "secgroup rule"}
 
@@ -152,6 +159,25 @@ invalid_names = st.one_of(
 ).filter(lambda n: not NAME_RE.fullmatch(n))
 
 
+#: what libvirt is asked when no name is hostile (a listing, the capabilities...): a
+#: hostile name that is a substring of these tells nothing when found in a call
+_ORDINARY: set[str] = set()
+
+
+def heard(name: str, calls: list) -> list:
+    """The calls whose arguments carry `name`, also inside a longer string (a path, an
+    XML document, a filter), which comparing whole arguments would miss."""
+    def strings(value):
+        if isinstance(value, (str, bytes)):
+            yield value if isinstance(value, str) else value.decode(errors="replace")
+        elif isinstance(value, (list, tuple, dict)):
+            for v in (value.values() if isinstance(value, dict) else value):
+                yield from strings(v)
+    if len(name) < 3 or any(name in text for text in _ORDINARY):
+        return []
+    return [c for c in calls if any(name in text for text in strings(c[1]))]
+
+
 def _one_line(message: str) -> None:
     assert message and "\n" not in message and "\r" not in message, repr(message)
     assert message.isprintable(), repr(message)
@@ -196,7 +222,7 @@ def test_invalid_names_are_refused_in_one_line_before_libvirt(spied, recorder, s
     _one_line(str(err.value))
     mutations = [c for c in calls if any(w in c[0].lower() for w in MUTATING)]
     assert not mutations, f"{command}: {mutations}"
-    assert not [c for c in calls if name in c[1]], f"{command}: libvirt heard {name!r}"
+    assert not heard(name, calls), f"{command}: libvirt heard {name!r}"
     assert len(magics._cloud.inventory.operations(100000)) == ops
 
 
@@ -222,8 +248,8 @@ def test_invalid_names_are_refused_by_the_api(spied, recorder, name):
         with pytest.raises((InvalidSpec, CloudError)) as err:
             call()
         _one_line(str(err.value))
-    assert not [c for c in calls if name in c[1] or
-                any(w in c[0].lower() for w in MUTATING)], calls
+    assert not [c for c in calls if any(w in c[0].lower() for w in MUTATING)], calls
+    assert not heard(name, calls), f"libvirt heard {name!r}"
 
 
 # ----- YAML stacks ----------------------------------------------------------------------
@@ -377,3 +403,73 @@ def test_hostile_public_keys_are_refused_without_echoing_them(spied, recorder, t
     _one_line(str(err.value))
     assert "b3BlbnNzaC1rZXktdjEAAAAA" not in str(err.value)
     assert not any(k.name == "rl-key" for k in magics._cloud.keys.list())
+
+
+# ----- inputs that would reach the host itself --------------------------------------------
+def _qcow2(path, *options: str, patch: tuple[int, str, int] | None = None) -> str:
+    """A qcow2 made by qemu-img (with `options`), its header then edited by `patch`
+    (offset, struct format, value) where QEMU would not write what the test needs."""
+    import struct
+    import subprocess
+    args = ["qemu-img", "create", "-q", "-f", "qcow2"]
+    args += ["-o", ",".join(options)] if options else []
+    subprocess.run([*args, str(path), "64M"], check=True)
+    if patch:
+        data = bytearray(path.read_bytes())
+        struct.pack_into(patch[1], data, patch[0], patch[2])
+        path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def host_inputs(tmp_path_factory):
+    """(line, what the refusal says) for inputs that aim at the host: images that make
+    QEMU open host files, networks over the host's ranges, forwards over its ports,
+    synced folders over its system folders and secrets, DNS records pointing away."""
+    from nbcloud.core import config
+    tmp = tmp_path_factory.mktemp("rl-host")
+    (tmp / "rl-shadow").write_text("root:$y$j9T$rlsecret:19000:0:99999:7:::\n")
+    (tmp / "rl-etc").symlink_to("/etc")
+    (tmp / "rl-keys").symlink_to(config.home())
+    images = {
+        # (qemu-img makes the data file, empty: a real attack names an existing one)
+        "data file": _qcow2(tmp / "df.qcow2", f"data_file={tmp / 'rl-data'}"),
+        "incompatible feature": _qcow2(tmp / "if.qcow2", patch=(72, ">Q", 1 << 9)),
+        "encrypted": _qcow2(tmp / "en.qcow2", patch=(32, ">I", 1)),
+        "backing file": _qcow2(tmp / "bf.qcow2", patch=(8, ">Q", 512)),
+        "header extension": _qcow2(tmp / "he.qcow2", patch=(112, ">I", 0x0BADF00D)),
+    }
+    lines = [(f"image import rl-img {path}", what) for what, path in images.items()]
+    lines += [(f"image import rl-img {tmp / 'rl-shadow'}", "not a disk image")]
+    lines += [(f"network create rl-net --cidr {cidr}", why) for cidr, why in (
+        ("127.0.0.0/24", "loopback"), ("169.254.0.0/24", "link-local"),
+        ("224.0.0.0/24", "multicast"), ("0.0.0.0/24", "this network"),
+        ("240.0.0.0/24", "reserved"), ("10.0.0.0/8", "/16"), ("10.96.0.0/15", "/16"))]
+    lines += [("floating create rl-ghost --port 22 --host-port 22", "below 1024"),
+              ("floating create rl-ghost --port 53 --host-port 53 --proto udp",
+               "below 1024")]
+    lines += [(f"instance create rl-sync --sync {host}:/mnt/host", "virtiofsd")
+              for host in ("/", "/etc", "/root", config.home(), config.home() / "keys",
+                           tmp / "rl-etc", tmp / "rl-keys")
+              if os.path.isdir(host)]
+    lines += [(f"dns add nbcloud rl-rec {ip}", "not an address on network")
+              for ip in ("8.8.8.8", "127.0.0.1", "169.254.169.254")]
+    return lines
+
+
+def test_inputs_aimed_at_the_host_are_refused_in_one_line(spied, recorder, host_inputs):
+    magics, calls = spied
+    for line, words in host_inputs:
+        del calls[:]
+        recorder.hostile_input("aimed at the host")
+        with pytest.raises(UsageError) as err:
+            magics.cloud(line)
+        _one_line(str(err.value))
+        assert words in str(err.value), line
+        assert "rlsecret" not in str(err.value) and "root:$y$" not in str(err.value)
+        assert not [c for c in calls if any(w in c[0].lower() for w in MUTATING)], line
+    recorder.hostile_input("aimed at the host")
+    magics.shell.user_ns["rl_names"] = ["rl-a", "rl-b"]
+    with pytest.raises(UsageError, match="list") as err:
+        magics.cloud("apply --stack rl-hostile", "instance:\n  {rl_names}: {}\n")
+    _one_line(str(err.value))

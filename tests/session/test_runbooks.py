@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 _path = Path(__file__).resolve().parents[1] / "integration" / "test_runbooks.py"
 _spec = importlib.util.spec_from_file_location("rb_runbooks_on_session", _path)
 _module = importlib.util.module_from_spec(_spec)
@@ -16,5 +18,4 @@ globals().update({k: v for k, v in vars(_module).items() if not k.startswith("__
 
 pytestmark = pytest.mark.session
 if not SESSION:  # noqa: F821  (from the module above)
-    pytest.skip("the session tier runs with NBCLOUD_URI=qemu:///session",
-                allow_module_level=True)
+    missing("the session tier runs with NBCLOUD_URI=qemu:///session")

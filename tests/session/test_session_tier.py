@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import pytest
 
+from nbcloud.core import config
 from nbcloud.core.errors import CloudError
 from nbcloud.core.spec import InvalidSpec
+from tests.waiting import wait_for
 
 
 def test_runs_unprivileged_on_the_session_daemon(session_cloud):
     assert os.getuid() != 0
     assert session_cloud.uri == "qemu:///session"
     assert session_cloud.accelerator()["accelerator"] in ("tcg", "kvm")
-    # the pools live under the user's home, not /var/lib
-    assert str(session_cloud.paths["nbcloud"]).startswith(os.path.expanduser("~"))
+    # the pools live in the user's nbcloud home (~/.local/share/nbcloud, or NBCLOUD_HOME
+    # as the tests set it), the user's own, not /var/lib
+    pool = session_cloud.paths["nbcloud"]
+    assert str(pool).startswith(str(config.home())) and not str(pool).startswith("/var/")
+    assert pool.stat().st_uid == os.getuid()
 
 
 def test_instance_on_user_networking(session_cloud):
@@ -37,11 +41,9 @@ def test_instance_on_user_networking(session_cloud):
         vol = c.volumes.create("ss-data", "64M")
         c.volumes.attach("ss-data", "ss-web")
         # 64 MiB = 131072 sectors of 512 bytes; the hot-plugged disk shows up shortly
-        deadline = time.monotonic() + 60
-        while "131072" not in inst.ssh("cat /sys/block/vd*/size").split():
-            assert time.monotonic() < deadline, "the attached volume never appeared"
-            time.sleep(0.5)
-        assert vol.path.startswith(os.path.expanduser("~"))
+        wait_for(lambda: "131072" in inst.ssh("cat /sys/block/vd*/size").split(), 60,
+                 "the attached volume to appear in the guest")
+        assert vol.path.startswith(str(config.home()))
     finally:
         c.instances.delete("ss-web", volumes=True)
     assert "ss-web" not in c.provider.managed()

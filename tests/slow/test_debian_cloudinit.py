@@ -32,7 +32,6 @@ def cloud(tmp_path_factory):
     from nbcloud.api import Cloud
     from nbcloud.core.errors import CloudError
     from nbcloud.inventory import Inventory
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     try:
         c = Cloud(URI, inventory=Inventory(tmp_path_factory.mktemp("inv") / "inv.sqlite"),
                   ssh_timeout=BOOT_TIMEOUT)

@@ -30,6 +30,31 @@ def ip(tmp_path):
 
 
 @pytest.fixture
+def busybox():
+    """Debian's busybox-static: the tiny image's shell, to run its scripts on the host."""
+    from tests.needs import program
+    return program("busybox", "Debian package busybox-static (scripts/setup.sh)")
+
+
+@pytest.fixture
 def unique():
     """A fresh resource name per call (the test driver's state is shared in-process)."""
     return lambda prefix="t": f"{prefix}{next(_seq)}"
+
+
+@pytest.fixture
+def domain(test_cloud, unique):
+    """A running nbcloud-marked domain on the test driver (2 vCPUs, flavor c.micro)."""
+    from nbcloud.providers.libvirt import xml as lx
+    name = unique("mo-")
+    conn = test_cloud.provider.conn
+    dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
+        name=name, vcpus=2, memory=128 << 20, domain_type="test",
+        boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
+        metadata={"kind": "instance", "stack": "adhoc", "image": "tiny",
+                  "flavor": "c.micro"})))
+    dom.create()
+    yield name
+    if dom.isActive():
+        dom.destroy()
+    dom.undefine()

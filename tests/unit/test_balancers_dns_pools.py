@@ -127,25 +127,26 @@ def test_bad_lb_input_is_one_line_and_changes_nothing(test_cloud, web):
 def test_dns_records_and_aliases_on_the_network_definition(test_cloud, unique):
     net = unique("lbn")
     test_cloud.networks.create(net, f"10.{150 + int(net[3:]) % 90}.0.0/24", "isolated")
+    nine = str(test_cloud.provider.network(net).network.network_address + 9)
     try:
-        _run(test_cloud, f"dns add {net} www 10.9.9.9")
+        _run(test_cloud, f"dns add {net} www {nine}")
         _run(test_cloud, f"dns add {net} api --cname www")
         hosts = dict(test_cloud.provider.network(net).dns_hosts)
-        assert hosts["10.9.9.9"] == ("www", "api")
+        assert hosts[nine] == ("www", "api")
         rows = {r["name"]: r for r in _run(test_cloud, f"dns list {net}")}
-        assert rows["api"]["type"] == "CNAME" and "10.9.9.9" in rows["api"]["value"]
-        for line, message in ((f"dns add {net} www 10.9.9.8", "already a name"),
+        assert rows["api"]["type"] == "CNAME" and nine in rows["api"]["value"]
+        for line, message in ((f"dns add {net} www {nine}", "already a name"),
                               (f"dns add {net} x 10.9.9.300", "not an IPv4 address"),
                               (f"dns add {net} x --cname nothing", "not a name on network"),
                               (f"dns add {net} x", "an address, --cname"),
-                              (f"dns add {net} Bad 10.9.9.8", "not allowed"),
+                              (f"dns add {net} Bad {nine}", "not allowed"),
                               (f"dns delete {net} nothing", "not a record")):
             with pytest.raises((CloudError, InvalidSpec)) as err:
                 _run(test_cloud, line)
             assert message in str(err.value), line
         assert dict(test_cloud.provider.network(net).dns_hosts) == hosts
         _run(test_cloud, f"dns delete {net} www")
-        assert dict(test_cloud.provider.network(net).dns_hosts) == {"10.9.9.9": ("api",)}
+        assert dict(test_cloud.provider.network(net).dns_hosts) == {nine: ("api",)}
         # the alias follows its target: here the target went, so it stays where it was
         assert test_cloud.dns.refresh(net) == []
         _run(test_cloud, f"dns delete {net} api")
@@ -302,7 +303,7 @@ def test_lb_duplicate_name_is_refused(test_cloud, web):
 
 def test_failover_record_input_is_checked(test_cloud):
     for kwargs, message in ((dict(failover="192.168.122.5"), "at least two"),
-                            (dict(failover="192.168.122.5,10.0.0.1"), "is not on network"),
+                            (dict(failover="192.168.122.5,10.0.0.1"), "not an address on network"),
                             (dict(failover="192.168.122.5,192.168.122.6", port=0),
                              "1 to 65535"),
                             (dict(failover="192.168.122.5,x"), "not an IPv4 address"),
@@ -311,3 +312,41 @@ def test_failover_record_input_is_checked(test_cloud):
         with pytest.raises(InvalidSpec, match=message):
             test_cloud.dns.add("default", "fo", **kwargs)
     assert test_cloud.dns.records("default") == []
+
+
+# ----- DNS records only on the network, never over an instance's name -----------------------
+def test_an_a_record_points_into_its_network_only(test_cloud, unique):
+    net = unique("dnr")
+    test_cloud.networks.create(net, f"10.{150 + int(net[3:]) % 90}.1.0/24", "isolated")
+    info = test_cloud.provider.network(net)
+    try:
+        for ip in ("8.8.8.8", "127.0.0.1", "192.0.2.10", str(info.network.network_address),
+                   str(info.network.broadcast_address)):
+            with pytest.raises(InvalidSpec, match="not an address on network") as err:
+                test_cloud.dns.add(net, "www", ip)
+            assert "\n" not in str(err.value)
+        assert test_cloud.dns.records(net) == [] and info.dns_hosts == ()
+        test_cloud.dns.add(net, "gw", info.gateway)        # the balancers' address: fine
+        assert dict(test_cloud.provider.network(net).dns_hosts) == {info.gateway: ("gw",)}
+    finally:
+        for r in test_cloud.dns.records(net):
+            test_cloud.dns.delete(net, r.name)
+        test_cloud.networks.delete(net)
+
+
+def test_a_record_name_cannot_be_taken_by_a_new_instance(test_cloud, unique):
+    """A name a record holds (squatted before the instance existed) refuses the instance's
+    address reservation, instead of splitting the name between the two."""
+    net = unique("dns")
+    test_cloud.networks.create(net, f"10.{150 + int(net[3:]) % 90}.2.0/24", "isolated")
+    info = test_cloud.provider.network(net)
+    try:
+        test_cloud.dns.add(net, "web-9", str(info.network.network_address + 200))
+        with pytest.raises(AlreadyExists, match="DNS") as err:
+            test_cloud.provider.reserve_address(net, "52:54:00:aa:bb:01", "web-9")
+        assert "\n" not in str(err.value) and "web-9" in str(err.value)
+        assert test_cloud.provider.network(net).hosts == ()     # no reservation made
+    finally:
+        for r in test_cloud.dns.records(net):
+            test_cloud.dns.delete(net, r.name)
+        test_cloud.networks.delete(net)

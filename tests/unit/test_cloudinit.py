@@ -219,7 +219,7 @@ def guest_reads(tmp_path, files: dict[str, str]) -> tuple[dict[str, str], Path]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line), nb
 
 
-@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+@pytest.mark.usefixtures("busybox")
 def test_tiny_image_reads_nbcloud_seed(seed_files, host_key, tmp_path):
     _, iso = seed_files(network=NET, user_data=USER_CC)
     got, nb = guest_reads(tmp_path, iso["files"])
@@ -236,7 +236,7 @@ def test_tiny_image_reads_nbcloud_seed(seed_files, host_key, tmp_path):
     assert (work / "out").read_text() == "one\nit's\nthree\n"
 
 
-@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+@pytest.mark.usefixtures("busybox")
 def test_tiny_image_reads_scripts_and_base64_parts(seed_files, tmp_path):
     _, iso = seed_files(user_data="#cloud-config\nhostname: café\n")
     got, _ = guest_reads(tmp_path / "a", iso["files"])

@@ -9,6 +9,8 @@ import hashlib
 import http.server
 import io
 import struct
+import subprocess
+import tempfile
 import threading
 from functools import partial
 from pathlib import Path
@@ -28,8 +30,16 @@ from nbcloud.ui.progress import TextProgress, describe
 
 def qcow2_bytes(virtual_size: int = 1 << 30, backing: bool = False, total: int = 300_000
                 ) -> bytes:
-    header = b"QFI\xfb" + struct.pack(">IQIQ", 3, 512 if backing else 0, 0, virtual_size)
-    return header + bytes(total - len(header))
+    """A real qcow2 image (made by qemu-img) padded with zeros to `total` bytes; with
+    `backing`, its header names a backing file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path),
+                        str(virtual_size)], check=True)
+        data = bytearray(path.read_bytes())
+    if backing:
+        struct.pack_into(">Q", data, 8, 512)
+    return bytes(data) + bytes(max(0, total - len(data)))
 
 
 def mbr_disk(total: int = 200_000) -> bytes:

@@ -75,23 +75,6 @@ def test_counters_and_memory_shapes():
     assert memory_used({}) is None
 
 
-@pytest.fixture
-def domain(test_cloud, unique):
-    """A running nbcloud-marked domain on the test driver (2 vCPUs, flavor c.micro)."""
-    name = unique("mo-")
-    conn = test_cloud.provider.conn
-    dom = conn.defineXML(lx.domain_xml(lx.DomainDef(
-        name=name, vcpus=2, memory=128 << 20, domain_type="test",
-        boot=lx.KernelBoot("/k", "/i", ""), disks=(), nics=(),
-        metadata={"kind": "instance", "stack": "adhoc", "image": "tiny",
-                  "flavor": "c.micro"})))
-    dom.create()
-    yield name
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-
-
 def feed(monkeypatch, cloud, name, snapshots):
     """Make the bulk stats call answer `snapshots` in turn (the real answer otherwise)."""
     real = cloud.provider.domain_stats
@@ -208,6 +191,15 @@ def test_live_view_figure_gets_the_ticks(test_cloud, domain, monkeypatch):
     assert len(cpu) == 3 and all(v > 0 for v in cpu)
     assert sum(1 for v in rx if v) == 3
     assert view.snapshot().data[0].y == view.figure.data[0].y
+    # the x values are local clock times (a live widget drew epoch numbers as 1.79T), and
+    # the legend names every trace, not only each instance's first
+    import datetime
+    xs = view.figure.data[0].x
+    assert all(abs(datetime.datetime.fromisoformat(x).timestamp() - time.time()) < 60
+               for x in xs), xs
+    assert [t.name for t in view.figure.data] == [f"{domain} {label}"
+                                                  for _f, _r, label, *_ in SERIES]
+    assert all(t.showlegend is not False for t in view.figure.data)
     view.close()
     mon.tick()
     assert view.updates == 4                           # closed: no longer fed

@@ -41,7 +41,7 @@ def test_duplicate_macs_are_refused():
         network_config([A, StaticNet(A.mac, "10.78.0.9/24", None)])
 
 
-@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+@pytest.mark.usefixtures("busybox")
 def test_tiny_init_reads_every_nic(tmp_path):
     seed, nb = tmp_path / "cidata", tmp_path / "nb"
     key = new_host_key("h")

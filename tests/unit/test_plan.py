@@ -148,7 +148,7 @@ def test_live_read_on_the_test_driver(test_cloud, unique):
     test_cloud.networks.create(net, "10.91.0.0/24", "isolated", stack="s")
     live = read_live(test_cloud.services)
     assert live.networks[net] == {"cidr": "10.91.0.0/24", "mode": "isolated",
-                                  "managed": True}
+                                  "managed": True, "active": True}
     assert "test" in live.foreign_domains
     body = f"network:\n  {net}: {{cidr: 10.91.0.0/24, mode: isolated}}\n"
     assert test_cloud.stacks.plan("s", body).actions == []
@@ -185,3 +185,18 @@ def test_cell_magic_plans_applies_and_destroys(tmp_path):
         assert "cm-net" not in nbcloud._magics.api.provider.network_names()
     finally:
         shell.run_line_magic("unload_ext", "nbcloud")
+
+
+def test_stack_show_prints_sizes_in_units_and_leaves_empty_fields_out(test_cloud):
+    test_cloud.stacks.apply("ss", "network:\n  ss-net: {cidr: 10.93.0.0/24}\n"
+                                  "volume:\n  ss-data: {size: 128M, tier: hdd}\n")
+    # an instance row as a create records it, with fields left empty
+    test_cloud.inventory.put(test_cloud.uri, "instance", "ss-web", stack="ss",
+                             state="running",
+                             spec={"image": "tiny", "flavor": "t.nano", "user_data": "",
+                                   "networks": ["ss-net"], "volumes": [], "hostkey": "k"})
+    shown = {row[1]: row[3] for row in test_cloud.stacks.show("ss").rows}
+    assert shown["ss-data"] == "pool=nbcloud-hdd, size=128M, tier=hdd"
+    assert shown["ss-web"] == "flavor=t.nano, image=tiny, networks=ss-net"
+    text = str(test_cloud.stacks.show("ss"))
+    assert "134217728" not in text and "=," not in text and not text.rstrip().endswith("=")

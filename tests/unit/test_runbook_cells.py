@@ -8,6 +8,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.needs import module
 from IPython.core.inputtransformer2 import TransformerManager
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "notebooks" / "runbooks"
@@ -39,7 +41,7 @@ def test_every_cell_is_valid_ipython(book):
 
 @pytest.mark.parametrize("book", BOOKS)
 def test_papermill_sees_the_parameters(book):
-    pm = pytest.importorskip("papermill")
+    pm = module("papermill")
     assert set(pm.inspect_notebook(str(RUNBOOKS / f"{book}.ipynb"))) == set(defaults(book))
 
 

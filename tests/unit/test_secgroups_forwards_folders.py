@@ -12,10 +12,10 @@ from nbcloud.core.errors import CloudError, InvalidSpec, NotFound
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.compute import shared_dirs as spec_shares
 from nbcloud.providers.libvirt.firewall import (
-    GROUP_PREFIX,
-    INSTANCE_PREFIX,
     compile_group,
     compile_instance,
+    group_filter,
+    instance_filter,
 )
 from nbcloud.providers.libvirt.forwards import add_commands, rule_exprs, table_commands
 from nbcloud.providers.libvirt.nwfilters import (
@@ -69,8 +69,8 @@ def test_group_compiles_cidr_and_group_sources():
     rules = [make_rule(1, port="22"), make_rule(2, port="80-81", source_group="web"),
              make_rule(3, proto="icmp", source="10.9.0.0/16")]
     members = {"web": {"w1": ["10.77.0.5"], "w2": ["10.77.0.6", "10.80.0.6"]}}
-    f = compile_group("app", rules, members)
-    assert f.name == GROUP_PREFIX + "app"
+    f = compile_group("app", rules, members, "0wn3r")
+    assert f.name == group_filter("0wn3r", "app") == "nbcloud-0wn3r-sg-app"
     got = [(r.direction, r.protocol, r.match) for r in f.rules]
     assert got[0] == ("in", "tcp", {"dstportstart": "22", "dstportend": "22"})
     assert {r[2]["srcipaddr"] for r in got[1:4]} == {"10.77.0.5", "10.77.0.6", "10.80.0.6"}
@@ -78,13 +78,14 @@ def test_group_compiles_cidr_and_group_sources():
                for r in got[1:4])
     assert got[4] == ("in", "icmp", {"srcipaddr": "10.9.0.0", "srcipmask": "16"})
     # a group with no members yet: the rule lets nobody in
-    assert compile_group("app", rules[1:2], {"web": {}}).rules == ()
+    assert compile_group("app", rules[1:2], {"web": {}}, "0wn3r").rules == ()
 
 
 def test_instance_filter_head_and_tail():
-    f = compile_instance("web-1", ["a", "b"], egress_limited=False)
-    assert f.name == INSTANCE_PREFIX + "web-1"
-    assert f.refs == (GROUP_PREFIX + "a", GROUP_PREFIX + "b")
+    f = compile_instance("web-1", ["a", "b"], False, ["10.77.0.1"], "0wn3r")
+    assert f.name == instance_filter("0wn3r", "web-1") == "nbcloud-0wn3r-inst-web-1"
+    # libvirt's anti-spoofing first, then the groups
+    assert f.refs == (lx.BASE_FILTER, group_filter("0wn3r", "a"), group_filter("0wn3r", "b"))
     first = f.rules[0]
     assert (first.action, first.direction, first.match) == ("accept", "in",
                                                             {"state": "ESTABLISHED,RELATED"})
@@ -95,8 +96,13 @@ def test_instance_filter_head_and_tail():
     assert [(r.direction, r.priority) for r in drops] == [("in", 1000)]
     assert any(r.direction == "out" and r.protocol == "all" and r.action == "accept"
                and not r.match for r in f.rules)
-    limited = compile_instance("web-1", ["a"], egress_limited=True)
+    limited = compile_instance("web-1", ["a"], True, ["10.77.0.1", "10.80.0.1"], "0wn3r")
     assert ("drop", "out") in {(r.action, r.direction) for r in limited.rules}
+    # DNS goes out to the networks' own resolvers, never to any address
+    dns = [(r.protocol, r.match) for r in limited.rules if r.match.get("dstportstart") == "53"]
+    assert sorted(dns, key=str) == sorted(
+        [(p, {"dstipaddr": ip, "dstportstart": "53"}) for p in ("udp", "tcp")
+         for ip in ("10.77.0.1", "10.80.0.1")], key=str)
 
 
 def test_nwfilter_xml_round_trip_and_filterref():
@@ -110,6 +116,8 @@ def test_nwfilter_xml_round_trip_and_filterref():
     iface = ET.fromstring("<interface type='network'><mac address='52:54:00:00:00:01'/>"
                           "<filterref filter='old'/></interface>")
     assert with_filterref(iface, "new").find("filterref").get("filter") == "new"
+    ref = with_filterref(iface, "clean-traffic", "10.77.0.5").find("filterref")
+    assert [(p.get("name"), p.get("value")) for p in ref] == [("IP", "10.77.0.5")]
     assert with_filterref(iface, None).find("filterref") is None
     assert iface.find("filterref").get("filter") == "old"  # the original is untouched
 
@@ -152,10 +160,11 @@ def test_forward_rules_as_nft_json():
     assert [c["add"]["rule"]["chain"] for c in cmds] == ["prerouting", "output",
                                                          "postrouting"]
     assert all(c["add"]["rule"]["comment"] == "nbcloud:web-2222" for c in cmds)
-    chains = [c["add"]["chain"] for c in table_commands() if "chain" in c["add"]]
+    chains = [c["add"]["chain"] for c in table_commands() if "chain" in c.get("add", {})]
     assert {(c["name"], c["type"]) for c in chains} == {("prerouting", "nat"),
                                                          ("output", "nat"),
-                                                         ("postrouting", "nat")}
+                                                         ("postrouting", "nat"),
+                                                         ("guard", "filter")}
 
 
 def test_forward_validation(test_cloud):
@@ -293,3 +302,16 @@ def test_stack_secgroup_mistakes_are_one_line(body, match):
     with pytest.raises(InvalidSpec, match=re.escape(match)) as caught:
         parse_stack(body, {}, "s")
     assert "\n" not in str(caught.value)
+
+
+def test_every_nic_on_a_libvirt_network_carries_anti_spoofing():
+    """A NIC with its reserved address references libvirt's clean-traffic with that
+    address as parameter IP (the integration tier checks real instances)."""
+    d = lx.DomainDef(name="asp", vcpus=1, memory=1 << 27, nics=(
+        lx.Nic("nbcloud", "52:54:00:00:00:01", ip="10.77.0.5"),
+        lx.Nic("lab", "52:54:00:00:00:02", ip="10.80.0.9")))
+    refs = [i.find("filterref") for i in ET.fromstring(lx.domain_xml(d))
+            .findall("devices/interface")]
+    assert [(r.get("filter"), [(p.get("name"), p.get("value")) for p in r])
+            for r in refs] == [(lx.BASE_FILTER, [("IP", "10.77.0.5")]),
+                               (lx.BASE_FILTER, [("IP", "10.80.0.9")])]

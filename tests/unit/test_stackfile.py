@@ -109,3 +109,12 @@ def test_dict_source_is_accepted():
 def test_stack_name_is_checked():
     with pytest.raises(InvalidSpec, match="stack name"):
         parse("", {}, "../x")
+
+
+@pytest.mark.parametrize("value", [["web", "db"], ("web",), []])
+def test_a_list_variable_as_a_name_is_one_line(value):
+    for text in ("instance:\n  {names}: {}\n", "{names}:\n  web: {}\n",
+                 "instance:\n  web: {{names}: tiny}\n"):
+        with pytest.raises(InvalidSpec) as err:
+            parse(text, {"names": value})
+        assert "\n" not in str(err.value) and "list" in str(err.value)

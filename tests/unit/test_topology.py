@@ -14,7 +14,8 @@ from nbcloud.ui.topology import (
     refresh_all,
 )
 from nbcloud.workflows.topology import (
-    HOP,
+    CHANNEL,
+    LABEL_MAX,
     STATE_COLOURS,
     STYLES,
     Graph,
@@ -125,19 +126,38 @@ def segments(trace) -> list[list[tuple]]:
     return out
 
 
-def test_an_edge_that_skips_columns_runs_between_the_rows():
+def test_edges_run_at_right_angles_between_the_rows_and_columns():
+    """Out of a node sideways, along a lane between the columns, across skipped columns in
+    a channel between two rows: never on a row's line through another column, never
+    through the space above a marker where its label is."""
     g = Graph()
     g.add(Node("floating", "fip", "active"))
     g.add(Node("instance", "vm", "running"))
     g.add(Node("network", "lab", "active"))
+    g.add(Node("ipool", "pool", "active"))
     g.link(("floating", "fip"), ("instance", "vm"))
     g.link(("network", "lab"), ("instance", "vm"))
-    lines = {len(line): line for line in segments(figure(g).data[0])}
+    g.link(("ipool", "pool"), ("network", "lab"))
+    fig = figure(g)
+    lines = segments(fig.data[0])
     fip, vm = (STYLES["floating"].column, 0.0), (STYLES["instance"].column, 0.0)
-    assert lines[2] == [(STYLES["network"].column, 0.0), vm]     # adjacent: straight
-    hop = lines[4]                                              # floating -> instance
-    assert (hop[0], hop[-1]) == (fip, vm)
-    assert all(y == HOP for _, y in hop[1:3])                   # above the row of nodes
+    lab, pool = (STYLES["network"].column, 0.0), (STYLES["ipool"].column, -1.0)
+    for line in lines:                              # right angles only
+        assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(line, line[1:])), line
+    hop = next(line for line in lines if line[0] == fip)
+    assert hop[-1] == vm and len(hop) == 6
+    channel = hop[2][1]
+    assert hop[3][1] == channel and CHANNEL <= channel <= CHANNEL + 0.1  # between rows
+    assert all(fip[0] < x < vm[0] for x, _ in hop[1:-1])
+    near = next(line for line in lines if line[0] == lab)        # neighbour columns
+    assert near[-1] == vm and lab[0] < near[1][0] < vm[0]
+    same = next(line for line in lines if {line[0], line[-1]} == {lab, pool})
+    assert all(x < lab[0] for x, _ in same[1:-1])               # round by the left gap
+    # labels sit above their markers, cut to LABEL_MAX characters
+    assert all(t.textposition == "top center" for t in fig.data[1:])
+    g.add(Node("instance", "a-very-long-instance-name", "running"))
+    texts = [x for t in figure(g).data[1:] for x in t.text]
+    assert "a-very-long-\u2026" in texts and max(map(len, texts)) <= LABEL_MAX
 
 
 def test_stopped_and_missing_instances_change_colour(world):

@@ -16,6 +16,8 @@ import zlib
 
 import pytest
 
+from tests.waiting import wait_for
+
 from nbcloud.core.errors import Interrupted
 from nbcloud.core.screenshot import Screenshot, png_rows, png_size, ppm_to_png
 from nbcloud.providers.libvirt import xml as lx
@@ -160,8 +162,8 @@ def test_ls_buttons_are_disabled_while_an_action_runs(test_cloud, unique):
     test_cloud.ssh_timeout = 2                 # start waits for SSH that never answers
     w = ls_widget(test_cloud)
     future = w.click(name, "start")
-    time.sleep(0.3)
     view = w.row(name)
+    wait_for(lambda: view.running == "start", 30, "the row's action to be under way")
     assert view.running == "start" and view.cells["state"].value == "starting…"
     assert all(b.disabled for b in view.buttons.values())
     future.result(timeout=30)
@@ -349,7 +351,8 @@ def test_console_follower_follows_until_ready(tmp_path):
         for i in range(5):
             fh.write(f"boot line {i}\r\n")
             fh.flush()
-            time.sleep(0.05)
+            # the next line only once the follower has passed this one on
+            wait_for(lambda i=i: f"boot line {i}\n" in "".join(got), 30, f"line {i}")
     ready.set()
     f.join(5)
     assert not f.alive and f.reason == "ssh-ready"
@@ -364,7 +367,7 @@ def test_console_follower_restarts_with_a_new_boot_and_times_out(tmp_path):
     f = ConsoleFollower(log, lambda _t: None, ready=lambda: False, running=lambda: True,
                         timeout=0.6, interval=0.02, check_every=0.05)
     f.start()
-    time.sleep(0.2)
+    wait_for(lambda: "first boot" in f.text, 30, "the first boot's line")
     log.write_text("new\n")                    # the log starts afresh (append='off')
     f.join(5)
     assert f.reason == "timeout" and f.text.endswith("new\n")
@@ -402,7 +405,7 @@ def test_live_console_widget(tmp_path):
     view = console.LiveConsole("wg-l", f)
     with open(log, "a") as fh:
         fh.write("nbcloud-ready ip=10.77.0.9\n")
-    time.sleep(0.2)
+    wait_for(lambda: "nbcloud-ready" in f.text, 30, "the ready line to be read")
     ready.set()
     f.join(5)
     assert "".join(o["text"] for o in view.output.outputs) == \

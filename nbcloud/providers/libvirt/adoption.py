@@ -10,6 +10,7 @@ import libvirt
 
 from nbcloud.core.errors import AlreadyExists, CloudError
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.nwfilters import interface_filter
 
 MEMORY_UNITS = {"b": 1, "bytes": 1, "KiB": 1 << 10, "k": 1 << 10, "MiB": 1 << 20,
                 "M": 1 << 20, "GiB": 1 << 30, "G": 1 << 30}
@@ -81,12 +82,19 @@ class AdoptionMixin:
 
     def attach_nic(self, name: str, network: str, mac: str) -> None:
         """Plug a virtio NIC with `mac` on `network` into domain `name` (and its
-        definition)."""
+        definition), filtered as its other NICs are (anti-spoofing at least, where
+        nbcloud knows its address there)."""
         dom = self._any_domain(name)
         el = ET.Element("interface", type="network")
         ET.SubElement(el, "mac", address=mac)
         ET.SubElement(el, "source", network=network)
         ET.SubElement(el, "model", type="virtio")
+        ip = self.nic_addresses(name).get(network, "")
+        others = [interface_filter(i)[0] for i in ET.fromstring(dom.XMLDesc(0))
+                  .findall("devices/interface[@type='network']")]
+        flt = next((f for f in others if f), lx.BASE_FILTER if ip else "")
+        if flt:
+            el.append(lx.filterref_element(flt, ip))
         try:
             dom.attachDeviceFlags(ET.tostring(el, encoding="unicode"), self._affect(dom))
         except libvirt.libvirtError as exc:

@@ -113,7 +113,7 @@ class ComputeMixin:
             undo.add(lambda r=r: (concurrent.futures.wait([r.live] if r.live else []),
                                   dhcp.release_address(r.network, r.mac)))
             reservations.append(r)
-            nics.append(lx.Nic(net.name, mac))
+            nics.append(lx.Nic(net.name, mac, ip=r.ip))
             statics.append(cloudinit.StaticNet(mac, f"{r.ip}/{r.prefix}", r.gateway,
                                                (r.gateway,)))
         seed_name = f"{req.name}.seed.iso"

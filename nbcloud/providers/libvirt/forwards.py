@@ -10,7 +10,13 @@ chain in turn.
 Two host facts the rules depend on:
 - A connection to 127.0.0.1 that is DNATed to a guest leaves through the bridge with a
   loopback source, which the kernel drops as a martian unless `route_localnet` is set on
-  that bridge: nbcloud sets it on the instance's bridge (only there) when it adds a forward.
+  that bridge: nbcloud sets it on the guest's bridge only while a forward from loopback
+  (127.0.0.0/8 or any host address) leads there, and turns it off after the last one.
+  `route_localnet` also makes the host accept packets *for* 127.0.0.0/8 from that bridge:
+  a guest that routes 127.0.0.1 through its gateway would reach services listening on the
+  host's loopback only (Kubernetes' CVE-2020-8558). So the table's `guard` chain, at the
+  raw priority (before conntrack and NAT), drops every packet to or from 127.0.0.0/8 that
+  does not arrive on `lo`; it is in place before any bridge gets `route_localnet`.
 - For clients outside the host (prerouting), libvirt's FORWARD rules of a `nat` network
   reject new connections into it; forwards from outside work into `open` and `routed`
   networks, and into `nat` ones only where that REJECT is lifted by hand.
@@ -32,8 +38,14 @@ from nbcloud.providers.types import Forward
 
 TABLE = "nbcloud"
 HOST_PORTS = range(20000, 30000)       # where a host port is picked when none is given
+# Ports below this belong to the host's own services (ssh 22, DNS 53, DHCP 67...): a
+# forward there would take the host's own connections and its clients' to the guest.
+FIRST_HOST_PORT = 1024
 _CHAINS = {"prerouting": ("prerouting", -100), "output": ("output", -100),
            "postrouting": ("postrouting", 100)}
+GUARD = "guard"
+_RAW = -300          # before conntrack (-200) and DNAT (-100)
+_LOOPBACK = {"prefix": {"addr": "127.0.0.0", "len": 8}}
 
 
 def _match(field: str, protocol: str, right) -> dict:
@@ -62,14 +74,34 @@ def rule_exprs(f: Forward, chain: str) -> list[dict]:
     return exprs
 
 
+def needs_loopback(f: Forward) -> bool:
+    """Whether clients on the host's loopback can use forward `f` (then the guest's
+    bridge needs `route_localnet`)."""
+    return not f.host_address or ipaddress.IPv4Address(f.host_address).is_loopback
+
+
+def guard_commands() -> list[dict]:
+    """The `guard` chain, emptied and filled again in the same transaction: packets to
+    or from 127.0.0.0/8 that do not arrive on `lo` are dropped (see the module)."""
+    chain = {"family": "ip", "table": TABLE, "name": GUARD}
+    not_lo = {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}
+    return [{"add": {"chain": {**chain, "type": "filter", "hook": "prerouting",
+                               "prio": _RAW, "policy": "accept"}}},
+            {"flush": {"chain": chain}}] + [
+        {"add": {"rule": {**{k: chain[k] for k in ("family", "table")}, "chain": GUARD,
+                          "comment": f"nbcloud-guard: {field} 127.0.0.0/8 only from lo",
+                          "expr": [not_lo, _match(field, "ip", _LOOPBACK), {"drop": None}]}}}
+        for field in ("daddr", "saddr")]
+
+
 def table_commands() -> list[dict]:
-    """`add` the table and its chains (a no-op where they exist)."""
+    """`add` the table and its chains (a no-op where they exist), and the guard."""
     cmds: list[dict] = [{"add": {"table": {"family": "ip", "name": TABLE}}}]
     for chain, (hook, prio) in _CHAINS.items():
         cmds.append({"add": {"chain": {"family": "ip", "table": TABLE, "name": chain,
                                        "type": "nat", "hook": hook, "prio": prio,
                                        "policy": "accept"}}})
-    return cmds
+    return cmds + guard_commands()
 
 
 def add_commands(f: Forward) -> list[dict]:
@@ -130,6 +162,30 @@ def check_host_address(value: str | None) -> str:
     return str(addr)
 
 
+def port_in_use(address: str, port: int, proto: str) -> bool:
+    """Whether a socket of this host (network namespace) holds `port` on `address` (any
+    address: '')."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((address or "0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def check_host_port(port: int, address: str, proto: str) -> int:
+    """A host port a forward may take: 1024-65535 and held by no host service, since
+    the forward would capture that service's connections (the host's own included)."""
+    if port < FIRST_HOST_PORT:
+        raise InvalidSpec(f"host port {port} is below {FIRST_HOST_PORT}: those belong to the "
+                          f"host's own services; use {FIRST_HOST_PORT}-65535")
+    if port_in_use(address, port, proto):
+        raise InvalidSpec(f"a service of this host listens on {proto} port {port}: a "
+                          "forward would capture its connections; pick another host port")
+    return port
+
+
 class ForwardMixin:
     """The port-forward operations of `LibvirtProvider` (providers/base.py, Forwards)."""
 
@@ -140,34 +196,29 @@ class ForwardMixin:
         return self._nft
 
     def forward_address(self, instance: str, port: int, host_port: int | None,
-                        host_address: str | None, taken: set[int]) -> tuple[str, int]:
+                        host_address: str | None, taken: set[int],
+                        proto: str = "tcp") -> tuple[str, int]:
         """(host address, host port) of a new forward: `host_address` ('' = any of the
-        host's), `host_port` or a free one of 20000-29999 not in `taken`."""
+        host's), `host_port` or a free one of 20000-29999 not in `taken`. A host port
+        below 1024 or one a host service holds is refused."""
         address = check_host_address(host_address)
-        return address, host_port if host_port is not None else \
-            self._free_port(taken, address)
-
-    @staticmethod
-    def _free_port(taken: set[int], address: str) -> int:
-        for port in HOST_PORTS:
-            if port in taken:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind((address or "0.0.0.0", port))
-                except OSError:
-                    continue
-            return port
+        if host_port is not None:
+            return address, check_host_port(host_port, address, proto)
+        for candidate in HOST_PORTS:
+            if candidate not in taken and not port_in_use(address, candidate, proto):
+                return address, candidate
         raise CloudError(f"no free host port in {HOST_PORTS.start}-{HOST_PORTS.stop - 1}")
 
     def add_forwards(self, forwards: list[Forward]) -> None:
-        """Add the rules of `forwards` in one nft transaction (the table and its chains
-        made if missing), after letting each instance's bridge route loopback sources."""
+        """Add the rules of `forwards` in one nft transaction (the table, its chains and
+        the loopback guard made if missing), then let the bridges of those reachable from
+        loopback route loopback sources."""
         cmds = table_commands()
         for f in forwards:
-            self._allow_loopback(self.metadata(f.instance))
+            self._bridge_knob(self.metadata(f.instance), f.guest_ip)  # refuses elsewhere
             cmds += add_commands(f)
         self.nft.apply(cmds)
+        self._sync_route_localnet()
 
     def remove_forwards(self, names: set[str]) -> None:
         comments = {f"nbcloud:{n}" for n in names}
@@ -176,6 +227,7 @@ class ForwardMixin:
                 for r in self.nft.rules() if r.get("comment") in comments]
         if cmds:
             self.nft.apply(cmds)
+            self._sync_route_localnet()
 
     def live_forwards(self, forwards: list[Forward] | None = None) -> dict[str, list[str]]:
         """forward name -> chains where its rule is, as nft shows it now."""
@@ -186,15 +238,38 @@ class ForwardMixin:
                 out.setdefault(comment.split(":", 1)[1], []).append(r["chain"])
         return out
 
-    def _allow_loopback(self, meta: dict[str, str]) -> None:
-        """route_localnet on the bridge of the instance's first network (see the module
-        docstring); refuses where that bridge is not in this network namespace."""
-        network = (meta.get("networks") or "nbcloud").split(",")[0]
-        bridge = self.network(network).bridge
-        knob = Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet")
+    def _bridge_knob(self, meta: dict[str, str], guest_ip: str) -> Path:
+        """The route_localnet knob of the bridge that leads to `guest_ip` (the instance's
+        network holding it, else its first); refuses where that bridge is not in this
+        network namespace."""
+        names = [n for n in (meta.get("networks") or "nbcloud").split(",") if n]
+        infos = [self.network(n) for n in names]
+        info = next((i for i in infos if guest_ip and
+                     ipaddress.IPv4Address(guest_ip) in i.network), infos[0])
+        knob = Path(f"/proc/sys/net/ipv4/conf/{info.bridge}/route_localnet")
         if not knob.exists():
-            raise HostError(f"bridge {bridge} of network {network!r} is not in this network "
-                            "namespace: port forwards are made where the daemon's networks "
-                            "are (run nbcloud inside its namespace)")
-        if knob.read_text().strip() != "1":
-            knob.write_text("1\n")
+            raise HostError(f"bridge {info.bridge} of network {info.name!r} is not in this "
+                            "network namespace: port forwards are made where the daemon's "
+                            "networks are (run nbcloud inside its namespace)")
+        return knob
+
+    def _sync_route_localnet(self) -> None:
+        """route_localnet on exactly the bridges of nbcloud's networks that a forward
+        from loopback leads to (see the module docstring), from the rules nft has."""
+        targets = []
+        for r in self.nft.rules():
+            if r.get("chain") != "output" or not r.get("comment", "").startswith("nbcloud:"):
+                continue
+            exprs = r.get("expr", [])
+            first = exprs[0].get("match", {}) if exprs else {}
+            dnat = next((e["dnat"] for e in exprs if "dnat" in e), {})
+            src = "" if "fib" in first.get("left", {}) else first.get("right", "")
+            if dnat.get("addr") and needs_loopback(Forward("", "", 1, 1, src, "")):
+                targets.append(ipaddress.IPv4Address(dnat["addr"]))
+        for info in self.network_infos():
+            knob = Path(f"/proc/sys/net/ipv4/conf/{info.bridge}/route_localnet")
+            if not self.network_managed(info) or not knob.exists():
+                continue
+            want = "1" if any(t in info.network for t in targets) else "0"
+            if knob.read_text().strip() != want:
+                knob.write_text(want + "\n")

@@ -11,14 +11,21 @@ The process runs in the caller's network namespace (nbcloud and the daemon share
 the tests and the lab), listens on the network's gateway address at the balancer's
 port, and is supervised by a pid file: `ensure` starts it again if it died, `reload`
 hands the listening socket over to a new process with the new configuration (`-sf`).
+Starts, ensures and stops of one balancer hold a file lock: a kernel applying a change
+and the host agent restarting a dead process never run two HAProxys for one balancer
+(HAProxy binds with SO_REUSEPORT, so the second would not even fail).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +92,10 @@ def binary() -> str:
 def check(text: str, workdir: Path) -> None:
     """Let HAProxy itself validate a configuration (`haproxy -c`); CloudError if not."""
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / ".check.cfg"
-    path.write_text(text)
+    fd, name = tempfile.mkstemp(prefix=".check-", suffix=".cfg", dir=workdir)
+    path = Path(name)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     try:
         out = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                              text=True, timeout=30, check=False)
@@ -105,6 +114,15 @@ class Process:
         self.cfg = workdir / f"{name}.cfg"
         self.pidfile = workdir / f"{name}.pid"
         self.socket = workdir / f"{name}.sock"
+        self.lockfile = workdir / f"{name}.lock"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This balancer's start/stop lock, across processes (flock, freed at exit)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.lockfile, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
 
     def pid(self) -> int | None:
         """The pid of the running process, or None (stale pid files are ignored)."""
@@ -112,33 +130,37 @@ class Process:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+        # the pid may have been reused by another program: it must be our haproxy
+        return pid if self._serves(pid) else None
+
+    def _serves(self, pid: int) -> bool:
+        """Whether `pid` is a live (not zombie) HAProxy started with this config file."""
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-        except OSError:
-            return None
-        # the pid may have been reused by another program: it must be our haproxy
-        if not argv or not argv[0].endswith(b"haproxy") or str(self.cfg).encode() not in argv:
-            return None
-        try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return None
+                state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
-            return None
-        return pid
+            return False
+        return bool(argv) and argv[0].endswith(b"haproxy") and \
+            str(self.cfg).encode() in argv and state != "Z"
 
     def alive(self) -> bool:
         return self.pid() is not None
 
     def write(self, text: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cfg.with_suffix(".cfg.new")
-        tmp.write_text(text)
-        tmp.replace(self.cfg)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.cfg.name}-", dir=self.workdir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.cfg)
 
     def start(self, text: str) -> int:
         """Write `text` and (re)start: a running process hands over to the new one."""
+        with self._locked():
+            return self._start(text)
+
+    def _start(self, text: str) -> int:
         self.write(text)
         old = self.pid()
         argv = [binary(), "-D", "-p", str(self.pidfile), "-f", str(self.cfg)]
@@ -158,21 +180,36 @@ class Process:
 
     def ensure(self, text: str) -> bool:
         """Start the process if it is not running; True if it had to."""
-        if self.alive() and self.cfg.exists() and self.cfg.read_text() == text:
-            return False
-        self.start(text)
-        return True
+        with self._locked():
+            if self.alive() and self.cfg.exists() and self.cfg.read_text() == text:
+                return False
+            self._start(text)
+            return True
 
     def stop(self) -> None:
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not self.alive():
-                    break
-                time.sleep(0.05)
+        with self._locked():
+            self._stop()
+
+    def _stop(self) -> None:
+        """Stop the process, and those it took over from that are still finishing
+        their soft stop (each serves this config file until its last connection ends)."""
+        pids = self.serving()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for _ in range(50):
+            if not self.serving():
+                break
+            time.sleep(0.05)
         for path in (self.cfg, self.pidfile, self.socket):
             path.unlink(missing_ok=True)
+
+    def serving(self) -> list[int]:
+        """Pids of the HAProxy processes started with this balancer's config file."""
+        return [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                and self._serves(int(pid))]
 
     def health(self) -> dict[str, str]:
         """member name -> 'UP', 'DOWN', ... as the running process sees it ({} if none)."""
@@ -285,7 +322,10 @@ class BalancerMixin:
         """Start `name`'s HAProxy again if it is not running (or runs an old config)."""
         if not self.runs_balancers:
             return False
-        return self.balancer_process(name).ensure(self.balancer_config(name, spec, addresses))
+        process = self.balancer_process(name)
+        if spec["keep_client_address"] and not process.alive():
+            tproxy_setup()   # a host restart lost the mark rule and the policy route too
+        return process.ensure(self.balancer_config(name, spec, addresses))
 
     def stop_balancer(self, name: str, *, last_keeping_client: bool = False) -> None:
         """Stop `name`'s HAProxy; `last_keeping_client` also removes the TPROXY set-up
@@ -301,3 +341,14 @@ class BalancerMixin:
     def balancer_running(self, name: str) -> bool | None:
         """Whether `name`'s HAProxy runs (None where balancers are not processes)."""
         return self.balancer_process(name).alive() if self.runs_balancers else None
+
+    def stop_balancers(self) -> list[str]:
+        """Stop every balancer process of this user (host down: they would not survive a
+        reboot either); their records stay, so they start again from them."""
+        done = []
+        for pidfile in sorted(self._balancer_dir().glob("*.pid")):
+            process = self.balancer_process(pidfile.stem)
+            if process.alive():
+                process.stop()
+                done.append(f"stopped load balancer {pidfile.stem}")
+        return done

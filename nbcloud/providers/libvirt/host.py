@@ -3,7 +3,14 @@
 `up` starts virtlogd and libvirtd when no daemon answers (inside a network namespace if
 asked, so bridges, dnsmasq and guests live there), then makes sure nbcloud's storage pools
 and NAT network exist. It records what it started in a state file, and `down` stops only
-that. Running `up` twice changes nothing.
+that, with what would not survive a reboot either: the guests and networks, the
+balancers' HAProxy processes and the nft tables of port forwards. Running `up` twice
+changes nothing. (The host agent, started after `up` and stopped before `down`, is
+nbcloud/agent/control.py's: it composes services, which this layer cannot.)
+
+Both take the daemon's URI and the state file, so that a caller that runs a daemon of its
+own (the reliability tier's private one) can have the same done to it with
+`start_daemon=False` / `stop_daemon=False`.
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 
 SOCKET = Path("/var/run/libvirt/libvirt-sock")
 STATE = Path("/var/lib/nbcloud/host.json")
+SYSTEM = "qemu:///system"
+NFT_TABLES = ("nbcloud", "nbcloud_lb")   # port forwards; balancers keeping client addresses
 NEEDED = {"libvirtd": "libvirt-daemon-system", "virtlogd": "libvirt-daemon-system",
           "qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base",
           "iptables": "iptables", "ip": "iproute2"}
@@ -79,16 +88,16 @@ def _netns_of(pid: int) -> str | None:
     return "(an unnamed namespace)"
 
 
-def _load_state() -> dict:
+def _load_state(path: Path = STATE) -> dict:
     try:
-        return json.loads(STATE.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _save_state(state: dict) -> None:
-    STATE.parent.mkdir(parents=True, exist_ok=True)
-    STATE.write_text(json.dumps(state, indent=1))
+def _save_state(state: dict, path: Path = STATE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=1))
 
 
 def _ensure_qemu_user() -> list[str]:
@@ -132,10 +141,10 @@ def _wait_for_socket(timeout: float = 20.0) -> None:
                     "see /var/log/libvirt/ and run `libvirtd` in the foreground to see why")
 
 
-def start_daemons(netns: str | None) -> list[str]:
+def start_daemons(netns: str | None, state_file: Path = STATE) -> list[str]:
     """Start virtlogd and libvirtd unless a daemon answers; return what was done."""
     done: list[str] = []
-    state = _load_state()
+    state = _load_state(state_file)
     running = _pid_of("/var/run/libvirtd.pid")
     if daemon_answers() and running:
         where = _netns_of(running)
@@ -173,16 +182,17 @@ def start_daemons(netns: str | None) -> list[str]:
     _wait_for_socket()
     state["libvirtd"] = _pid_of("/var/run/libvirtd.pid")
     state["netns"] = netns
-    _save_state(state)
+    _save_state(state, state_file)
     done.append(f"started libvirtd{' in netns ' + netns if netns else ''}")
     return done
 
 
-def up(netns: str | None = None) -> list[str]:
+def up(netns: str | None = None, *, uri: str = SYSTEM, state: Path = STATE,
+       start_daemon: bool = True) -> list[str]:
     """Bring the host up; returns the list of changes (empty when all was in place)."""
     from nbcloud.providers.libvirt.provider import LibvirtProvider
-    done = start_daemons(netns)
-    provider = LibvirtProvider("qemu:///system")
+    done = start_daemons(netns, state) if start_daemon else []
+    provider = LibvirtProvider(uri)
     try:
         changed = [provider.ensure_pool(pool, str(provider.paths[pool]))
                    for pool in (INSTANCE_POOL, IMAGE_POOL)]
@@ -212,34 +222,76 @@ def _stop(pid: int | None, what: str, timeout: float = 15.0) -> bool:
     return True
 
 
-def down() -> list[str]:
-    """Stop what `up` started: its guests and networks, libvirtd, virtlogd, the netns."""
-    state = _load_state()
+def down(*, uri: str = SYSTEM, state: Path = STATE, netns: str | None = None,
+         stop_daemon: bool = True) -> list[str]:
+    """Stop what `up` started: its guests and networks, the balancers and the forwards'
+    nft tables, libvirtd, virtlogd, the netns. With `stop_daemon=False` the caller runs
+    the daemon: everything but the daemons is stopped."""
+    saved = _load_state(state)
     done: list[str] = []
-    libvirtd = state.get("libvirtd")
-    if libvirtd and _pid_of("/var/run/libvirtd.pid") == libvirtd:
-        done += _stop_guests_and_networks()
-        if _stop(libvirtd, "libvirtd"):
-            done.append("stopped libvirtd")
-    virtlogd = state.get("virtlogd")
-    if virtlogd and _pid_of("/var/run/virtlogd.pid") == virtlogd and _stop(virtlogd,
-                                                                             "virtlogd"):
-        done.append("stopped virtlogd")
-    netns = state.get("created_netns")
-    if netns and Path("/var/run/netns", netns).exists():
-        subprocess.run(["ip", "netns", "delete", netns], check=False)
-        done.append(f"deleted network namespace {netns}")
-    STATE.unlink(missing_ok=True)
+    libvirtd = saved.get("libvirtd")
+    if not stop_daemon or (libvirtd and _pid_of("/var/run/libvirtd.pid") == libvirtd):
+        done += _stop_host_side(uri, netns or saved.get("netns"))
+        done += _stop_guests_and_networks(uri)
+    if stop_daemon:
+        done += _stop_daemons(saved)
+    state.unlink(missing_ok=True)
     if not done:
         done.append("nothing to stop: nbcloud host up started nothing that still runs")
     return done
 
 
-def _stop_guests_and_networks() -> list[str]:
+def _stop_daemons(saved: dict) -> list[str]:
+    done = []
+    libvirtd = saved.get("libvirtd")
+    if libvirtd and _pid_of("/var/run/libvirtd.pid") == libvirtd and _stop(libvirtd,
+                                                                            "libvirtd"):
+        done.append("stopped libvirtd")
+    virtlogd = saved.get("virtlogd")
+    if virtlogd and _pid_of("/var/run/virtlogd.pid") == virtlogd and _stop(virtlogd,
+                                                                             "virtlogd"):
+        done.append("stopped virtlogd")
+    netns = saved.get("created_netns")
+    if netns and Path("/var/run/netns", netns).exists():
+        subprocess.run(["ip", "netns", "delete", netns], check=False)
+        done.append(f"deleted network namespace {netns}")
+    return done
+
+
+def in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    """`argv` run in `netns`: a name (`ip netns exec`) or the path of a namespace file
+    (`nsenter`, e.g. /proc/PID/ns/net of a private daemon's holder); as is for None."""
+    if not netns:
+        return argv
+    if "/" in netns:
+        return ["nsenter", f"--net={netns}", *argv]
+    return ["ip", "netns", "exec", check_name(netns, "network namespace name"), *argv]
+
+
+def _stop_host_side(uri: str, netns: str | None) -> list[str]:
+    """The balancers' processes and the forwards' nft tables: a reboot loses them, so
+    `down` does too (the host agent puts them back from the inventory)."""
+    from nbcloud.providers.libvirt.provider import LibvirtProvider
+    provider = LibvirtProvider(uri)
+    try:
+        if not provider.runs_balancers:   # another machine's daemon, or the test driver
+            return []
+        done = provider.stop_balancers()
+    finally:
+        provider.close()
+    for table in NFT_TABLES:
+        out = subprocess.run(in_netns(netns, ["nft", "delete", "table", "ip", table]),
+                             capture_output=True, check=False)
+        if out.returncode == 0:
+            done.append(f"removed nft table ip {table}")
+    return done
+
+
+def _stop_guests_and_networks(uri: str = SYSTEM) -> list[str]:
     """Guests and networks (dnsmasq) outlive libvirtd; stop them so nothing is left.
     Their definitions stay, so `up` and `start` bring them back."""
     from nbcloud.providers.libvirt.provider import LibvirtProvider
-    backend = LibvirtProvider("qemu:///system")
+    backend = LibvirtProvider(uri)
     try:
         return backend.stop_everything()
     finally:

@@ -10,12 +10,14 @@ finds the same images.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound
 from nbcloud.core.spec import check_name
+from nbcloud.images.importer import ImageImportError, stream_into
 from nbcloud.providers.libvirt.volumes import IMAGE_POOL
 from nbcloud.providers.types import Image
 
@@ -95,7 +97,6 @@ class ImageStore:
 
         Streamed into the pool; on any failure (bad source, unknown format, checksum
         mismatch, Ctrl-C) nothing is left behind."""
-        from nbcloud.images.importer import stream_into
         check_name(name, "image name")
         if self.exists(name):
             raise AlreadyExists(f"image {name!r} exists already: pick another name or "
@@ -111,7 +112,7 @@ class ImageStore:
         try:
             got = stream_into(upload, source, sha256=sha256, progress=progress,
                               spool_dir=spool_dir)
-            vsize = self._virtual_size(paths[0]) or got.virtual_size or got.size
+            vsize = self.check_stored(paths[0], got.format) or got.virtual_size or got.size
             self._put_meta(name, {"kind": "disk", "format": got.format,
                                   "digest": got.sha256, "virtual_size": vsize,
                                   "source": source})
@@ -146,15 +147,53 @@ class ImageStore:
         return self.get(name)
 
     @staticmethod
-    def _virtual_size(path: str) -> int | None:
-        """The guest-visible size by `qemu-img info` (None where the file is not here)."""
-        if not Path(path).exists():
+    def _qemu_img_info(path: str, fmt: str | None = None) -> dict | None:
+        """`qemu-img info` of `path` (None where the file is not on this machine or
+        qemu-img is missing); ImageImportError where qemu-img cannot read it."""
+        if not Path(path).exists() or shutil.which("qemu-img") is None:
             return None
+        args = ["qemu-img", "info", "-U", "--output", "json"]
+        args += ["-f", fmt] if fmt else []
         try:
-            out = subprocess.run(["qemu-img", "info", "-U", "--output", "json", path],
-                                 capture_output=True, text=True, check=True, timeout=60)
-            return int(json.loads(out.stdout)["virtual-size"])
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+            out = subprocess.run([*args, path], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ImageImportError(f"qemu-img could not read the image: {exc}") from None
+        if out.returncode != 0:
+            line = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise ImageImportError(f"qemu-img cannot read the image, so QEMU could not "
+                                   f"boot it: {line[-200:]}")
+        return json.loads(out.stdout)
+
+    @classmethod
+    def check_stored(cls, path: str, fmt: str = "qcow2") -> int | None:
+        """Ask `qemu-img info` again what an imported file is, after the header check
+        (images/qcow2.py): a backing file, an external data file or encryption is
+        refused. Returns the virtual size (None where the file is not here)."""
+        info = cls._qemu_img_info(path, fmt)
+        if info is None:
+            return None
+        data = (info.get("format-specific") or {}).get("data") or {}
+        if info.get("backing-filename") or info.get("full-backing-filename"):
+            raise ImageImportError("the image has a backing file (a path on the machine "
+                                   "that made it): flatten it with `qemu-img convert -O "
+                                   "qcow2` first")
+        if data.get("data-file"):
+            raise ImageImportError("the image keeps its data in an external data file (a "
+                                   "path on the machine that made it): convert it with "
+                                   "`qemu-img convert -O qcow2` first")
+        if info.get("encrypted") or data.get("encrypt"):
+            raise ImageImportError("the image is encrypted: QEMU would need its secret")
+        return int(info["virtual-size"])
+
+    @classmethod
+    def _virtual_size(cls, path: str) -> int | None:
+        """The guest-visible size of a built image by `qemu-img info` (None where the
+        file is not here or qemu-img cannot tell)."""
+        try:
+            info = cls._qemu_img_info(path)
+            return int(info["virtual-size"]) if info else None
+        except (ImageImportError, ValueError, KeyError):
             return None
 
     def users(self, name: str) -> list[str]:

@@ -9,9 +9,12 @@ from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL
 
 
 def is_local(uri: str) -> bool:
-    """Whether files the daemon writes (console logs) are on this machine."""
+    """Whether the daemon runs on this machine (so files it writes, console logs, are
+    here, and balancers can run beside it): no transport to another host, or a unix
+    socket (qemu+unix://, e.g. a daemon of one's own at another socket path)."""
     parts = urlsplit(uri)
-    return "+" not in parts.scheme and parts.hostname in (None, "", "localhost")
+    local_transport = "+" not in parts.scheme or parts.scheme.endswith("+unix")
+    return local_transport and parts.hostname in (None, "", "localhost")
 
 
 def is_remote_system(uri: str) -> bool:

@@ -12,6 +12,9 @@ import libvirt
 from nbcloud.core.errors import AlreadyExists, CloudError, HostError, NotFound
 from nbcloud.core.spec import check_name
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.hostroutes import host_routes
+from nbcloud.providers.libvirt.local import is_local
+from nbcloud.providers.types import HostRoute
 
 # The DHCP lease of a reserved address. libvirt cannot end a lease (and dhcp_release from
 # the host did not end one here), so a deleted instance's lease lives on for this long; while
@@ -58,6 +61,7 @@ def is_managed(info: lx.NetworkInfo) -> bool:
 
 class NetworkMixin:
     conn: libvirt.virConnect
+    uri: str
     _net_lock: threading.Lock
     _background: ThreadPoolExecutor
 
@@ -100,6 +104,11 @@ class NetworkMixin:
             if bridge is not None and bridge.get("name"):
                 out.add(bridge.get("name"))
         return out
+
+    def host_routes(self) -> list[HostRoute]:
+        """The ranges the daemon's host uses itself (hostroutes.py); none known for a
+        daemon on another machine."""
+        return host_routes() if is_local(self.uri) else []
 
     def network_managed(self, info: lx.NetworkInfo) -> bool:
         """Whether nbcloud made network `info` (so it may delete it)."""
@@ -165,6 +174,16 @@ class NetworkMixin:
         except libvirt.libvirtError:
             return False
 
+    def start_network(self, name: str) -> None:
+        """Start defined network `name` (its bridge and dnsmasq)."""
+        try:
+            net = self.conn.networkLookupByName(name)
+            if not net.isActive():
+                net.create()
+        except libvirt.libvirtError as exc:
+            raise CloudError(f"could not start network {name!r}: "
+                             f"{exc.get_error_message()}") from None
+
     def reserve_address(self, network: str, mac: str, hostname: str) -> Reservation:
         """Reserve a free address in the lower half of `network` for `mac`.
 
@@ -182,6 +201,13 @@ class NetworkMixin:
                     0 if self.is_test_driver else libvirt.VIR_NETWORK_XML_INACTIVE))
                 taken = {ip for _, ip, _ in info.hosts + config.hosts} | {info.gateway}
                 reserved = {m.lower() for m, _, _ in info.hosts + config.hosts}
+                named = [ip for ip, names in info.dns_hosts + config.dns_hosts
+                         if hostname in names]
+                if named:   # an added record, or an alias: a new instance would share it
+                    raise AlreadyExists(
+                        f"{hostname!r} is already a DNS name on network {network!r} (it "
+                        f"points at {named[0]}): delete that record first (`%cloud dns "
+                        f"delete {network} {hostname}`) or pick another instance name")
                 held = [(m, a) for m, a, n in config.hosts if n == hostname]
                 if held:   # libvirt refuses a second entry of one name, whatever its address
                     raise AlreadyExists(

@@ -8,12 +8,13 @@ what makes a security group's rules and memberships change live.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libvirt
 
-from nbcloud.core.errors import CloudError, NotFound
-from nbcloud.providers.libvirt.xml import _sub, _tostring
+from nbcloud.core.errors import CloudError, NotFound, NotManaged
+from nbcloud.providers.libvirt.xml import _sub, _tostring, filterref_element
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,25 @@ def parse_nwfilter(text: str) -> FilterDef:
                      root.findtext("uuid"))
 
 
-def with_filterref(iface: ET.Element, filter_name: str | None) -> ET.Element:
-    """A copy of interface element `iface` referencing `filter_name` (None: no filter)."""
+def with_filterref(iface: ET.Element, filter_name: str | None, ip: str = "") -> ET.Element:
+    """A copy of interface element `iface` referencing `filter_name` with parameter IP
+    `ip` (no filter name: unfiltered)."""
     iface = ET.fromstring(ET.tostring(iface))
     for old in iface.findall("filterref"):
         iface.remove(old)
     if filter_name:
-        _sub(iface, "filterref", filter=filter_name)
+        iface.append(filterref_element(filter_name, ip))
     return iface
+
+
+def interface_filter(iface: ET.Element) -> tuple[str, str]:
+    """(filter name, its IP parameter) of interface element `iface` ('' for none)."""
+    ref = iface.find("filterref")
+    if ref is None:
+        return "", ""
+    ip = next((p.get("value", "") for p in ref.findall("parameter")
+               if p.get("name") == "IP"), "")
+    return ref.get("filter", ""), ip
 
 
 class NWFilterMixin:
@@ -119,27 +131,50 @@ class NWFilterMixin:
         root = ET.fromstring(dom.XMLDesc(flags))
         out = {}
         for iface in root.findall("devices/interface"):
-            ref = iface.find("filterref")
-            out[iface.find("mac").get("address", "")] = \
-                ref.get("filter", "") if ref is not None else ""
+            out[iface.find("mac").get("address", "")] = interface_filter(iface)[0]
         return out
 
-    def set_interface_filter(self, name: str, filter_name: str | None) -> None:
-        """Point every interface of domain `name` at `filter_name` (None: unfiltered),
-        in the running guest and in its definition (virDomainUpdateDeviceFlags)."""
+    def check_interface_filters(self, name: str, filter_name: str | None,
+                                allowed: Callable[[str], bool],
+                                roots: list[ET.Element] | None = None) -> None:
+        """NotManaged if an interface of domain `name` (live or defined) is filtered by
+        something other than `filter_name` that is not `allowed`."""
+        if roots is None:
+            dom = self._lookup(name)
+            roots = [ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))]
+            if dom.isActive():
+                roots.append(ET.fromstring(dom.XMLDesc(0)))
+        for root in roots:
+            for iface in root.findall("devices/interface[@type='network']"):
+                current, _ip = interface_filter(iface)
+                if current and current != filter_name and not allowed(current):
+                    raise NotManaged(f"an interface of {name!r} is filtered by {current!r}, "
+                                     "which nbcloud did not make for this inventory: it "
+                                     "leaves that filter alone")
+
+    def set_interface_filter(self, name: str, filter_name: str | None,
+                             ips: dict[str, str] | None = None,
+                             allowed: Callable[[str], bool] = lambda _f: True) -> None:
+        """Point every interface of domain `name` on a libvirt network at `filter_name`
+        (None: unfiltered) with parameter IP its address from `ips` (network -> address),
+        in the running guest and in its definition (virDomainUpdateDeviceFlags). An
+        interface whose current filter is not `allowed` is refused, nothing changed."""
         dom = self._lookup(name)
         passes = [(libvirt.VIR_DOMAIN_XML_INACTIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG)]
         if dom.isActive():
             passes.insert(0, (0, libvirt.VIR_DOMAIN_AFFECT_LIVE))
-        for xml_flags, affect in passes:
-            root = ET.fromstring(dom.XMLDesc(xml_flags))
-            for iface in root.findall("devices/interface"):
-                ref = iface.find("filterref")
-                if (ref.get("filter") if ref is not None else None) == filter_name:
+        ips = ips or {}
+        roots = [(ET.fromstring(dom.XMLDesc(x)), affect) for x, affect in passes]
+        self.check_interface_filters(name, filter_name, allowed, [r for r, _ in roots])
+        for root, affect in roots:
+            for iface in root.findall("devices/interface[@type='network']"):
+                source = iface.find("source")
+                ip = ips.get(source.get("network", "") if source is not None else "", "")
+                if interface_filter(iface) == (filter_name or "", ip if filter_name else ""):
                     continue
                 try:
-                    dom.updateDeviceFlags(_tostring(with_filterref(iface, filter_name)),
-                                          affect)
+                    dom.updateDeviceFlags(
+                        _tostring(with_filterref(iface, filter_name, ip)), affect)
                 except libvirt.libvirtError as exc:
                     raise CloudError(f"libvirt did not change the filter of {name!r}: "
                                      f"{exc.get_error_message()}") from None

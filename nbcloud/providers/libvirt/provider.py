@@ -58,12 +58,15 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         self.net_authority = self
 
     def prepare(self) -> None:
-        """The instance and image pools, and the console log folder of a session daemon
-        (QEMU, run as this user, writes there)."""
+        """The instance and image pools, the console log folder of a session daemon
+        (QEMU, run as this user, writes there), and the anti-spoofing filter every NIC
+        on a libvirt network references (firewall.py)."""
         for pool in (INSTANCE_POOL, IMAGE_POOL):
             self.ensure_pool(pool, str(self.paths[pool]))
         if self.uri.startswith("qemu:///session"):
             self.paths["logs"].mkdir(parents=True, exist_ok=True)
+        elif not self.is_test_driver:
+            self.ensure_antispoof_filter()
 
     @property
     def images(self):
@@ -91,6 +94,11 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         return {"libvirt": fmt(self.conn.getLibVersion()),
                 "hypervisor": fmt(self.conn.getVersion()),
                 "uri": self.conn.getURI()}
+
+    def capacity(self) -> tuple[int, int]:
+        """The host's logical CPUs and memory in bytes (virNodeGetInfo)."""
+        info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, ...]
+        return int(info[2]), int(info[1]) << 20
 
     def domain_types(self) -> list[str]:
         """Domain types the host offers for x86_64 guests ('kvm', 'qemu', 'test')."""

@@ -32,6 +32,20 @@ class StorageMixin:
             changed = True
         return changed
 
+    def start_pools(self, names: list[str]) -> list[str]:
+        """Start those of pools `names` that are defined and not running (libvirt
+        autostarts pools once per boot, not when its daemon restarts); their names."""
+        started = []
+        for name in names:
+            try:
+                pool = self.conn.storagePoolLookupByName(name)
+                if not pool.isActive():
+                    pool.create(0)
+                    started.append(name)
+            except libvirt.libvirtError:
+                continue   # not defined here (a tier pool made on first use)
+        return started
+
     def pool(self, name: str) -> libvirt.virStoragePool:
         try:
             pool = self.conn.storagePoolLookupByName(name)

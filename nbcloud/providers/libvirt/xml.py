@@ -38,11 +38,27 @@ class Disk:
     serial: str | None = None
 
 
+# The anti-spoofing filter (firewall.antispoof_filter), given the NIC's address as its IP
+# parameter: every NIC nbcloud plugs into a libvirt network carries it, or an instance
+# filter that references it, so that no guest can send as another.
+BASE_FILTER = "nbcloud-antispoof"
+
+
 @dataclass(frozen=True)
 class Nic:
     network: str
     mac: str
     host_port: int | None = None  # user network: the loopback port forwarded to guest :22
+    ip: str = ""                  # its reserved address: the anti-spoofing filter's IP
+
+
+def filterref_element(filter_name: str, ip: str = "") -> ET.Element:
+    """`<filterref filter=NAME>` with the NIC's address as parameter IP (none: libvirt
+    learns it from the guest's DHCP)."""
+    ref = ET.Element("filterref", filter=filter_name)
+    if ip:
+        _sub(ref, "parameter", name="IP", value=ip)
+    return ref
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,8 @@ def domain_xml(d: DomainDef) -> str:
         _sub(el, "mac", address=nic.mac)
         _sub(el, "source", network=nic.network)
         _sub(el, "model", type="virtio")
+        if nic.ip:
+            el.append(filterref_element(BASE_FILTER, nic.ip))
     for share in d.shares:
         el = _sub(devices, "filesystem", type="mount", accessmode="passthrough")
         _sub(el, "driver", type="virtiofs")

@@ -76,9 +76,10 @@ class FirewallMixin:
             names.append(self._base_group(EGRESS).name)
         return names
 
-    def apply_group(self, name: str, rules: list[Rule], members: dict) -> None:
+    def apply_group(self, name: str, rules: list[Rule], members: dict, owner: str) -> None:
         """Group `name` with exactly `rules`; a rule naming a group is made with that
-        group's Neutron group as its remote (made empty if it is not there yet)."""
+        group's Neutron group as its remote (made empty if it is not there yet). (Neutron
+        groups are the project's: `owner`, the inventory's mark, is not in their names.)"""
         sg = self._group(PREFIX + name)
         want = []
         for r in rules:
@@ -95,17 +96,17 @@ class FirewallMixin:
         self._set_rules(sg, want)
 
     def apply_instance_groups(self, instance: str, groups: list[str],
-                              egress_limited: bool) -> None:
+                              egress_limited: bool, owner: str) -> None:
         """Every port of `instance` in the Neutron groups its nbcloud groups mean."""
         server = self._server(instance)
         ids = [self._group(n).id for n in self.instance_groups(groups, egress_limited)]
         for port in self.conn.network.ports(device_id=server.id):
             self.conn.network.update_port(port, security_group_ids=ids)
 
-    def remove_group(self, name: str) -> None:
+    def remove_group(self, name: str, owner: str) -> None:
         sg = self._group(PREFIX + name, create=False)
         if sg is not None:
             self.conn.network.delete_security_group(sg, ignore_missing=True)
 
-    def forget_instance_filter(self, instance: str) -> None:
+    def forget_instance_filter(self, instance: str, owner: str) -> None:
         """Nothing: a server's ports, and their groups, went with it."""

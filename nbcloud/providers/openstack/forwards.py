@@ -22,7 +22,8 @@ class ForwardMixin:
         return None
 
     def forward_address(self, instance: str, port: int, host_port: int | None,
-                        host_address: str | None, taken: set[int]) -> tuple[str, int]:
+                        host_address: str | None, taken: set[int],
+                        proto: str = "tcp") -> tuple[str, int]:
         """(host address, host port) of a forward to `instance`'s `port`: its floating IP
         and the same port."""
         if host_port is not None and host_port != port:

@@ -86,6 +86,13 @@ class NetworkMixin:
         except NotFound:
             return False
 
+    def start_network(self, name: str) -> None:
+        """A network Neutron reports down is set administratively up (Neutron runs it;
+        nothing needs starting after a host restart here)."""
+        net = self._neutron_network(name)
+        if not net.is_admin_state_up:
+            self.conn.network.update_network(net, is_admin_state_up=True)
+
     def network_managed(self, info: NetworkInfo) -> bool:
         try:
             return TAG in (self._neutron_network(info.name).tags or [])
@@ -95,6 +102,10 @@ class NetworkMixin:
     # ----- create and delete -------------------------------------------------------------
     def new_bridge(self, name: str) -> str:
         return ""   # Neutron names its own bridges
+
+    def host_routes(self) -> list:
+        """None: the cloud places networks away from its hosts' own ranges itself."""
+        return []
 
     def create_network(self, name: str, cidr: str, mode: str, bridge: str = "") -> str:
         """Network, subnet and (for `nat`) a router to the external network; nothing is

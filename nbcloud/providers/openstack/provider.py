@@ -115,6 +115,15 @@ class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, Volum
                            f"{', '.join(sorted(roles)) or 'none'})",
                 "services": ", ".join(self.catalog), "uri": self.uri}
 
+    def capacity(self) -> tuple[int, int]:
+        """The most vCPUs and memory (bytes) this project may have: Nova's absolute limits
+        (a cloud places servers itself; its hosts are not a member's to see)."""
+        absolute = self.conn.compute.get_limits().absolute
+        cores, ram = absolute.total_cores, absolute.total_ram    # -1: no limit
+        unlimited = 1 << 20
+        return (cores if cores and cores > 0 else unlimited,
+                (ram if ram and ram > 0 else unlimited) << 20)
+
     def accelerator(self, probe: bool = True) -> dict:
         return {"accelerator": "openstack",
                 "reason": "the cloud places its servers on its compute hosts and picks "

@@ -48,6 +48,9 @@ class VolumeMixin:
     def own_pools(self) -> tuple[str, ...]:
         return ()
 
+    def start_pools(self, names: list[str]) -> list[str]:
+        return []   # no storage pools: the cloud places volumes itself
+
     def check_volume_pool(self, pool: str) -> None:
         check_name(pool, "volume type")
         if not any(t.name == pool for t in self.conn.block_storage.types()):

@@ -1,5 +1,6 @@
-"""`%cloud export ansible|yaml [--output FILE]`: an Ansible inventory of the instances,
-or the stacks as `%%cloud apply` cells."""
+"""`%cloud export ansible|yaml [--output FILE]`: an Ansible inventory of the running
+instances (their pinned host keys in FILE.known_hosts beside it), or the stacks as
+`%%cloud apply` cells."""
 from __future__ import annotations
 
 from nbcloud.ui.commands.base import verbs
@@ -14,7 +15,10 @@ def add_parser(sub, name: str) -> None:
 
 def run(cloud, args, namespace):
     from nbcloud.workflows import export
-    out = export.ansible(cloud.services) if args.verb == "ansible" else export.cells(cloud.services)
+    if args.verb == "ansible":  # its known_hosts file goes beside the output file
+        out = export.ansible(cloud.services, args.output)
+    else:
+        out = export.cells(cloud.services)
     if args.output:
         out.save(args.output)
     return out

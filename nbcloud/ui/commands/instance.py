@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import html
+import shlex
 from pathlib import Path
 
 from nbcloud.core.display import Message
 from nbcloud.core.errors import InvalidSpec
+from nbcloud.core.flavors import choose
 from nbcloud.core.spec import USER_DATA_MAX, check_path
 from nbcloud.ui.commands.base import CommandError, verbs
 from nbcloud.ui.progress import launch_progress
@@ -18,7 +20,9 @@ def add_parser(sub, name: str) -> None:
     cr = inst.add_parser("create")
     cr.add_argument("name")
     cr.add_argument("--image", default="tiny")
-    cr.add_argument("--flavor", default="t.nano")
+    cr.add_argument("--flavor", help="an instance type (`%cloud flavor list`; default t.nano)")
+    cr.add_argument("--vcpus", help="a custom instance type: this many vCPUs (with --memory)")
+    cr.add_argument("--memory", help="a custom instance type: this much memory, like 1G")
     cr.add_argument("--network", action="append", dest="networks")
     cr.add_argument("--user-data", dest="user_data")
     cr.add_argument("--key", default="default")
@@ -63,7 +67,9 @@ def add_parser(sub, name: str) -> None:
                                  "room)")
     rs = inst.add_parser("resize")
     rs.add_argument("name")
-    rs.add_argument("--flavor", required=True)
+    rs.add_argument("--flavor")
+    rs.add_argument("--vcpus")
+    rs.add_argument("--memory")
     s = inst.add_parser("ssh")
     s.add_argument("name")
     s.add_argument("command", nargs=argparse.REMAINDER)
@@ -102,7 +108,8 @@ def read_user_data(value: str | None, namespace: dict | None,
 def run(cloud, args, namespace):
     if args.verb == "create":
         result = cloud.instances.create(
-            args.name, image=args.image, flavor=args.flavor,
+            args.name, image=args.image, flavor=args.flavor, vcpus=args.vcpus,
+            memory=args.memory,
             network=args.networks or None,
             user_data=read_user_data(args.user_data, namespace), key=args.key,
             count=args.count, wait=not args.no_wait, volumes=args.volumes,
@@ -126,11 +133,13 @@ def run(cloud, args, namespace):
     if args.verb == "list":
         return cloud.instances.table()
     if args.verb == "ssh":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        if not command:
-            raise CommandError("instance ssh NAME -- COMMAND: give a command after --")
-        return SSHOutput(cloud.instances.get(args.name).ssh_result(" ".join(command),
-                                                                     check=False))
+        command = remote_command(args.command)
+        return SSHOutput(cloud.instances.get(args.name).ssh_result(command, check=False))
+    if args.verb == "resize":  # the new size is checked before the instance is looked up
+        if args.flavor is None and args.vcpus is None and args.memory is None:
+            raise CommandError("instance resize NAME: give --flavor F, or --vcpus N "
+                               "--memory M")
+        flavor = choose(args.flavor, args.vcpus, args.memory)
     inst = cloud.instances.get(args.name)
     if args.verb == "show":
         return inst
@@ -142,8 +151,8 @@ def run(cloud, args, namespace):
         inst.revert(args.snapshot)
         return Message(f"{args.name} is back at snapshot {args.snapshot}")
     if args.verb == "resize":
-        how = inst.resize(args.flavor)
-        return Message(f"{args.name} is now {args.flavor} ({how})")
+        how = inst.resize(flavor)
+        return Message(f"{args.name} is now {flavor} ({how})")
     if args.verb == "console":
         from nbcloud.ui import console
         return console.show(inst, timeout=args.timeout)
@@ -160,6 +169,19 @@ def run(cloud, args, namespace):
         return inst
     inst.reboot()
     return Message(f"rebooting instance {args.name}")
+
+
+def remote_command(words: list[str]) -> str:
+    """The shell command line of `instance ssh NAME -- ...`.
+
+    The magic hands over the raw text after `--` as one word, run as it is. From a shell
+    (`nbcloud instance ssh web -- ...`) one word is a command line too (`-- 'dmesg | tail'`);
+    several words are quoted one by one, so the guest gets the very words the local shell
+    made (`-- grep -m1 'model name' /proc/cpuinfo`)."""
+    words = words[1:] if words[:1] == ["--"] else words
+    if not words or not "".join(words).strip():
+        raise CommandError("instance ssh NAME -- COMMAND: give a command after --")
+    return words[0] if len(words) == 1 else shlex.join(words)
 
 
 class SSHOutput:

@@ -11,7 +11,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from nbcloud.core.errors import CloudError
-from nbcloud.core.flavors import CATALOGUE
+from nbcloud.core.flavors import CATALOGUE, CUSTOM_MAX_VCPUS, check_fits, custom_flavor
 from nbcloud.core.spec import InvalidSpec, check_name
 from nbcloud.ui import commands
 
@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 def magic_line(name: str, image: str = "tiny", flavor: str = "t.nano",
                networks: tuple[str, ...] | list[str] = (),
                volumes: tuple[str, ...] | list[str] = (), key: str = "default",
-               count: int = 1, wait: bool = True, screen: bool = False) -> str:
-    """The `%cloud instance create` line for these values; defaults are left out."""
+               count: int = 1, wait: bool = True, screen: bool = False,
+               vcpus: int = 1, memory: str = "512M") -> str:
+    """The `%cloud instance create` line for these values; defaults are left out. The
+    flavor `custom` stands for a custom instance type of `vcpus` and `memory`."""
     words = ["%cloud", "instance", "create", name or "NAME"]
     if image != "tiny":
         words += ["--image", image]
-    if flavor != "t.nano":
+    if flavor == CUSTOM:
+        words += ["--vcpus", str(vcpus), "--memory", memory]
+    elif flavor != "t.nano":
         words += ["--flavor", flavor]
     for net in networks:
         words += ["--network", net]
@@ -42,6 +46,10 @@ def magic_line(name: str, image: str = "tiny", flavor: str = "t.nano",
     if screen:
         words.append("--screen")
     return " ".join(shlex.quote(w) for w in words)
+
+
+#: the flavor menu's last entry: a custom instance type (vCPUs and memory fields appear)
+CUSTOM = "custom"
 
 
 def _names(items) -> list[str]:
@@ -66,8 +74,13 @@ class CreateForm:
         self.name = w.Text(description="name", placeholder="web", style=style)
         self.image = w.Dropdown(description="image", options=images,
                                 value="tiny" if "tiny" in images else images[0], style=style)
-        self.flavor = w.Dropdown(description="flavor", options=sorted(CATALOGUE),
+        self.flavor = w.Dropdown(description="flavor", options=[*sorted(CATALOGUE), CUSTOM],
                                  value="t.nano", style=style)
+        hidden = w.Layout(display="none")
+        self.vcpus = w.BoundedIntText(description="vCPUs", value=1, min=1,
+                                      max=CUSTOM_MAX_VCPUS, style=style, layout=hidden)
+        self.memory = w.Text(description="memory", value="512M", placeholder="512M or 2G",
+                             style=style, layout=w.Layout(display="none"))
         self.networks = w.SelectMultiple(description="networks", options=networks,
                                          value=tuple(n for n in networks if n == "nbcloud"),
                                          rows=min(max(len(networks), 2), 5), style=style)
@@ -83,8 +96,8 @@ class CreateForm:
         self.button = w.Button(description="Create", button_style="primary", icon="play")
         self.button.on_click(lambda _b: self.create())
         self.output = w.Output()
-        fields = (self.name, self.image, self.flavor, self.networks, self.volumes, self.key,
-                  self.count, self.wait, self.screen)
+        fields = (self.name, self.image, self.flavor, self.vcpus, self.memory, self.networks,
+                  self.volumes, self.key, self.count, self.wait, self.screen)
         for field in fields:
             field.observe(lambda _change: self._update(), names="value")
         self.box = w.VBox()
@@ -96,7 +109,8 @@ class CreateForm:
                 "flavor": self.flavor.value, "networks": tuple(self.networks.value),
                 "volumes": tuple(self.volumes.value), "key": self.key.value,
                 "count": self.count.value, "wait": self.wait.value,
-                "screen": self.screen.value}
+                "screen": self.screen.value, "vcpus": self.vcpus.value,
+                "memory": self.memory.value.strip()}
 
     @property
     def magic(self) -> str:
@@ -114,9 +128,18 @@ class CreateForm:
             return str(exc)
         if values["volumes"] and values["count"] != 1:
             return "a data volume attaches to one instance: use volumes with count 1"
+        if values["flavor"] == CUSTOM:
+            try:  # the same limits as the magic's: the grammar's, then the host's
+                flavor = custom_flavor(values["vcpus"], values["memory"])
+                check_fits(flavor, *self.cloud.provider.capacity())
+            except InvalidSpec as exc:
+                return str(exc)
         return ""
 
     def _update(self) -> None:
+        custom = self.flavor.value == CUSTOM
+        for field in (self.vcpus, self.memory):
+            field.layout.display = None if custom else "none"
         problem = self.problem()
         line = f"<code>{html.escape(self.magic)}</code>"
         if problem:
