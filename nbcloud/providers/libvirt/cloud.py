@@ -25,7 +25,7 @@ import libvirt
 
 from nbcloud.core.errors import CloudError, HostDown, HostError, NotFound
 from nbcloud.core.spec import check_name
-from nbcloud.providers.libvirt.firewall import GROUP_PREFIX
+from nbcloud.providers.libvirt.firewall import group_filter
 from nbcloud.providers.libvirt.hostset import HostSetMixin
 from nbcloud.providers.libvirt.migration import MigrationMixin
 from nbcloud.providers.libvirt.provider import LibvirtProvider
@@ -233,15 +233,16 @@ class LibvirtCloud(HostSetMixin, MigrationMixin, SpanMixin, LibvirtProvider):
         return dataclasses.replace(made, host=host)
 
     def apply_instance_groups(self, instance: str, groups: list[str],
-                              egress_limited: bool) -> None:
+                              egress_limited: bool, owner: str) -> None:
         if not self.peers:
-            return _BASE.apply_instance_groups(self, instance, groups, egress_limited)
+            return _BASE.apply_instance_groups(self, instance, groups, egress_limited, owner)
         host = self.host_of(instance) or self.home_host
         if host != self.home_host:   # its groups' filters, which a later host lacks
             for group in groups:
-                xml = self.conn.nwfilterLookupByName(GROUP_PREFIX + group).XMLDesc(0)
+                xml = self.conn.nwfilterLookupByName(group_filter(owner, group)).XMLDesc(0)
                 self._host(host).conn.nwfilterDefineXML(xml)
-        return self._call(host, "apply_instance_groups", instance, groups, egress_limited)
+        return self._call(host, "apply_instance_groups", instance, groups, egress_limited,
+                          owner)
 
     def publish(self, reservation):
         if not self.peers:

@@ -27,7 +27,6 @@ from pathlib import Path
 import libvirt
 
 from nbcloud.core.errors import CloudError, HostDown, InvalidSpec, NotFound
-from nbcloud.providers.libvirt.firewall import GROUP_PREFIX, INSTANCE_PREFIX
 from nbcloud.providers.libvirt.local import is_local, is_remote_system
 from nbcloud.providers.libvirt.transfer import copy_volume, ensure_image, volume_facts
 from nbcloud.providers.libvirt.volumes import IMAGE_POOL, INSTANCE_POOL, TIERS, tier_pool
@@ -101,7 +100,7 @@ class MigrationMixin:
             for net in filter(None, meta.get("networks", "").split(",")):
                 if net != USER_NETWORK:
                     self.span(net, to)
-            self._copy_filters(src, dst, root)
+            filters = self._copy_filters(src, dst, root)
             for d in disks:
                 self._make_on_destination(src, dst, d)
                 made.append((d.pool, d.volume))
@@ -125,7 +124,9 @@ class MigrationMixin:
             self._where[name] = to
         for d in disks:                     # the source's copies are stale now
             src.delete_volume(d.pool, d.volume)
-        src.undefine_nwfilter(INSTANCE_PREFIX + name)
+        for f in filters:                    # its own filter (its groups' may serve others)
+            if f.endswith(f"-inst-{name}"):
+                src.undefine_nwfilter(f)
         return {"seconds": seconds, "from": source, "to": to,
                 **self._completed(dst, name)}
 
@@ -168,25 +169,27 @@ class MigrationMixin:
             dst.create_volume(d.pool, d.volume, d.capacity, d.fmt)
 
     @staticmethod
-    def _copy_filters(src, dst, root: ET.Element) -> None:
-        """nbcloud's filters the instance's interfaces use, and those they reference."""
+    def _copy_filters(src, dst, root: ET.Element) -> list[str]:
+        """nbcloud's filters the instance's interfaces use, and those they reference
+        (defined on `dst`); returns their names."""
         todo = [ref.get("filter", "") for ref in root.iterfind("devices/interface/filterref")]
-        seen: set[str] = set()
+        found: dict[str, str] = {}          # name -> XML, referencing filters first
         while todo:
-            name = todo.pop()
-            if name in seen or not name.startswith((INSTANCE_PREFIX, GROUP_PREFIX)):
+            name = todo.pop(0)
+            if name in found or not name.startswith("nbcloud-"):
                 continue
-            seen.add(name)
             try:
-                xml = src.conn.nwfilterLookupByName(name).XMLDesc(0)
+                found[name] = src.conn.nwfilterLookupByName(name).XMLDesc(0)
             except libvirt.libvirtError:
                 continue
-            todo += [r.get("filter", "") for r in ET.fromstring(xml).findall("filterref")]
+            todo += [r.get("filter", "") for r in ET.fromstring(found[name]).findall("filterref")]
+        for name, xml in reversed(found.items()):   # what is referenced before its users
             try:
                 dst.conn.nwfilterDefineXML(xml)
             except libvirt.libvirtError as exc:
                 raise CloudError(f"host {dst.uri} refused network filter {name}: "
                                  f"{exc.get_error_message()}") from None
+        return sorted(found)
 
     def _dest_xml(self, src, dst, root: ET.Element) -> str | None:
         """The domain's XML with the destination's folders where they differ from the
