@@ -13,7 +13,6 @@ accelerator is recorded as `tcg` in the tier's own accelerator cache.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -56,7 +55,6 @@ def cloud(fabric, tmp_path_factory):
     """The cloud of the three hosts: opened on the first, the two others added."""
     from nbcloud.api import Cloud
     from nbcloud.inventory import Inventory
-    os.environ["NBCLOUD_HOME"] = str(tmp_path_factory.getbasetemp() / "nbcloud-home")
     home, *others = fabric.hosts
     c = Cloud(home.uri, inventory=Inventory(tmp_path_factory.mktemp("hosts-inv") / "inv.sqlite"))
     record_tcg(c.provider)
@@ -77,6 +75,17 @@ def conn_of(fabric, index: int):
     not go through nbcloud."""
     import libvirt
     return libvirt.open(fabric.hosts[index - 1].uri)
+
+
+def volumes_on(fabric, index: int, pool: str = "nbcloud") -> list[str]:
+    """The volumes of `pool` on host `index`, straight from libvirt."""
+    conn = conn_of(fabric, index)
+    try:
+        p = conn.storagePoolLookupByName(pool)
+        p.refresh(0)
+        return sorted(p.listVolumes())
+    finally:
+        conn.close()
 
 
 def domains_on(fabric, index: int) -> list[str]:

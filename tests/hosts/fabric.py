@@ -58,7 +58,11 @@ class LabHost:
         self.root = Path(root)
         self.host_uuid = str(uuid.uuid4())
         self.uri = f"qemu+ssh://root@{self.address}/system"
-        self.holder: subprocess.Popen | None = None    # holds the host's netns (index > 1)
+        # the network namespace of a host but the first (which shares the test process's):
+        # made by scripts/hosts-tier.sh before the tier starts, so that its clean-up finds
+        # every process left there (QEMU, dnsmasq, libvirtd) even if this process dies
+        self.netns = f"{os.environ.get('HOSTS_FABRIC', 'mh-fabric')}-{index}" \
+            if index > 1 else None
         self.proc: subprocess.Popen | None = None
 
     # ----- set-up -----------------------------------------------------------------------
@@ -89,15 +93,12 @@ class LabHost:
             f.write(f"{self.address} {' '.join(public.split()[:2])}\n")
         if self.index == 1:
             return
-        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
-        ours = os.stat("/proc/self/ns/net").st_ino
-        for _ in range(100):  # until unshare has moved it, before it execs sleep
-            if os.stat(f"/proc/{self.holder.pid}/ns/net").st_ino != ours:
-                break
-            time.sleep(0.02)
+        if not Path(f"/run/netns/{self.netns}").exists():
+            raise RuntimeError(f"no network namespace {self.netns}: run this tier with "
+                               "scripts/hosts-tier.sh")
         veth = f"mh-veth{self.index}"
         run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
-            str(self.holder.pid))
+            self.netns)
         run("ip", "link", "set", veth, "master", BRIDGE, "up")
         for argv in (["ip", "link", "set", "lo", "up"],
                      ["ip", "addr", "add", f"{self.address}/24", "dev", "eth0"],
@@ -105,9 +106,9 @@ class LabHost:
             run(*self._enter(), *argv)
 
     def _enter(self) -> list[str]:
-        if self.holder is None:
+        if self.netns is None:
             return []
-        return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
+        return ["nsenter", f"--net=/run/netns/{self.netns}"]
 
     def start(self, timeout: float = 30.0) -> None:
         binds = [[str(self.root / sub), dst] for sub, dst in {**FOLDERS, **EXTRA}.items()]
@@ -163,7 +164,7 @@ class LabHost:
 
     def stop(self) -> None:
         """Power off this host's guests and networks (their QEMU and dnsmasq outlive
-        libvirtd), then stop libvirtd, dropbear and the namespace's holder."""
+        libvirtd), then stop libvirtd and dropbear."""
         import libvirt
         if self.proc is not None and self.proc.poll() is None:
             try:
@@ -190,10 +191,8 @@ class LabHost:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        if self.holder is not None:
-            self.holder.kill()
-            self.holder.wait()
-            self.holder = None
+        if self.netns is not None:
+            run("ip", "link", "delete", f"mh-veth{self.index}", check=False)
 
 
 class Fabric:

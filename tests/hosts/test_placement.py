@@ -15,6 +15,8 @@ def spread(cloud, fabric):
     """mh-web-1..3, one create with --count 3, SSH-ready."""
     insts = cloud.instances.create(WEB, count=3, flavor="t.nano")
     yield {i.name: i for i in insts}
+    for inst in insts:
+        cloud.instances.delete(inst.name)
 
 
 def test_count_spreads_one_instance_per_host(spread, cloud, fabric):
@@ -25,7 +27,7 @@ def test_count_spreads_one_instance_per_host(spread, cloud, fabric):
         assert mine == [n for n, h in where.items() if h == host.name]
     for name, inst in spread.items():                       # each answers SSH
         assert inst.ssh("hostname").strip() == name
-    rows = {r.name: r.spec["host"] for r in cloud.inventory.all("instance")}
+    rows = {r.name: r.spec["host"] for r in cloud.ctx.inventory.all("instance")}
     assert {n: rows[n] for n in spread} == where
 
 
@@ -52,8 +54,8 @@ def test_a_full_cloud_refuses_in_one_line_and_makes_nothing(spread, cloud, fabri
         for name in hosts:
             assert f"{name} has 0 of 1 vCPUs free" in message
         assert all("mh-extra" not in domains_on(fabric, i) for i in (1, 2, 3))
-        assert cloud.inventory.get("instance", "mh-extra") is None
-        op = cloud.inventory.operations(1)[0]
+        assert cloud.ctx.inventory.get("instance", "mh-extra") is None
+        op = cloud.ctx.inventory.operations(1)[0]
         assert (op["verb"], op["name"], op["result"]) == ("create", "mh-extra", "failed")
     finally:
         for name, host in hosts.items():

@@ -81,14 +81,22 @@ class HostShell:
             self.master = ["ssh", *options, "-o", "ControlMaster=yes",
                            "-o", "ControlPersist=60", "-o", f"ControlPath={self.control}",
                            "-f", "-N", "--", target]
+            self.check = ["ssh", "-o", f"ControlPath={self.control}", "-O", "check", "--",
+                          target]
             self.prefix = ["ssh", *options, "-o", f"ControlPath={self.control}",
                            "--", target]
 
     def _connect(self) -> None:
         """Start the shared connection unless one is up (its process forks away: no
         pipe of ours may stay open in it)."""
-        if self.control is None or self.control.exists():
+        if self.control is None:
             return
+        if self.control.exists():
+            alive = subprocess.run(self.check, stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=10, check=False).returncode == 0
+            if alive:
+                return
+            self.control.unlink(missing_ok=True)   # its master was killed: a stale socket
         subprocess.run(self.master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30, check=False)
 
