@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -40,7 +39,7 @@ NODE = """<node><cpu><mhz>2000</mhz><model>x86_64</model><active>{n}</active>
 </cpu><memory>{kib}</memory></node>"""
 
 
-def virsh_migrate(cloud, fabric, source: str, to: str) -> dict:
+def virsh_migrate(cloud, source: str, to: str) -> dict:
     """`virsh migrate` of NAME from host `source` to `to`, nbcloud's flags; the
     destination's disks made first (not timed), the source's removed after."""
     import libvirt
@@ -73,25 +72,13 @@ def nbcloud_migrate(cloud, to: str) -> dict:
 
 
 def migrations(rounds: int, root: Path) -> dict:
-    from tests.hosts.conftest import IMAGES, record_tcg
-    from tests.hosts.fabric import Fabric
-
-    from nbcloud.api import Cloud
-    from nbcloud.inventory import Inventory
+    from tests.hosts.fabric import Fabric, open_cloud
     fabric = Fabric(root / "fabric", count=2)
     fabric.up()
     cloud = None
     try:
         home, other = fabric.hosts
-        cloud = Cloud(home.uri, inventory=Inventory(root / "inv.sqlite"))
-        record_tcg(cloud.provider)
-        cloud.ensure_default_network()
-        meta = json.loads((IMAGES / "tiny.json").read_text())
-        cloud.images.put_kernel_image("tiny", IMAGES / "tiny.vmlinuz", IMAGES / "tiny.initrd",
-                                      meta["cmdline"], meta["digest"])
-        cloud.hosts.add(home.name, home.uri)
-        cloud.hosts.add(other.name, other.uri)
-        record_tcg(cloud.provider.peers[other.name])
+        cloud = open_cloud(fabric, root / "inv.sqlite")
         inst = cloud.instances.create(NAME, flavor="t.nano", host=home.name)
         runs: dict[str, list[dict]] = {"nbcloud": [], "virsh": []}
         for r in range(rounds):
@@ -99,7 +86,7 @@ def migrations(rounds: int, root: Path) -> dict:
                 here = cloud.provider.host_of(NAME)
                 to = other.name if here == home.name else home.name
                 run = nbcloud_migrate(cloud, to) if tool == "nbcloud" else \
-                    virsh_migrate(cloud, fabric, here, to)
+                    virsh_migrate(cloud, here, to)
                 assert inst.ssh("hostname").strip() == NAME      # it runs, and answers
                 runs[tool].append(run)
                 print(f"  round {r + 1} {tool:8} {here} -> {to}: {run['seconds']:.2f} s, "

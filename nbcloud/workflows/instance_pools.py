@@ -320,8 +320,7 @@ class InstancePools:
                         as op:
                     for member in gone:
                         self.cloud.hosts.forget_lost(member)
-                    self._save(r.name, members=[m for m in r.spec["members"]
-                                                if m not in gone])
+                    self._members_change(r.name, remove=gone)
                     self._grow(r.name, gone)
                     op.detail = ", ".join(f"{m} (was on {lost[m]})" for m in gone)
             made += gone

@@ -12,26 +12,12 @@ accelerator is recorded as `tcg` in the tier's own accelerator cache.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 
-from tests.hosts.fabric import Fabric
+from tests.hosts.fabric import IMAGES, Fabric, open_cloud
 
 PREFIX = "mh-"
-IMAGES = Path("/var/lib/nbcloud/images")
-TCG = {"accelerator": "tcg", "reason": "the hosts tier runs software emulation (KVM is not "
-       "usable on this machine)"}
-
-
-def record_tcg(provider) -> None:
-    """What a probe found on this machine, in the cache the tier's home holds."""
-    from nbcloud.providers.libvirt import accel
-    cache_file = accel._cache_file()
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    cache[accel._cache_key(provider)] = TCG
-    cache_file.write_text(json.dumps(cache))
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +39,7 @@ def fabric(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cloud(fabric, tmp_path_factory):
     """The cloud of the three hosts: opened on the first, the two others added."""
-    from nbcloud.api import Cloud
-    from nbcloud.inventory import Inventory
-    home, *others = fabric.hosts
-    c = Cloud(home.uri, inventory=Inventory(tmp_path_factory.mktemp("hosts-inv") / "inv.sqlite"))
-    record_tcg(c.provider)
-    c.ensure_default_network()
-    meta = json.loads((IMAGES / "tiny.json").read_text())
-    c.images.put_kernel_image("tiny", IMAGES / "tiny.vmlinuz", IMAGES / "tiny.initrd",
-                              meta["cmdline"], meta["digest"])
-    c.hosts.add(home.name, home.uri)
-    for host in others:
-        c.hosts.add(host.name, host.uri)
-        record_tcg(c.provider.peers[host.name])
+    c = open_cloud(fabric, tmp_path_factory.mktemp("hosts-inv") / "inv.sqlite")
     yield c
     c.close()
 

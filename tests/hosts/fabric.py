@@ -110,14 +110,17 @@ class LabHost:
             return []
         return ["nsenter", f"--net=/run/netns/{self.netns}"]
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, ssh: bool = True) -> None:
+        """Start libvirtd (and dropbear, unless `ssh` is False: a daemon started again
+        after `kill_daemon`, whose dropbear lives on)."""
         binds = [[str(self.root / sub), dst] for sub, dst in {**FOLDERS, **EXTRA}.items()]
         (self.root / "run" / "libvirt-sock").unlink(missing_ok=True)
         # dropbear forks into the background (its pid file says which process it is);
         # then the shell becomes libvirtd, in the same namespaces
-        boot = (f"dropbear -s -p {self.address}:22 -r {self.root}/dropbear_ed25519 "
-                f"-P {self.root}/dropbear.pid && exec libvirtd "
-                f"--pid-file {self.root}/libvirtd.pid")
+        boot = f"exec libvirtd --pid-file {self.root}/libvirtd.pid"
+        if ssh:
+            boot = (f"dropbear -s -p {self.address}:22 -r {self.root}/dropbear_ed25519 "
+                    f"-P {self.root}/dropbear.pid && {boot}")
         log = open(self.root / "libvirtd.out", "ab")
         self.proc = subprocess.Popen(
             [*self._enter(), "unshare", "--mount", "--propagation", "slave",
@@ -225,3 +228,36 @@ class Fabric:
             host.stop()
         if Path(f"/sys/class/net/{BRIDGE}").exists():
             run("ip", "link", "delete", BRIDGE, check=False)
+
+
+IMAGES = Path("/var/lib/nbcloud/images")
+TCG = {"accelerator": "tcg", "reason": "the hosts tier runs software emulation (KVM is not "
+       "usable on this machine)"}
+
+
+def record_tcg(provider) -> None:
+    """What a probe found on this machine, in the cache the tier's home holds."""
+    from nbcloud.providers.libvirt import accel
+    cache_file = accel._cache_file()
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache[accel._cache_key(provider)] = TCG
+    cache_file.write_text(json.dumps(cache))
+
+
+def open_cloud(fabric: "Fabric", inventory: Path):
+    """The cloud of the fabric's hosts: opened on the first, which gets the tiny image
+    of this machine's image pool and the default network; the others added to it."""
+    from nbcloud.api import Cloud
+    from nbcloud.inventory import Inventory
+    home, *others = fabric.hosts
+    cloud = Cloud(home.uri, inventory=Inventory(inventory))
+    record_tcg(cloud.provider)
+    cloud.ensure_default_network()
+    meta = json.loads((IMAGES / "tiny.json").read_text())
+    cloud.images.put_kernel_image("tiny", IMAGES / "tiny.vmlinuz", IMAGES / "tiny.initrd",
+                                  meta["cmdline"], meta["digest"])
+    cloud.hosts.add(home.name, home.uri)
+    for host in others:
+        cloud.hosts.add(host.name, host.uri)
+        record_tcg(cloud.provider.peers[host.name])
+    return cloud

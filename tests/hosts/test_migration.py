@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nbcloud.core.errors import Interrupted, InvalidSpec, NotFound
+from nbcloud.core.errors import Interrupted, InvalidSpec, NoCapacity, NotFound
 from tests.hosts.conftest import domains_on, volumes_on
 from tests.hosts.test_hosts import magic
 
@@ -25,7 +25,7 @@ def pair(cloud):
 
 
 def test_an_aborted_migration_leaves_it_where_it_was(pair, cloud, fabric):
-    with pytest.raises(Interrupted, match=f"still runs on mh-h2$"):
+    with pytest.raises(Interrupted, match="still runs on mh-h2$"):
         cloud.hosts.migrate(MOVER, "mh-h1", cancelled=lambda: True)
     assert cloud.provider.host_of(MOVER) == "mh-h2"
     assert MOVER in domains_on(fabric, 2) and MOVER not in domains_on(fabric, 1)
@@ -76,3 +76,25 @@ def test_migrate_through_the_magic_and_bad_targets(pair, cloud, fabric):
     assert message.startswith(f"migrated {MOVER} from mh-h1 to mh-h"), message
     assert cloud.provider.host_of(MOVER) != "mh-h1"
     assert MOVER not in domains_on(fabric, 1)
+
+
+def test_drain_moves_everything_off_and_the_host_takes_nothing_new(pair, cloud, fabric):
+    host = cloud.provider.host_of(MOVER)
+    index = int(host.rsplit("h", 1)[1])
+    on_it = sorted(n for n in (MOVER, PINGER) if cloud.provider.host_of(n) == host)
+    try:
+        message = str(magic(cloud, f"host drain {host}"))
+        assert message.startswith(f"drained host {host}: {on_it[0]} -> mh-h"), message
+        assert not [n for n in domains_on(fabric, index) if n.startswith("mh-")]
+        for name in on_it:
+            assert cloud.provider.host_of(name) not in ("", host)
+            assert cloud.instances.get(name).ssh("hostname").strip() == name
+        row = next(r for r in magic(cloud, "host list").rows if r[0].split()[0] == host)
+        assert row[2] == "up, drained"
+        with pytest.raises(NoCapacity, match=f"^host {host} has no room for mh-later "
+                                             rf"\(1 vCPU, 128 MiB\): {host} is drained; "):
+            cloud.instances.create("mh-later", flavor="t.nano", host=host, wait=False)
+    finally:
+        cloud.hosts.add(host, fabric.hosts[index - 1].uri)    # it takes instances again
+    row = next(r for r in magic(cloud, "host list").rows if r[0].split()[0] == host)
+    assert row[2] == "up"
