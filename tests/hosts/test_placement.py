@@ -31,6 +31,22 @@ def test_count_spreads_one_instance_per_host(spread, cloud, fabric):
     assert {n: rows[n] for n in spread} == where
 
 
+def test_ls_and_the_topology_say_each_instances_host(spread, cloud):
+    from nbcloud.ui.widgets.ls import inventory_rows
+    from nbcloud.workflows.topology import build_graph
+    where = {name: cloud.provider.host_of(name) for name in spread}
+    rows = {r.name: r for r in inventory_rows(cloud, "instance")}
+    for name, host in where.items():
+        assert rows[name].state == "running"
+        assert rows[name].detail.startswith(f"on {host} "), rows[name]
+    graph = build_graph(cloud.services)
+    assert {n.name: n.state for n in graph.of_kind("host")} == {
+        "mh-h1": "up", "mh-h2": "up", "mh-h3": "up"}
+    for name, host in where.items():
+        assert tuple(sorted([("host", host), ("instance", name)])) in graph.edges
+        assert graph.nodes[("instance", name)].group == host
+
+
 def test_names_resolve_and_answer_across_hosts(spread, cloud):
     by_host = {cloud.provider.host_of(n): i for n, i in spread.items()}
     a, b = by_host["mh-h2"], by_host["mh-h3"]

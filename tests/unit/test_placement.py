@@ -93,3 +93,14 @@ def test_one_host_places_nothing_and_lists_as_ever(test_cloud):
     assert test_cloud.instances.table().columns == ["name", "state", "ip", "flavor", "image"]
     with pytest.raises(NotFound, match="it has one, home"):
         test_cloud.hosts.place("solo", nano, pin="elsewhere")
+
+
+def test_a_host_without_a_shell_is_refused_a_spanning_network_and_ssh_words_are_checked():
+    from nbcloud.core.errors import Unsupported
+    from nbcloud.providers.libvirt.overlay import HostShell
+    with pytest.raises(Unsupported, match=r"^host h2 \(qemu\+tcp://10.0.0.2/system\) offers "
+                                          "nbcloud no shell: "):
+        HostShell("h2", "qemu+tcp://10.0.0.2/system", False).require()
+    for uri in ("qemu+ssh://-oProxyCommand=touch@h/system", "qemu+ssh://root@-h/system"):
+        with pytest.raises(CloudError, match="names a user or host nbcloud will not pass"):
+            HostShell("h2", uri, False)

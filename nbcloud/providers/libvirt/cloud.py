@@ -217,12 +217,12 @@ class LibvirtCloud(HostSetMixin, MigrationMixin, SpanMixin, LibvirtProvider):
             target = self._host(host)
             if host in self._down:
                 raise HostDown(f"host {host} does not answer ({self._down[host][0]})")
+            for net in req.networks:   # first: a host it cannot span to is refused here
+                if net != USER_NETWORK:
+                    self.span(net, host)
             if host != self.home_host:
                 ensure_image(self, target, image.name)
                 image = target.images.get(image.name)
-            for net in req.networks:
-                if net != USER_NETWORK:
-                    self.span(net, host)
             made = target.provision(req, image, undo) if target is not self else \
                 _BASE.provision(self, req, image, undo)
         else:

@@ -100,6 +100,13 @@ class HostShell:
         subprocess.run(self.master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30, check=False)
 
+    def require(self) -> None:
+        """Unsupported (one line) if nbcloud has no shell on this host."""
+        if self.prefix is None:
+            raise Unsupported(f"host {self.host} ({self.uri}) offers nbcloud no shell: a "
+                              "network spanning hosts is joined by the kernel's VXLAN, set "
+                              "up over SSH; add the host as qemu+ssh://USER@ADDRESS/system")
+
     def run(self, *argv: str, check: bool = True) -> str:
         """Run `argv` on the host; its standard output. CloudError naming the host if it
         fails (and `check`)."""
@@ -108,10 +115,7 @@ class HostShell:
     def script(self, commands: list[list[str]], check: bool = True) -> str:
         """Run `commands` on the host one after the other, in one go (one SSH session),
         stopping at the first that fails; their standard output."""
-        if self.prefix is None:
-            raise Unsupported(f"host {self.host} ({self.uri}) offers nbcloud no shell: a "
-                              "network spanning hosts is joined by the kernel's VXLAN, set "
-                              "up over SSH; add the host as qemu+ssh://USER@ADDRESS/system")
+        self.require()
         # every word quoted: over SSH the line reaches a remote shell
         line = " && ".join(" ".join(shlex.quote(w) for w in argv) for argv in commands)
         shown = "; ".join(" ".join(argv) for argv in commands)

@@ -67,6 +67,9 @@ class SpanMixin:
         mesh of every host the network has. Returns what changed."""
         auth = self.authority(network)
         info = self._call(auth, "network", network)
+        if host != auth and not self.is_test_driver:   # refused before anything is made
+            for h in (auth, host):
+                self.shell(h).require()
         with _SPAN_LOCK:
             done = []
             if host != auth:
