@@ -40,7 +40,7 @@ class Cloud:
         self.instances, self.volumes, self.cdroms = s.instances, s.volumes, s.cdroms
         self.pools, self.networks, self.keys = s.pools, s.networks, s.keys
         self.secgroups, self.floating, self.sync = s.secgroups, s.floating, s.sync
-        self.lbs, self.dns = s.lbs, s.dns
+        self.lbs, self.dns, self.projects = s.lbs, s.dns, s.projects
         self.hosts = s.hosts
         self.down_at_open = s.hosts.attach()   # the recorded hosts joined again
         self.ipools = InstancePools(s)

@@ -45,5 +45,13 @@ for extra in monitor agent topology; do
         run "$extra" "${IN_NS[@]}" $PY "bench/$extra.py"
     fi
 done
+# nbcloud's OpenStack provider against the OpenStack CLI, when the all-in-one cloud is up
+# (inside its namespace: its APIs and floating IPs are reachable only there)
+if bash scripts/openstack/aio.sh exec true 2>/dev/null; then
+    run openstack bash scripts/openstack/aio.sh exec $PY bench/openstack_boot.py \
+        --rounds "$TINY"
+else
+    echo "bench: openstack not run: the all-in-one cloud is not up (scripts/openstack/aio.sh up)"
+fi
 $PY bench/report.py
 echo "bench: done in $((SECONDS - start)) s"

@@ -34,6 +34,18 @@ bash scripts/hosts-tier.sh || rc=$?
 if bash scripts/openstack/aio.sh up; then
     bash scripts/openstack/aio.sh exec .venv/bin/python -m pytest -q -p no:cacheprovider \
         --durations=5 tests/openstack || rc=$?
+    # The course notebooks again, on the cloud: only the connection differs (NBCLOUD_URI),
+    # with an nbcloud home of their own (inventory, keys) and this checkout's tiny image in
+    # Glance; bounded, so that a stuck cloud cannot hold the test command.
+    os_home=$(mktemp -d)
+    export NBCLOUD_URI=openstack://nbcloud-aio NBCLOUD_HOME=$os_home
+    bash scripts/openstack/aio.sh exec .venv/bin/nbcloud image build tiny || rc=$?
+    IPYTHONDIR="$ipython_dir" bash scripts/openstack/aio.sh exec timeout -k 30 1200 \
+        .venv/bin/python -m pytest -q -p no:cacheprovider -p tests.nbval_outputs --durations=5 --nbval-lax \
+        notebooks/01-first-instance.ipynb notebooks/course/0[1235]-*.ipynb \
+        notebooks/course/0[68]-*.ipynb || rc=$?
+    unset NBCLOUD_URI NBCLOUD_HOME
+    rm -rf "$os_home"
 else
     rc=1
 fi

@@ -80,7 +80,9 @@ def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImag
     except ArchiveError as exc:
         built = _newest_built(cache_dir)
         if built is None:
-            raise TinyImageError(str(exc)) from None
+            raise TinyImageError(f"{exc}; and no tiny image built from this nbcloud is in "
+                                 f"{cache_dir}: build it once where the archive is "
+                                 "reachable") from None
         say(f"the Debian archive cannot be read ({exc}); using the image built before")
         return built
     versions = {name: c.version for name, c in found.items()}
@@ -156,8 +158,17 @@ def _digest(versions: dict[str, str]) -> str:
 
 
 def _newest_built(cache_dir: Path) -> TinyImage | None:
+    """The newest image in the cache built from this very source (init, builder, modules):
+    one built by another checkout or version would boot another init."""
     found = sorted(cache_dir.glob("tiny-*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    return _load(found[-1].parent) if found else None
+    for manifest in reversed(found):
+        try:
+            made = json.loads(manifest.read_text())
+            if made["digest"] == _digest(made["packages"]):
+                return _load(manifest.parent)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _run(args: list[str]) -> str:
@@ -369,11 +380,14 @@ bound | renew)
 		exit 0
 	fi
 	ip addr replace "$ip/${mask:-24}" dev "$interface"
-	if [ -n "$router" ]; then
+	# a second NIC's lease (another network's router) must not move the default route
+	routed=$(cat "$NB/route-dev" 2>/dev/null)
+	if [ -n "$router" ] && [ "${routed:-$interface}" = "$interface" ]; then
 		while ip route del default dev "$interface" 2>/dev/null; do :; done
 		for r in $router; do ip route add default via "$r" dev "$interface" && break; done
 	fi
-	[ -n "$dns" ] && for d in $dns; do echo "nameserver $d"; done >/etc/resolv.conf
+	[ -n "$dns" ] && [ "${routed:-$interface}" = "$interface" ] &&
+		for d in $dns; do echo "nameserver $d"; done >/etc/resolv.conf
 	echo "$ip" >"$NB/ip-$interface" ;;
 esac
 exit 0

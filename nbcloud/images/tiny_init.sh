@@ -12,7 +12,9 @@
 #   config drive    (OpenStack, when the SMBIOS product names OpenStack: an ISO9660
 #                   volume config-2 on a CD-ROM or virtio disk) openstack/latest/
 #                   meta_data.json uuid, hostname, public_keys; user_data as below;
-#                   the network by DHCP (network_data.json is not read)
+#                   network_data.json: every network on the NIC of its link's MAC,
+#                   ipv4_dhcp by DHCP, ipv4 static (default route, DNS services); the
+#                   first NIC alone takes the default route and the name servers
 #   cloud-config    hostname, ssh_authorized_keys, ssh_keys.ed25519_private/_public,
 #                   runcmd (strings, or lists of args).  Several cloud-config parts are
 #                   merged like cloud-init's list(append)+str(): lists add up, the
@@ -206,8 +208,10 @@ read_seed() { # the mounted seed -> MD_ID MD_HOST CC_HOST NICS, and files in $NB
 	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
 }
 
-json_meta() { # meta_data.json -> MD_ID MD_HOST assignments; public_keys to $NB/authorized_keys
-	awk -v out="$NB" '
+json_read() { # meta|net FILE: meta_data.json -> MD_ID MD_HOST assignments and public_keys
+	# to $NB/authorized_keys; network_data.json -> NICS lines (one per network, its link's
+	# MAC; ipv4_dhcp as dhcp, ipv4 as static with its routes' default and the DNS services)
+	awk -v out="$NB" -v what="$1" '
 function shq(s,  n, p, i, r) { n = split(s, p, "\047"); r = p[1]
 	for (i = 2; i <= n; i++) r = r "\047\\\047\047" p[i]; return "\047" r "\047" }
 function ws() { while (i <= n && index(" \t\r\n", substr(s, i, 1))) i++ }
@@ -226,18 +230,36 @@ function val(p,  k, c, m) { ws(); c = substr(s, i, 1)
 	if (c == "[") { i++; ws(); m = 0; if (substr(s, i, 1) == "]") { i++; return }
 		while (i <= n) { val(p "." m++); ws(); c = substr(s, i++, 1); if (c != ",") return } }
 	if (c == "\"") { K[++nk] = p; V[p] = str(); return }
-	match(substr(s, i), /^[^,}\] \t\r\n]+/); K[++nk] = p; V[p] = substr(s, i, RLENGTH); i += RLENGTH }
+	match(substr(s, i), /^[^],} \t\r\n]+/); K[++nk] = p; V[p] = substr(s, i, RLENGTH); i += RLENGTH }
 { s = s $0 "\n" }
+function prefix(m,  p, q, b) { if (m !~ /\./) return m; split(m, q, "."); b = 0
+	for (p = 1; p <= 4; p++) for (; q[p] > 0; q[p] = (q[p] * 2) % 256) b++; return b }
 END { n = length(s); i = 1; val("")
+	if (what == "net") {
+		dns = ""; for (j = 0; ("services." j ".type") in V; j++)
+			if (V["services." j ".type"] == "dns") dns = dns (dns == "" ? "" : ",") V["services." j ".address"]
+		for (j = 0; ("networks." j ".link") in V; j++) { e = "networks." j; mac = "-"
+			for (l = 0; ("links." l ".id") in V; l++)
+				if (V["links." l ".id"] == V[e ".link"]) mac = tolower(V["links." l ".ethernet_mac_address"])
+			if (V[e ".type"] == "ipv4_dhcp") { mode = "dhcp"; addrs = "-"; gw = "-" }
+			else if (V[e ".type"] == "ipv4") { mode = "static"; gw = "-"
+				addrs = V[e ".ip_address"] "/" prefix(V[e ".netmask"])
+				for (r = 0; (e ".routes." r ".network") in V; r++)
+					if (V[e ".routes." r ".network"] == "0.0.0.0") gw = V[e ".routes." r ".gateway"] }
+			else continue
+			printf "NICS=\"$NICS\"%s\n", shq(sprintf("net%d %s - - %s %s %s %s\n", j, mac, mode, addrs, gw,
+				mode == "static" && dns != "" ? dns : "-")) }
+		exit }
 	print "MD_ID=" shq(V["uuid"]); print "MD_HOST=" shq(V["hostname"])
 	for (j = 1; j <= nk; j++) if (K[j] ~ /^public_keys\./) { k = V[K[j]]; sub(/[ \t\n]+$/, "", k)
-		print k >> (out "/authorized_keys") } }' "$1"
+		print k >> (out "/authorized_keys") } }' "$2"
 }
 
 read_config_drive() { # the mounted OpenStack config drive -> MD_ID MD_HOST CC_HOST, files in $NB
 	local d=$SEED/openstack/latest
 	NICS= NSCRIPT=100 MD_ID= MD_HOST= CC_HOST=
-	[ -f $d/meta_data.json ] && eval "$(json_meta $d/meta_data.json)"
+	[ -f $d/meta_data.json ] && eval "$(json_read meta $d/meta_data.json)"
+	[ -f $d/network_data.json ] && eval "$(json_read net $d/network_data.json)"
 	[ -f $d/user_data ] && read_user_data $d/user_data
 	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
 }
@@ -345,6 +367,8 @@ configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addr
 			arping -U -c 2 -I "$dev" "${a%/*}" >/dev/null 2>&1 &
 			[ "$mode" = dhcp ] || dhcp "$dev" "${a%/*}"
 		elif [ "$mode" = dhcp ]; then
+			# the default route and name servers come from the first NIC's lease only
+			[ -n "$routed" ] || { echo "$dev" >$NB/route-dev; routed=$dev; }
 			dhcp "$dev"
 		fi
 		[ -z "$IP" ] && [ -s "$NB/ip-$dev" ] && read -r IP <"$NB/ip-$dev"
@@ -431,7 +455,8 @@ else
 fi
 KEYJOB=$!
 if [ -s $NB/authorized_keys ]; then
-	cp $NB/authorized_keys /root/.ssh/authorized_keys
+	# once each: Nova's key pair may be in the cloud-config too
+	awk '!seen[$0]++' $NB/authorized_keys >/root/.ssh/authorized_keys
 else
 	say "no ssh_authorized_keys in the seed: nobody can log in"
 fi

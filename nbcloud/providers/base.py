@@ -41,6 +41,7 @@ CAPABILITIES = {
     "console": "a console log",
     "stats": "monitoring statistics",
     "flavors": "flavors of its own (a catalogue only an admin may change)",
+    "projects": "projects and users (an OpenStack admin's, for a class)",
     "adopt": "adopting objects made outside nbcloud",
     "hosts": "hosts of its own to add, drain or place on (the cloud places instances)",
     "migrate": "live migration between hosts it lets nbcloud choose",
@@ -105,6 +106,7 @@ class Host(Protocol):
 class Compute(Protocol):
     """Instances ("compute")."""
     default_network: str
+    engine_flavors: bool    # flavors are the engine's: any change of flavor is its resize
 
     def check_instance_networks(self, networks: tuple[str, ...]) -> None: ...
     def provision(self, req: InstanceRequest, image: Image, undo) -> Provisioned: ...
@@ -125,6 +127,22 @@ class Compute(Protocol):
     def shared_folders(self, name: str) -> list[tuple[str, str]]: ...
 
 
+class KeyPairs(Protocol):
+    """The public halves of the user's login keys where the engine keeps them (Nova's key
+    pairs); the private halves never leave the user's side. libvirt keeps none."""
+    def put_keypair(self, name: str, public_key: str) -> None: ...
+    def delete_keypair(self, name: str) -> None: ...
+
+
+class Projects(Protocol):
+    """A project, a user and quotas per student ("projects": an OpenStack admin's)."""
+    def project_names(self) -> list[str]: ...
+    def create_project(self, name: str, password: str, quotas: dict[str, int]) -> dict: ...
+    def project_quotas(self, name: str) -> dict[str, int]: ...
+    def delete_project(self, name: str) -> None: ...
+    def project_login(self, clouds_file: str, name: str) -> str: ...
+
+
 class Snapshots(Protocol):
     def snapshot_create(self, name: str, snapshot: str) -> None: ...
     def snapshot_names(self, name: str) -> list[str]: ...
@@ -140,6 +158,7 @@ class Console(Protocol):
 
 class Stats(Protocol):
     def domain_stats(self, names: list[str]) -> dict[str, dict]: ...
+    def stats_note(self) -> str: ...     # why counters are missing ('' when they are read)
 
 
 class BlockStorage(Protocol):
@@ -280,5 +299,5 @@ class PlacesItself:
         return {}
 
 
-INTERFACES = (Host, Compute, Snapshots, Console, Stats, BlockStorage, StoragePools,
+INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage, StoragePools,
               Networking, Firewall, Forwards, Balancers, Recovery, HostGroup)

@@ -25,6 +25,7 @@ class NetworkInfo:
     dhcp_end: str
     hosts: tuple[tuple[str, str, str], ...]     # (mac, ip, name) reservations
     dns_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()   # (ip, names) DNS records
+    uplink: str = ""              # the external network its router leads to (OpenStack)
 
 
 @dataclass(frozen=True)

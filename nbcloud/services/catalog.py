@@ -16,6 +16,7 @@ from nbcloud.services.keys import Keys
 from nbcloud.services.loadbalancers import LoadBalancers
 from nbcloud.services.monitor import Monitor
 from nbcloud.services.networks import Networks
+from nbcloud.services.projects import Projects
 from nbcloud.services.secgroups import SecurityGroups
 from nbcloud.services.storage_pools import Pools
 from nbcloud.services.volumes import Volumes
@@ -23,7 +24,8 @@ from nbcloud.services.volumes import Volumes
 
 class Services:
     """`hosts`, `instances`, `volumes`, `cdroms`, `pools`, `networks`, `keys`, `secgroups`,
-    `floating`, `sync`, `lbs`, `dns`, and `monitor` (made on first use: a thread)."""
+    `floating`, `sync`, `lbs`, `dns`, `projects`, and `monitor` (made on first use: a
+    thread)."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -39,6 +41,7 @@ class Services:
         self.floating = FloatingAddresses(ctx)
         self.lbs = LoadBalancers(ctx)
         self.dns = Dns(ctx)
+        self.projects = Projects(ctx)
         self._monitor: Monitor | None = None
 
     @property

@@ -172,6 +172,8 @@ class Instance(Handle):
         self.close()
         self.service.logged("revert", self.name, self.provider.snapshot_revert,
                             self.name, snapshot)
+        if self.state == "running":   # a cloud's revert is a rebuild: a fresh boot
+            self.wait_ready()
 
     def snapshots(self) -> list[str]:
         return self.provider.snapshot_names(self.name)
@@ -184,8 +186,15 @@ class Instance(Handle):
 
     def _resize(self, new, timeout: float) -> str:
         provider, meta = self.provider, self.meta
-        old = self.provider.flavor(meta["flavor"])
         running = self.state == "running"
+        if provider.engine_flavors:   # the cloud's own resize, whatever changes
+            self.close()
+            provider.resize(self.name, new)
+            provider.set_metadata(self.name, {**meta, "flavor": new.name})
+            if running:
+                self.wait_ready()
+            return "resized by the cloud"
+        old = self.provider.flavor(meta["flavor"])
         if (new.vcpus, new.memory) == (old.vcpus, old.memory):
             how = "live"
             if running and not provider.set_cpu_share(self.name, new.cpu_share):

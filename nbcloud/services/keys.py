@@ -238,12 +238,23 @@ class Keys:
             op.detail = result.fingerprint if isinstance(result, KeyPair) else ""
         return result
 
+    def _published(self, make, name: str, *args) -> KeyPair:
+        """Make key `name` here, then give the cloud its public half (a Nova key pair on
+        OpenStack; nothing on libvirt); undone here if the cloud refuses."""
+        key = make(name, *args)
+        try:
+            self.ctx.provider.put_keypair(name, key.public)
+        except CloudError:
+            delete_key(name)
+            raise
+        return key
+
     def create(self, name: str) -> KeyPair:
         check_name(name, "key name")
         if _paths(name)[1].exists() or _paths(name)[0].exists():
             raise AlreadyExists(f"key {name!r} exists already: pick another name or "
                                 "delete it first")
-        return self._run("create", name, create_key, name)
+        return self._run("create", name, self._published, create_key, name)
 
     def import_(self, name: str, public_key: str) -> KeyPair:
         """Import a public key line, or the file that holds one."""
@@ -262,7 +273,7 @@ class Keys:
         if _paths(name)[1].exists() or _paths(name)[0].exists():
             raise AlreadyExists(f"key {name!r} exists already: pick another name or "
                                 "delete it first")
-        return self._run("import", name, import_key, name, text)
+        return self._run("import", name, self._published, import_key, name, text)
 
     def get(self, name: str) -> KeyPair:
         return get_key(name)
@@ -282,4 +293,8 @@ class Keys:
             raise CloudError(f"key {name!r} is the login key of instance"
                              f"{'s' if len(users) > 1 else ''} {', '.join(users)}: "
                              "delete them first (without it nobody could log in)")
-        self._run("delete", name, delete_key, name)
+        self._run("delete", name, self._unpublished, name)
+
+    def _unpublished(self, name: str) -> None:
+        self.ctx.provider.delete_keypair(name)
+        delete_key(name)

@@ -195,6 +195,11 @@ class Monitor:
         self.last_error: str | None = None
         _MONITORS.add(self)
 
+    @property
+    def note(self) -> str:
+        """What the provider cannot read (a cloud's counters for a member), or ''."""
+        return self.provider.stats_note()
+
     # ----- what is watched ----------------------------------------------------------------
     @property
     def interval(self) -> float:

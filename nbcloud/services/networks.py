@@ -20,9 +20,10 @@ from nbcloud.providers.types import USER_NETWORK, HostRoute, NetworkInfo
 
 def overlapping(cidr: ipaddress.IPv4Network,
                 infos: list[NetworkInfo]) -> NetworkInfo | None:
-    """The first existing network whose subnet overlaps `cidr`, if any."""
+    """The first existing network whose subnet overlaps `cidr`, if any. A cloud's
+    external network is outside nbcloud's plan (its router refuses an overlap itself)."""
     for info in infos:
-        if info.network.overlaps(cidr):
+        if info.mode != "external" and info.network.overlaps(cidr):
             return info
     return None
 

@@ -133,8 +133,10 @@ class LiveView:
         parts = [f"<b>{html.escape(s.name)}</b> {html.escape(s.state)}"
                  + (f" cpu {s.cpu:.0f}%" if s.cpu is not None else "")
                  for s in last if s is not None]
+        note = self.monitor.note
         self.status.value = (f"sampling every {self.monitor.interval:g} s, "
-                             f"{time.strftime('%H:%M:%S')}: " + "; ".join(parts))
+                             f"{time.strftime('%H:%M:%S')}: " + "; ".join(parts)
+                             + (f"<br><i>{html.escape(note)}</i>" if note else ""))
 
     def _on_tick(self, tick: dict[str, Sample]) -> None:
         mine = [tick[n] for n in self.names if n in tick]

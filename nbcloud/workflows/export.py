@@ -1,5 +1,6 @@
-"""Exports of what the inventory knows: an Ansible inventory of the instances, and the
-stacks as the `%%cloud apply` cells they were last applied from.
+"""Exports of what the inventory knows: an Ansible inventory of the instances, the
+stacks as the `%%cloud apply` cells they were last applied from, and a stack as a Heat
+(HOT) template (heat.py).
 
 Neither ever contains secret key material: the Ansible inventory names the path of each
 instance's login key, never its contents; the host keys nbcloud pinned (public keys) go to a
@@ -134,3 +135,23 @@ def cells(cloud: Services) -> Export:
             continue
         parts.append(f"%%cloud apply --stack {st['name']}\n{st['source'].strip()}\n")
     return Export("stacks as cells", "\n".join(parts) if parts else "# no stacks applied\n")
+
+
+def heat(cloud: Services, stack: str | None = None, namespace: dict | None = None) -> Export:
+    """Stack `stack` (the only one, if not named) as a Heat template, from the cell it was
+    last applied from (its `{var}`s read from `namespace`, as when it was applied)."""
+    from nbcloud.core.stackfile import parse
+    from nbcloud.workflows.heat import text
+    applied = {st["name"]: st["source"] for st in cloud.inventory.stacks()
+               if st["source"] is not None}
+    if stack is None:
+        if len(applied) != 1:
+            raise InvalidSpec("name the stack to export with --stack NAME (applied stacks: "
+                              f"{', '.join(sorted(applied)) or 'none'})")
+        stack = next(iter(applied))
+    if stack not in applied:
+        raise NotFound(f"stack {stack!r} was never applied here (applied stacks: "
+                       f"{', '.join(sorted(applied)) or 'none'})")
+    default = cloud.provider.default_network
+    decl = parse(applied[stack], namespace, stack, default_network=default)
+    return Export(f"stack {stack} as a Heat template", text(decl, default_network=default))

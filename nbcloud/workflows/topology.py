@@ -140,6 +140,7 @@ class Live:
     volumes: dict[str, object] = field(default_factory=dict)   # name -> DataVolume
     pools: dict[str, object] = field(default_factory=dict)     # name -> PoolInfo (read lazily)
     hosts: dict[str, object] = field(default_factory=dict)     # name -> HostInfo (several)
+    pooled: bool = True     # volumes live in storage pools (libvirt), not a cloud's types
 
 
 def read_live(cloud: Services) -> Live:
@@ -147,7 +148,7 @@ def read_live(cloud: Services) -> Live:
     hosts = {h.name: h for h in cloud.hosts.infos()} if cloud.hosts.records() else {}
     return Live(domains=domains, states=cloud.provider.domain_states(),
                 networks={i.name: i for i in cloud.provider.network_infos()},
-                volumes=cloud.volumes.all(), hosts=hosts)
+                volumes=cloud.volumes.all(), pooled=cloud.provider.has("storage-pools"), hosts=hosts)
 
 
 def _split(value: str) -> list[str]:
@@ -204,13 +205,16 @@ def _host(name: str, row, live: Live) -> Node:
     return Node("host", name, info.state, row.stack if row else "", details, group=name)
 
 
-def _network(name: str, row, live: Live) -> Node:
+def _network(name: str, row, live: Live) -> tuple[Node, list]:
     info = live.networks.get(name)
     if info is None:
-        return Node("network", name, "missing", row.stack if row else "")
-    details = (("cidr", str(info.network)), ("mode", info.mode), ("bridge", info.bridge))
+        return Node("network", name, "missing", row.stack if row else ""), []
+    details = [("cidr", str(info.network)), ("mode", info.mode)]
+    details += [("bridge", info.bridge)] if info.bridge else []
+    # a cloud's nat network: a router to its external network, drawn as a neighbour
+    details += [("router to", info.uplink)] if info.uplink else []
     return Node("network", name, row.state if row else "active", row.stack if row else "",
-                details)
+                tuple(details)), [(("network",), info.uplink)] if info.uplink else []
 
 
 def _volume(kind: str, name: str, row, live: Live, attached: dict[str, str]) \
@@ -219,13 +223,15 @@ def _volume(kind: str, name: str, row, live: Live, attached: dict[str, str]) \
     stack = row.stack if row else ""
     if info is None:
         return Node(kind, name, "missing", stack), []
-    details = [("size", format_size(info.capacity)), ("pool", info.pool)]
+    details = [("size", format_size(info.capacity)),
+               ("pool" if live.pooled else "volume type", info.pool)]
     if kind == "volume":
         details.insert(1, ("tier", info.tier or "-"))
     if name in attached:
         details.append(("attached to", attached[name]))
     state = "attached" if name in attached else "available"
-    return Node(kind, name, state, stack, tuple(details)), [(("pool",), info.pool)]
+    return Node(kind, name, state, stack, tuple(details)), \
+        [(("pool",), info.pool)] if live.pooled else []
 
 
 def _pool(cloud: Services, name: str, row, live: Live) -> Node:
@@ -279,7 +285,7 @@ def graph_from(cloud: Services | None, rows, live: Live, stack: str | None = Non
         if kind == "instance":
             node, extra = _instance(name, row, live)
         elif kind == "network":
-            node = _network(name, row, live)
+            node, extra = _network(name, row, live)
         elif kind in ("volume", "cdrom"):
             node, extra = _volume(kind, name, row, live, attached)
         elif kind == "pool" and cloud is not None:

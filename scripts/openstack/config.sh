@@ -194,6 +194,8 @@ metadata_workers = 1
 compute_driver = libvirt.LibvirtDriver
 force_config_drive = true
 resume_guests_state_on_host_boot = true
+# one compute host: a resize (nbcloud's instance resize) must be allowed to stay on it
+allow_resize_to_same_host = true
 # TCG guests are slow to boot; the default of 300 s is kept for the VIF events
 instance_build_timeout = 900
 rootwrap_config = /etc/nova/rootwrap.conf

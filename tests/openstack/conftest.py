@@ -7,6 +7,7 @@ reachable. A cloud that is not there fails the tier: it is never skipped in CI.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -46,3 +47,17 @@ def servers(conn, name: str) -> list:
     """Servers of that exact name, in any project (an admin's listing)."""
     return [s for s in conn.compute.servers(details=True, all_projects=True, name=f"^{name}$")
             if s.name == name]
+
+
+@contextmanager
+def fresh_instance(cloud, name: str, **kwargs):
+    """Instance `name` made afresh (a leftover of an interrupted run deleted first), and
+    deleted afterwards if the test left it."""
+    if cloud.provider.exists(name):
+        cloud.instances.delete(name)
+    inst = cloud.instances.create(name, **kwargs)
+    try:
+        yield inst
+    finally:
+        if cloud.provider.exists(name):
+            cloud.instances.delete(name)

@@ -9,19 +9,15 @@ import pytest
 
 from nbcloud.core.errors import SSHError
 from nbcloud.services import ssh
-from tests.openstack.conftest import servers
+from tests.openstack.conftest import fresh_instance, servers
 
 NAME = "os-inst"
 
 
 @pytest.fixture(scope="module")
 def server(os_cloud):
-    if os_cloud.provider.exists(NAME):
-        os_cloud.instances.delete(NAME)
-    inst = os_cloud.instances.create(NAME, image="tiny", flavor="m.nano")
-    yield inst
-    if os_cloud.provider.exists(NAME):
-        os_cloud.instances.delete(NAME)
+    with fresh_instance(os_cloud, NAME, image="tiny", flavor="m.nano") as inst:
+        yield inst
 
 
 def test_nova_runs_it_with_nbclouds_mark(server, admin_conn):

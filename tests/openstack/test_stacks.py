@@ -45,4 +45,6 @@ def test_apply_noop_drift_repair_destroy(os_cloud, admin_conn):
     assert not list(admin_conn.network.networks(name="os-snet"))
     assert not list(admin_conn.network.routers(name="nbcloud-os-snet"))
     assert address not in {f.floating_ip_address for f in admin_conn.network.ips()}
+    # nor the floating IP of the server deleted behind nbcloud's back (Nova keeps it)
+    assert not [f for f in admin_conn.network.ips() if f.description == "nbcloud: os-s1"]
     assert _rows(os_cloud) == []

@@ -256,8 +256,8 @@ def test_tiny_image_reads_openstack_config_drive(seed_files, host_key, tmp_path)
     nb.mkdir()
     meta = {"uuid": "5f0c-11", "meta": {"a": "b"}, "hostname": "web-1.novalocal",
             "name": "web-1", "launch_index": 0, "availability_zone": "nova",
-            "public_keys": {"lab": "ssh-ed25519 AAAAC3Nz client@lab\n"},
-            "keys": [{"name": "lab", "type": "ssh", "data": "ssh-ed25519 AAAAC3Nz client@lab\n"}],
+            "public_keys": {"lab": "ssh-ed25519 CCCC nova@lab\n"},
+            "keys": [{"name": "lab", "type": "ssh", "data": "ssh-ed25519 CCCC nova@lab\n"}],
             "random_seed": "x\u00e9\\\"y", "project_id": "p", "devices": [], "dedicated_cpus": []}
     (latest / "meta_data.json").write_text(json.dumps(meta))
     (latest / "user_data").write_text(iso["files"]["user-data"])
@@ -267,8 +267,39 @@ def test_tiny_image_reads_openstack_config_drive(seed_files, host_key, tmp_path)
                          check=True).stdout
     got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert (got["MD_ID"], got["MD_HOST"]) == ("5f0c-11", "web-1.novalocal")
-    # Nova's key (the server's key pair) first, then those of the cloud-config
+    # Nova's key (the server's key pair) first, then those of the cloud-config (a number
+    # before public_keys, as "launch_index": 0 here, once stopped busybox awk's reading)
     assert (nb / "authorized_keys").read_text().splitlines() == [
-        "ssh-ed25519 AAAAC3Nz client@lab", "ssh-ed25519 BBBB user2@lab"]
+        "ssh-ed25519 CCCC nova@lab", "ssh-ed25519 AAAAC3Nz client@lab",
+        "ssh-ed25519 BBBB user2@lab"]
     assert (nb / "host_ed25519.pem").read_text() == host_key.private.strip() + "\n"
     assert (nb / "script.runcmd").exists()
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+def test_tiny_image_reads_openstack_network_data(tmp_path):
+    """network_data.json as Nova writes it: each network on its link's MAC; DHCP for
+    ipv4_dhcp, a static address with its default route and DNS for ipv4."""
+    latest, nb = tmp_path / "drive" / "openstack" / "latest", tmp_path / "nb"
+    latest.mkdir(parents=True)
+    nb.mkdir()
+    data = {"links": [{"id": "tapa", "vif_id": "a", "type": "bridge", "mtu": None,
+                       "ethernet_mac_address": "FA:16:3E:0A:A9:E0"},
+                      {"id": "tapb", "vif_id": "b", "type": "bridge", "mtu": 1450,
+                       "ethernet_mac_address": "fa:16:3e:00:00:02"}],
+            "networks": [{"id": "network0", "type": "ipv4_dhcp", "link": "tapa",
+                          "network_id": "n0"},
+                         {"id": "network1", "type": "ipv4", "link": "tapb",
+                          "ip_address": "10.86.0.5", "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                      "gateway": "10.86.0.1"}], "network_id": "n1"},
+                         {"id": "network2", "type": "ipv6_slaac", "link": "tapb"}],
+            "services": [{"type": "dns", "address": "10.86.0.2"}]}
+    (latest / "network_data.json").write_text(json.dumps(data))
+    script = (f'NBCLOUD_INIT_LIB=1 . "{INIT}"\nNB="{nb}" SEED="{tmp_path / "drive"}"\n'
+              'read_config_drive\nprintf "%s" "$NICS"\n')
+    out = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines() == [
+        "net0 fa:16:3e:0a:a9:e0 - - dhcp - - -",
+        "net1 fa:16:3e:00:00:02 - - static 10.86.0.5/24 10.86.0.1 10.86.0.2"]

@@ -76,3 +76,14 @@ def test_the_user_network_is_refused():
     from nbcloud.providers.openstack.compute import ComputeMixin
     with pytest.raises(InvalidSpec, match="libvirt"):
         ComputeMixin().check_instance_networks(("user",))
+
+
+def test_a_students_quotas_are_checked_before_any_cloud_sees_them():
+    from nbcloud.services.projects import DEFAULT_QUOTAS, check_quotas
+    got = check_quotas({"instances": 3, "ram": "2G"})
+    assert got == {**DEFAULT_QUOTAS, "instances": 3, "ram": 2048}
+    assert check_quotas(None)["ram"] == 1024
+    for bad in ({"instances": -1}, {"cores": "2"}, {"cores": True}, {"swap": 1},
+                {"ram": "lots"}, {"volumes": 10**6}):
+        with pytest.raises(InvalidSpec):
+            check_quotas(bad)

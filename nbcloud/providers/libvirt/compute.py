@@ -59,6 +59,7 @@ class ComputeMixin:
     uri: str
     paths: dict[str, Path]
     net_authority: object   # the provider that holds the networks' DHCP and DNS
+    engine_flavors = False   # nbcloud's catalogue: a CPU share changes live
 
     @property
     def default_network(self) -> str:
@@ -79,6 +80,23 @@ class ComputeMixin:
                           "--vcpus N --memory M")
 
     create_flavor = delete_flavor = _fixed_catalogue
+
+    # ----- key pairs: the guest gets the public key in its seed; nothing kept here ------
+    def put_keypair(self, name: str, public_key: str) -> None:
+        """Nothing: libvirt keeps no key pairs."""
+
+    def delete_keypair(self, name: str) -> None:
+        """Nothing: libvirt keeps no key pairs."""
+
+    # ----- projects: one host has none ---------------------------------------------------
+    def project_names(self) -> list[str]:
+        return []
+
+    def _no_projects(self, *_args) -> dict:
+        raise Unsupported(f"the libvirt provider ({self.uri}) has no projects or users: "
+                          "one host, one account (an OpenStack cloud has them)")
+
+    create_project = project_quotas = delete_project = project_login = _no_projects
 
     # ----- the accelerator -------------------------------------------------------------
     def accelerator(self, probe: bool = True) -> dict:

@@ -47,6 +47,7 @@ class ComputeMixin:
     """The instance operations of `OpenStackProvider` (see providers/base.py, Compute)."""
 
     default_network = "nbcloud"
+    engine_flavors = True   # Nova's flavors: a change is Nova's resize
 
     # ----- lookups ---------------------------------------------------------------------
     def _servers(self) -> list:
@@ -118,15 +119,25 @@ class ComputeMixin:
 
     # ----- create ----------------------------------------------------------------------
     def check_instance_networks(self, networks: tuple[str, ...]) -> None:
+        """Refuse what nbcloud could not reach: it logs in through a floating IP on the
+        first network, which needs a router to the outside."""
         if USER_NETWORK in networks:
             raise InvalidSpec("network 'user' (QEMU's user-mode networking) is a libvirt "
                               "thing: on OpenStack name a Neutron network")
+        if "networks" in self.capabilities and networks and \
+                self._external_for(self._neutron_network(networks[0])) is None:
+            raise InvalidSpec(
+                f"network {networks[0]!r} has no router to the outside, so nbcloud could "
+                "not reach the instance by SSH (on OpenStack through a floating IP): name a "
+                f"nat network first, e.g. --network {self.default_network} --network "
+                f"{networks[0]}")
 
     def provision(self, req: InstanceRequest, image: Image, undo: Undo) -> Provisioned:
         """Boot the server of `req` (ACTIVE when this returns), give it a floating IP
         where it can have one, and mark it; each step adds its undo."""
         flavor = self._nova_flavor(req.flavor.name)
         nets = [self._neutron_network(n) for n in req.networks]
+        self._release_floating(req.name)   # a predecessor's, deleted behind our back
         user_data = cloudinit.user_data_document(
             cloudinit.cloud_config(req.name, req.authorized_keys, req.host_key_private,
                                    req.host_key_public), req.user_data)
@@ -134,9 +145,10 @@ class ComputeMixin:
                 "flavor": req.flavor.name, "networks": ",".join(req.networks),
                 "hostkey": req.host_key_public, "key": req.key,
                 "created": str(int(time.time()))}
+        self.put_keypair(req.key, req.authorized_keys[0])   # Nova's copy of its public half
         try:
             server = self.conn.compute.create_server(
-                name=req.name, image_id=image.ref, flavor_id=flavor.id,
+                name=req.name, image_id=image.ref, flavor_id=flavor.id, key_name=req.key,
                 networks=[{"uuid": n.id} for n in nets], config_drive=True,
                 user_data=base64.b64encode(user_data.encode()).decode(),
                 metadata=mark(meta), security_groups=[{"name": g} for g in
@@ -182,6 +194,18 @@ class ComputeMixin:
                     self.conn.network.delete_ip(fip, ignore_missing=True)
         self.conn.compute.delete_server(server, ignore_missing=True)
         self.conn.compute.wait_for_delete(server, interval=1, wait=BOOT_TIMEOUT)
+        self._release_floating(server.name)
+
+    def _release_floating(self, name: str) -> None:
+        """Delete the floating IPs nbcloud gave servers called `name` that are bound to no
+        port any more: a server deleted behind nbcloud's back (`openstack server delete`)
+        leaves its floating IP, which Nova does not release."""
+        if "floating" not in self.capabilities:
+            return
+        for fip in self.conn.network.ips(project_id=self.project_id):
+            if not fip.port_id and "nbcloud" in (fip.tags or []) and \
+                    fip.description == f"nbcloud: {name}":
+                self.conn.network.delete_ip(fip, ignore_missing=True)
 
     # ----- power -------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -210,22 +234,61 @@ class ComputeMixin:
         return False   # the cloud's flavor decides; nbcloud caps nothing there
 
     def resize(self, name: str, flavor: Flavor) -> None:
-        """Nova's resize to `flavor`, confirmed (the server keeps its power state)."""
+        """Nova's resize to `flavor`, confirmed (the server keeps its power state). A
+        resize Nova gives up on (no host for it, say) is one line with Nova's reason."""
         server = self._server(name)
         target = self._nova_flavor(flavor.name)
-        self.conn.compute.resize_server(server, target.id)
-        server = self.conn.compute.wait_for_server(server, status="VERIFY_RESIZE",
-                                                   interval=1, wait=BOOT_TIMEOUT)
+        if (server.flavor or {}).get("original_name") == target.name:
+            return
+        try:
+            self.conn.compute.resize_server(server, target.id)
+        except Exception as exc:  # noqa: BLE001
+            raise CloudError(f"Nova refused to resize {name!r}: {_reason(exc)}") from None
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            time.sleep(1)
+            server = self.conn.compute.get_server(server.id)
+            if server.status == "VERIFY_RESIZE":
+                break
+            if server.status == "ERROR" or (server.status in ("ACTIVE", "SHUTOFF")
+                                            and not server.task_state):
+                raise CloudError(f"Nova did not resize {name!r}: {self._failure(server)} (an "
+                                 "admin sees why: `openstack server event list`)")
+            if time.monotonic() > deadline:
+                raise CloudError(f"Nova did not resize {name!r} within {BOOT_TIMEOUT:.0f} s")
         self.conn.compute.confirm_server_resize(server)
+        while self.conn.compute.get_server(server.id).status == "VERIFY_RESIZE":
+            if time.monotonic() > deadline:
+                raise CloudError(f"Nova did not confirm the resize of {name!r}")
+            time.sleep(1)
+
+    def _failure(self, server) -> str:
+        """Why Nova's last action on `server` failed (its fault, or the action's event)."""
+        fault = (server.fault or {}).get("message") if server.fault else None
+        if fault:
+            return fault
+        for action in self.conn.compute.server_actions(server):
+            detail = self.conn.compute.get_server_action(action.request_id, server)
+            for event in detail.events or []:
+                if event.get("result") == "Error":
+                    return f"{event.get('event')} failed" + (
+                        f": {event['traceback'].strip().splitlines()[-1]}"
+                        if event.get("traceback") else "")
+            return f"{action.action}: {action.message or 'no reason given'}"
+        return "no reason given"
 
     def shared_folders(self, name: str) -> list[tuple[str, str]]:
         return []
 
     # ----- delete ------------------------------------------------------------------------
     def delete_instance(self, name: str) -> dict[str, str]:
+        """The server, its floating IP, and its snapshots (images nbcloud made of it)."""
         server = self._server(name)
         meta = unmark(server.metadata)
         self._delete_server(server)
+        for image in self._snapshots(name).values():
+            if image.owner == self.project_id:
+                self.conn.image.delete_image(image, ignore_missing=True)
         return meta
 
     def delete(self, name: str) -> dict[str, str]:
@@ -280,17 +343,6 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-class StatsMixin:
-    """Monitoring on OpenStack: server states from one listing; counters only where the
-    cloud lets this user read Nova's diagnostics (an admin's by default)."""
-
-    def domain_stats(self, names=None) -> dict[str, dict]:
-        wanted = None if names is None else set(names)
-        return {s.name: {"state": STATES.get(s.status, "unknown")}
-                for s in self.conn.compute.servers(details=True)
-                if wanted is None or s.name in wanted}
-
-
 class NoAdoption:
     """What adopting an outside server would need: not offered on OpenStack yet."""
 
@@ -313,8 +365,11 @@ class NoBalancers:
         return None
 
     def _no_balancer(self, *_args, **_kwargs):
+        there = "load-balancer" in getattr(self, "catalog", ())
         raise Unsupported(f"the openstack provider ({self.uri}) has no load balancers: "
-                          "Octavia is not driven by nbcloud yet")
+                          + ("this cloud has Octavia, which nbcloud does not drive yet"
+                             if there else "this cloud's catalog has no load-balancer "
+                             "service (Octavia)"))
 
     apply_balancer = ensure_balancer = stop_balancer = _no_balancer
 

@@ -59,9 +59,12 @@ class GlanceImages:
         return self._find(name) is not None
 
     def _upload(self, name: str, path: Path, disk_format: str, **props):
+        # duplicates allowed: a new version's kernel and initramfs come before the old
+        # ones go (the SDK would otherwise look the name up, and refuse two)
         return self.conn.image.create_image(
             name=name, filename=str(path), disk_format=disk_format,
-            container_format="bare", visibility="private", wait=True, **props)
+            container_format="bare", visibility="private", wait=True,
+            allow_duplicates=True, **props)
 
     def put_kernel_image(self, name: str, kernel: Path, initrd: Path, cmdline: str,
                          digest: str) -> Image:
@@ -76,12 +79,20 @@ class GlanceImages:
         with tempfile.NamedTemporaryFile(suffix=".img") as disk:
             disk.truncate(1 << 20)   # the tiny image runs from its initramfs
             disk.flush()
-            if current is not None and current.owner == self.provider.project_id:
-                self.conn.image.update_image(current, name=f"{name}-old-{current.id[:8]}")
+            self._retire(current)
             img = self._upload(name, Path(disk.name), "raw", kernel_id=k.id, ramdisk_id=r.id,
                                os_command_line=cmdline, nbcloud_digest=tag,
                                hw_machine_type="pc")   # its config drive on IDE (ata_piix)
+        self._forget_old(name)
         return self._describe(img)
+
+    def _forget_old(self, name: str) -> None:
+        """Delete this project's earlier versions of `name` (and their kernel and
+        initramfs) that no server boots from any more."""
+        used = {(s.image or {}).get("id") for s in self.conn.compute.servers()}
+        for old in self.conn.image.images(owner=self.provider.project_id):
+            if old.name.startswith(f"{name}-old-") and old.id not in used:
+                self._delete_with_parts(old)
 
     def put_disk_image(self, name: str, disk: Path, fmt: str, digest: str, *,
                        kernel: Path | None = None, initrd: Path | None = None,
@@ -98,8 +109,15 @@ class GlanceImages:
             k = self._upload(name + KERNEL, kernel, "raw", nbcloud_digest=tag)
             r = self._upload(name + INITRD, initrd, "raw", nbcloud_digest=tag)
             props.update(kernel_id=k.id, ramdisk_id=r.id, os_command_line=cmdline or "")
+        self._retire(current)
         img = self._upload(name, disk, fmt, **props)
+        self._forget_old(name)
         return self._describe(img)
+
+    def _retire(self, current) -> None:
+        """Rename this project's current version aside (deleted once no server uses it)."""
+        if current is not None and current.owner == self.provider.project_id:
+            self.conn.image.update_image(current, name=f"{current.name}-old-{current.id[:8]}")
 
     def import_disk(self, name: str, source: str, *, sha256: str | None = None,
                     progress=None, spool_dir: Path | None = None) -> Image:
@@ -141,7 +159,13 @@ class GlanceImages:
         if users:
             raise CloudError(f"image {name!r} is used by {', '.join(users)}: delete them "
                              "first")
-        for part in (name, name + KERNEL, name + INITRD):
-            found = self._find(part)
-            if found is not None and found.owner == self.provider.project_id:
-                self.conn.image.delete_image(found, ignore_missing=True)
+        self._delete_with_parts(img)
+
+    def _delete_with_parts(self, img) -> None:
+        """Image `img` and the kernel and initramfs it names."""
+        props = img.properties or {}
+        for part in (getattr(img, "kernel_id", None) or props.get("kernel_id"),
+                     getattr(img, "ramdisk_id", None) or props.get("ramdisk_id")):
+            if part:
+                self.conn.image.delete_image(part, ignore_missing=True)
+        self.conn.image.delete_image(img, ignore_missing=True)

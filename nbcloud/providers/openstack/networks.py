@@ -11,6 +11,7 @@ import ipaddress
 
 from nbcloud.core.errors import AlreadyExists, CloudError, NotFound, Unsupported
 from nbcloud.core.spec import check_name
+from nbcloud.core.undo import Undo
 from nbcloud.providers.types import NetworkInfo
 
 TAG = "nbcloud"
@@ -47,32 +48,50 @@ class NetworkMixin:
             return None
         return self.conn.network.get_network(gateway["network_id"])
 
-    def _info(self, net) -> NetworkInfo:
+    def _info(self, net, names: dict[str, str] | None = None,
+              dns: bool = False) -> NetworkInfo:
+        """`net` as nbcloud sees it; `names` maps network IDs to names (for the uplink),
+        `dns` adds the names Neutron's DNS answers on it (each port's dns_name)."""
         subnets = [s for s in self.conn.network.subnets(network_id=net.id)
                    if s.ip_version == 4]
+        if not subnets and net.is_router_external:
+            # a member does not see the external network's subnets: it is "the outside"
+            return NetworkInfo(net.name, "", "external", ipaddress.IPv4Network("0.0.0.0/0"),
+                               "", "", "", ())
         if not subnets:
             raise ValueError("no IPv4 subnet")
         sub = subnets[0]
         pool = (sub.allocation_pools or [{}])[0]
-        mode = "nat" if self._router_of(net) is not None else "isolated"
-        if net.is_router_external:
-            mode = "external"
+        router = self._router_of(net)
+        uplink = ((router.external_gateway_info or {}).get("network_id", "")
+                  if router is not None else "")
+        mode = "external" if net.is_router_external else "nat" if router else "isolated"
+        hosts = ()
+        if dns:
+            hosts = tuple((a["ip_address"], (a["hostname"],))
+                          for p in self.conn.network.ports(network_id=net.id)
+                          for a in (p.dns_assignment or [])
+                          if p.dns_name and a.get("hostname") and ":" not in a["ip_address"])
+        if uplink:
+            uplink = (names or {}).get(uplink) or self.conn.network.get_network(uplink).name
         return NetworkInfo(net.name, "", mode, ipaddress.IPv4Network(sub.cidr),
                            sub.gateway_ip or "", pool.get("start", ""), pool.get("end", ""),
-                           ())
+                           (), hosts, uplink)
 
     def network(self, name: str) -> NetworkInfo:
         try:
-            return self._info(self._neutron_network(name))
+            return self._info(self._neutron_network(name), dns=True)
         except ValueError:
             raise NotFound(f"network {name!r} has no IPv4 subnet (nbcloud manages IPv4 "
                            "networks only)") from None
 
     def network_infos(self) -> list[NetworkInfo]:
         out = []
-        for net in self.conn.network.networks():
+        nets = list(self.conn.network.networks())
+        names = {n.id: n.name for n in nets}
+        for net in nets:
             try:
-                out.append(self._info(net))
+                out.append(self._info(net, names))
             except ValueError:
                 continue
         return sorted(out, key=lambda i: i.name)
@@ -121,29 +140,24 @@ class NetworkMixin:
         if mode == "nat" and not external:
             raise CloudError(f"the cloud {self.cloud!r} has no external network: a nat "
                              "network needs one for its router (use --mode isolated)")
-        made = []
         try:
-            net = self.conn.network.create_network(name=name)
-            made.append(lambda: self.conn.network.delete_network(net, ignore_missing=True))
-            self.conn.network.set_tags(net, [TAG])
-            sub = self.conn.network.create_subnet(
-                network_id=net.id, name=name, ip_version=4, cidr=cidr, enable_dhcp=True)
-            if mode == "nat":
-                router = self.conn.network.create_router(
-                    name=f"nbcloud-{name}",
-                    external_gateway_info={"network_id": external[0].id})
-                made.append(lambda: self.conn.network.delete_router(router,
-                                                                    ignore_missing=True))
-                self.conn.network.set_tags(router, [TAG])
-                self.conn.network.add_interface_to_router(router, subnet_id=sub.id)
-        except Exception as exc:  # noqa: BLE001
-            for undo in reversed(made):
-                try:
-                    undo()
-                except Exception:  # noqa: BLE001  (best effort: the first error is told)
-                    pass
-            if isinstance(exc, CloudError):
-                raise
+            with Undo() as undo:   # nothing is left if a step fails
+                net = self.conn.network.create_network(name=name)
+                undo.add(lambda: self.conn.network.delete_network(net, ignore_missing=True))
+                self.conn.network.set_tags(net, [TAG])
+                sub = self.conn.network.create_subnet(
+                    network_id=net.id, name=name, ip_version=4, cidr=cidr, enable_dhcp=True)
+                if mode == "nat":
+                    router = self.conn.network.create_router(
+                        name=f"nbcloud-{name}",
+                        external_gateway_info={"network_id": external[0].id})
+                    undo.add(lambda: self.conn.network.delete_router(router,
+                                                                     ignore_missing=True))
+                    self.conn.network.set_tags(router, [TAG])
+                    self.conn.network.add_interface_to_router(router, subnet_id=sub.id)
+        except CloudError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the API's reason, in one line)
             raise CloudError(f"Neutron refused network {name!r}: "
                              f"{' '.join(str(exc).split())[:300]}") from None
         return ""
@@ -183,8 +197,9 @@ class NetworkMixin:
         return out
 
     def set_dns_names(self, network: str, ip: str, names: tuple[str, ...]) -> None:
-        raise Unsupported(f"the openstack provider ({self.uri}) keeps no DNS records of "
-                          "nbcloud's: Neutron names each port by its server")
+        raise Unsupported(f"the openstack provider ({self.uri}) adds no DNS records: "
+                          "Neutron's DNS answers each instance's own name (its port's "
+                          "dns_name), and only that")
 
     def host_reservations(self, network: str, hostname: str) -> list:
         return []   # Neutron's ports are the reservations; they go with their server

@@ -6,8 +6,9 @@ Neutron objects, metadata `nbcloud:kind` on servers and volumes, so that what nb
 not make is never touched. A cloud's rows in the inventory are keyed by cloud and project
 (`openstack://CLOUD/PROJECT_ID`), so one notebook can hold a libvirt host and a cloud.
 
-Its operations live in one mixin per kind: compute.py (Nova servers), networks.py
-(Neutron networks, routers, ports), volumes.py (Cinder), firewall.py (security groups),
+Its operations live in one mixin per kind: compute.py (Nova servers), flavors.py,
+keypairs.py (Nova's), projects.py (Keystone's, for a class), networks.py
+(Neutron networks, routers, ports), stats.py (Nova's diagnostics), volumes.py (Cinder), firewall.py (security groups),
 forwards.py (floating IPs), images.py (Glance).
 """
 from __future__ import annotations
@@ -23,12 +24,14 @@ from nbcloud.providers.openstack.compute import (
     NoAdoption,
     NoBalancers,
     NoStoragePools,
-    StatsMixin,
 )
 from nbcloud.providers.openstack.firewall import FirewallMixin
 from nbcloud.providers.openstack.flavors import FlavorMixin
+from nbcloud.providers.openstack.keypairs import KeyPairMixin
 from nbcloud.providers.openstack.forwards import ForwardMixin
 from nbcloud.providers.openstack.networks import NetworkMixin
+from nbcloud.providers.openstack.projects import ProjectMixin
+from nbcloud.providers.openstack.stats import StatsMixin
 from nbcloud.providers.openstack.volumes import VolumeMixin
 
 _CLOUD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -48,8 +51,8 @@ def cloud_name(uri: str) -> str:
     return name
 
 
-class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, VolumeMixin,
-                        FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools,
+class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, NetworkMixin,
+                        ProjectMixin, VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools,
                         PlacesItself):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
@@ -84,7 +87,7 @@ class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, NetworkMixin, Volum
             if kind in self.catalog:
                 caps |= more
         if "admin" in self.account[2]:
-            caps.add("flavors")
+            caps |= {"flavors", "projects"}
         self.capabilities = frozenset(caps)   # per cloud: what its catalog offers
         self._images = None
 

@@ -7,7 +7,9 @@ then `true` with the pinned key). Rounds are interleaved so a noisy machine slow
 alike; the ratio is the figure that matters.
 
 Run inside the cloud's namespace (its APIs and floating IPs are reachable only there):
-    scripts/openstack/aio.sh exec .venv/bin/python bench/openstack.py [--rounds 3]
+    scripts/openstack/aio.sh exec .venv/bin/python bench/openstack_boot.py [--rounds 3]
+(not openstack.py: run as a script, its folder comes first on sys.path, and a module
+named openstack there would hide openstacksdk)
 """
 from __future__ import annotations
 
@@ -46,8 +48,11 @@ def floor_round(name: str, flavor: str, network: str) -> float:
         ud.write(doc)
         ud.flush()
         start = time.perf_counter()
+        # the security groups nbcloud gives a server in no group of its own (SSH and
+        # ping from anywhere, every port): the project's default group would drop SSH
         server = cli("server", "create", "--image", "tiny", "--flavor", flavor,
                      "--network", network, "--user-data", ud.name, "--config-drive", "True",
+                     "--security-group", "nbcloud-ssh", "--security-group", "nbcloud-open",
                      "--wait", name)
     try:
         port = cli("port", "list", "--server", server["id"])[0]["ID"]
@@ -74,6 +79,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cloud", default=os.environ.get("NBCLOUD_OS_CLOUD", "nbcloud-aio"))
     ap.add_argument("--flavor", default="m.nano")
+    ap.add_argument("--name", default="bn-os", help="the servers' name (and NAME-cli)")
     args = ap.parse_args()
     CLOUD = args.cloud
     cloud = Cloud.openstack(CLOUD, ssh_timeout=600)
@@ -83,9 +89,10 @@ def main() -> int:
         order = [("nbcloud", nb), ("cli", fl)] if i % 2 == 0 else [("cli", fl), ("nbcloud", nb)]
         for who, times in order:
             if who == "nbcloud":
-                times.append(create_to_ssh(cloud, "bn-os", flavor=args.flavor))
+                times.append(create_to_ssh(cloud, args.name, flavor=args.flavor))
             else:
-                times.append(floor_round("bn-os-cli", args.flavor, cloud.provider.default_network))
+                times.append(floor_round(f"{args.name}-cli", args.flavor,
+                                         cloud.provider.default_network))
             print(f"  round {i + 1} {who}: {times[-1]:.1f} s", flush=True)
     n, f = summary(nb), summary(fl)
     result = {"bench": "openstack", "cloud": CLOUD, "flavor": args.flavor,
