@@ -18,6 +18,9 @@ for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done
+# Node.js and npm build the JupyterLab extension and the terminal widget; any install of
+# them will do (Debian's, or another that brings its own npm)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing Debian packages: ${missing[*]}; run this as root" >&2
@@ -32,6 +35,18 @@ if [ ${#missing[@]} -gt 0 ]; then
         "${missing[@]}" >/dev/null
 fi
 
+# npm packages, exactly as their lock files say: the front ends' build (the wheel's build
+# hook runs `npm run build` in extensions/jupyterlab) and the browser and lab tiers'
+# playwright-core, which drives Debian's chromium (`npx playwright install`, a browser
+# download, is neither needed nor possible here).
+for dir in extensions/jupyterlab tests/lab tests/browser; do
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        echo "setup: npm ci in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund --silent
+        touch "$dir/node_modules"
+    fi
+done
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
@@ -39,24 +54,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when the project's metadata changed since the last install.
 stamp=.venv/.nbcloud-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# (the front ends are built into it, so a change to their sources counts too)
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find extensions/jupyterlab \
+        -path '*/node_modules' -prune -o -path '*/labextension' -prune -o -newer "$stamp" \
+        -type f -print -quit)" ]; then
     echo "setup: installing nbcloud into .venv"
     # (pip's warnings about this machine's unused local index say nothing about us)
     .venv/bin/pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
     .venv/bin/pip install -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
-fi
-# The browser tier drives Debian's chromium with npm's playwright-core (tests/browser);
-# `npx playwright install` (a browser download) is neither needed nor possible here.
-browser=tests/browser
-if [ ! -d "$browser/node_modules/playwright-core" ] \
-        || [ "$browser/package-lock.json" -nt "$browser/node_modules" ]; then
-    if command -v npm >/dev/null; then
-        echo "setup: npm ci in $browser"
-        npm ci --prefix "$browser" --no-audit --no-fund --silent
-        touch "$browser/node_modules"
-    else
-        echo "setup: npm is not installed: the browser tier (tests/browser) cannot run" >&2
-    fi
 fi
 echo "setup: done"

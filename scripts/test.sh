@@ -16,6 +16,12 @@ cp tests/notebook_startup.py "$ipython_dir/profile_default/startup/00-usage-erro
 rc=0
 # The layer rules of DESIGN.md, as import-linter contracts (.importlinter).
 .venv/bin/lint-imports || rc=$?
+# The lab tier (tests/lab) runs JupyterLab from a newcomer's install: a fresh clone
+# pip-installed into a fresh virtualenv, made here, where the package registries are
+# reachable (the namespace has no route to them).
+fresh=$(mktemp -d)
+bash scripts/fresh-install.sh "$fresh" || rc=$?
+export NBCLOUD_FRESH_INSTALL=$fresh
 # What reaches the package registries (the tiny image from the Debian archive without apt),
 # outside the namespace, where the mirror is reachable.
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/registries || rc=$?
@@ -52,5 +58,5 @@ fi
 # The same notebooks again on the session tier: an unprivileged user, qemu:///session,
 # user-mode networking, no namespace of its own (loopback only).
 bash scripts/session-tier.sh || rc=$?
-rm -rf "$ipython_dir"
+rm -rf "$ipython_dir" "$fresh"
 exit $rc

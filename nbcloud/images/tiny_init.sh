@@ -33,6 +33,7 @@
 #   nbcloud-ready ip=<addr> hostname=<name>    once dropbear listens
 #   -----BEGIN SSH HOST KEY FINGERPRINTS----- ... (as cloud-init prints them)
 #   nbcloud-userdata-done rc=<n>               after scripts and runcmd
+# After ready a root shell runs on ttyS0 (the serial console), respawned when it exits.
 # The tiny image keeps no state: every boot is a first boot (runcmd runs again).
 # Boot with nbdebug=1 on the kernel command line for stage timestamps.
 # Every fork+exec costs milliseconds under TCG, so builtins are preferred throughout.
@@ -399,6 +400,17 @@ print_fingerprints() { # as cloud-init prints them on the console
 	echo "-----END SSH HOST KEY KEYS-----"
 }
 
+serial_shell() { # a root shell on the serial console, for whoever may open it (libvirt's
+	# console stream: `%cloud instance terminal NAME --serial`, `virsh console`); a new
+	# one after each exit. setsid -c makes ttyS0 its controlling terminal; login -f
+	# (no password: reaching the console takes the host's libvirt already) sets SIGINT
+	# back to default, which a background job of this script ignores: Ctrl-C works.
+	while :; do
+		setsid -c login -f root </dev/ttyS0 >/dev/ttyS0 2>&1
+		usleep 200000
+	done
+}
+
 run_user_data() { # user-data scripts, then runcmd, as cloud-init's final stage does
 	local rc=0 s
 	set -o pipefail
@@ -479,6 +491,7 @@ t ready
 
 print_fingerprints &
 run_user_data </dev/null &
+serial_shell &
 
 # PID 1 must never exit; a waiting ash reaps every child, orphans included, and runs traps.
 while :; do

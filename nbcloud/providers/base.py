@@ -39,6 +39,7 @@ CAPABILITIES = {
     "snapshots": "instance snapshots",
     "screenshots": "screenshots",
     "console": "a console log",
+    "serial": "interactive serial console (use the SSH terminal: `%cloud instance terminal NAME`)",
     "stats": "monitoring statistics",
     "flavors": "flavors of its own (a catalogue only an admin may change)",
     "projects": "projects and users (an OpenStack admin's, for a class)",
@@ -149,10 +150,19 @@ class Snapshots(Protocol):
     def snapshot_revert(self, name: str, snapshot: str) -> None: ...
 
 
+class SerialStream(Protocol):
+    """An open interactive serial console: bytes both ways, one session at a time."""
+    def recv(self) -> bytes: ...            # blocks; b"" once the console is closed
+    def send(self, data: bytes) -> None: ...
+    def close(self) -> None: ...            # idempotent; a blocked recv returns b""
+
+
 class Console(Protocol):
-    """The serial console ("console") and the screen ("screenshots")."""
+    """The serial console log ("console"), the interactive serial console ("serial") and
+    the screen ("screenshots")."""
     def console_text(self, name: str) -> str: ...
     def console_file(self, name: str) -> str | None: ...
+    def open_serial(self, name: str) -> SerialStream: ...
     def screenshot(self, name: str) -> tuple[str, bytes]: ...
 
 

@@ -17,7 +17,7 @@ from nbcloud.core.handle import Handle
 from nbcloud.core.spec import Flavor, InstanceSpec, check_count, check_name
 from nbcloud.core.undo import Undo
 from nbcloud.providers.types import USER_NETWORK, InstanceRequest
-from nbcloud.services import keys, ssh
+from nbcloud.services import keys, ssh, terminals
 from nbcloud.services.folders import Folders, SyncedFolder, parse_syncs
 from nbcloud.services.hosts import Hosts
 from nbcloud.services.volumes import Volumes
@@ -83,6 +83,11 @@ class Instance(Handle):
             if transport is not None and transport.is_active():
                 return self._client
             self._client.close()
+        self._client = self.connect()
+        return self._client
+
+    def connect(self):
+        """A new SSH connection (paramiko client) to it, logged in, host key pinned."""
         meta = self.meta
         if not meta.get("hostkey"):
             raise SSHError(f"instance {self.name!r} was adopted: nbcloud pinned no host key "
@@ -90,9 +95,9 @@ class Instance(Handle):
                            f"{self.name} --ssh`)")
         user, key = meta.get("ssh_user") or "root", meta.get("key") or "default"
         try:
-            self._client = ssh.connect(meta["ip"], host_key=meta["hostkey"], user=user,
-                                       port=int(meta.get("ssh_port") or 22),
-                                       key_path=keys.login_key(key))
+            return ssh.connect(meta["ip"], host_key=meta["hostkey"], user=user,
+                               port=int(meta.get("ssh_port") or 22),
+                               key_path=keys.login_key(key))
         except SSHError as exc:
             if meta.get("adopted") and "uthentication" in str(exc):
                 raise SSHError(f"{self.name} refused {user}'s login with key {key!r}: nbcloud "
@@ -100,7 +105,11 @@ class Instance(Handle):
                                f"`%cloud key show {key}`'s public key to the guest's "
                                f"~{user}/.ssh/authorized_keys") from None
             raise
-        return self._client
+
+    def terminal(self, *, serial: bool = False, cols: int = 80, rows: int = 24):
+        """An interactive `Terminal` (services/terminals.py): its shell over SSH, or its
+        serial console with `serial`; `start(on_output)` it, `write`, `close`."""
+        return terminals.open_terminal(self, serial=serial, cols=cols, rows=rows)
 
     def ssh(self, command: str, *, check: bool = True, timeout: float = 300.0) -> str:
         """Run `command` over SSH (host key pinned); return its standard output."""

@@ -12,6 +12,7 @@ from nbcloud.ui import commands
 USAGE = """usage: nbcloud host up [--netns NAME] [--no-agent] | host down
        nbcloud agent status | run
        nbcloud [--uri URI] doctor | image ... | flavor list | instance ...
+       nbcloud [--uri URI] terminal NAME [--serial]   (Ctrl-] leaves)
 """
 
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return _host(argv[1:], uri)   # set-up; `host add|list|remove` are the cloud's
         if argv[0] == "agent":
             return _agent(argv[1:], uri)
+        if argv[0] == "terminal":   # the same as `instance terminal`, in this terminal
+            argv = ["instance", *argv]
         args = commands.parse(argv, prog="nbcloud")
         from nbcloud.api import Cloud
         if args.group == "doctor":  # must also work when no daemon answers
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             raise commands.CommandError("connect is for notebooks; use --uri URI here")
         cloud = Cloud(uri)
         try:
+            if args.group == "instance" and args.verb == "terminal":
+                from nbcloud.ui.terminal import run_in_tty
+                return run_in_tty(cloud.instances.get(args.name), serial=args.serial)
             result = commands.run(cloud, args)
             # printed before closing: an Instance reads its state through the connection
             print("\n".join(map(repr, result)) if isinstance(result, list) else result)

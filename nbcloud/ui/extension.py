@@ -14,11 +14,13 @@ def load(ipython) -> None:
 
 def unload(ipython) -> None:
     """Stop the monitor's sampler thread (Cloud.close does, through the magics' close
-    below), live topologies, consoles and row actions, then close connections."""
+    below), live topologies, consoles, terminals and row actions, then close connections."""
     global _magics
+    from nbcloud.services import terminals
     from nbcloud.ui import console, topology, widgets
     topology.unload(ipython)  # no redraw after the connection below is closed
     console.stop_all()  # live consoles read through the connection closed below
+    terminals.close_all()  # serial consoles too
     widgets.stop_all()  # and so do the ls table's row actions
     if _magics is not None:
         _magics.close()

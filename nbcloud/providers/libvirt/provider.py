@@ -40,7 +40,7 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
     name = "libvirt"
     capabilities = frozenset({"compute", "volumes", "cdroms", "storage-pools", "networks",
                               "secgroups", "floating", "loadbalancers", "dns", "folders",
-                              "snapshots", "screenshots", "console", "stats", "adopt"})
+                              "snapshots", "screenshots", "console", "serial", "stats", "adopt"})
 
     def __init__(self, uri: str):
         self.uri = uri

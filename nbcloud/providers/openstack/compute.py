@@ -305,6 +305,11 @@ class ComputeMixin:
     def console_file(self, name: str) -> str | None:
         return None
 
+    def open_serial(self, name: str):
+        raise Unsupported(f"the openstack provider ({self.uri}) has no interactive serial "
+                          f"console here: use the SSH terminal (`%cloud instance terminal "
+                          f"{name}`)")
+
     def screenshot(self, name: str) -> tuple[str, bytes]:
         raise Unsupported(f"the openstack provider ({self.uri}) has no screenshots: use "
                           "the console log (`%cloud instance console NAME`)")

@@ -1,5 +1,5 @@
 """`%cloud instance ...` (alias `vm`): create, list, show, start, stop, reboot, delete,
-console (followed live while it boots), screenshot, ssh."""
+console (followed live while it boots), screenshot, ssh, terminal (interactive)."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,10 @@ def add_parser(sub, name: str) -> None:
     inst.add_parser("list")
     for verb in ("show", "start", "stop", "reboot", "screenshot"):
         inst.add_parser(verb).add_argument("name")
+    term = inst.add_parser("terminal")
+    term.add_argument("name")
+    term.add_argument("--serial", action="store_true",
+                      help="the serial console (works when the guest's network does not)")
     con = inst.add_parser("console")
     con.add_argument("name")
     con.add_argument("--timeout", type=float, default=120.0,
@@ -158,6 +162,9 @@ def run(cloud, args, namespace):
         return console.show(inst, timeout=args.timeout)
     if args.verb == "screenshot":
         return inst.screenshot()
+    if args.verb == "terminal":
+        from nbcloud.ui import terminal
+        return terminal.widget(inst, serial=args.serial)
     if args.verb == "delete":
         inst.delete(volumes=args.volumes)
         return Message(f"deleted instance {args.name}"
