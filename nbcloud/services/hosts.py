@@ -220,6 +220,24 @@ class Hosts:
         self.ctx.inventory.update("instance", name, claim, state="placing")
         return chosen[0]
 
+    def claim(self, spec, flavor, op: int, undo) -> str | None:
+        """`place` for a create (`spec`, operation `op`): the host claimed, its record
+        taken back by `undo`; a refusal finishes `op` as failed, saying why."""
+        try:
+            placed = self.place(spec.name, flavor, spec.group, spec.host, image=spec.image,
+                                networks=spec.networks)
+        except BaseException as exc:
+            self.ctx.inventory.finish(op, "failed", str(exc))
+            raise
+        if placed is not None:
+            undo.add(lambda: self.ctx.inventory.remove("instance", spec.name))
+        return placed
+
+    @staticmethod
+    def fields(host: str | None, group: str | None) -> dict:
+        """What an instance's record says of its placement (nothing on one host)."""
+        return {**({"host": host} if host else {}), **({"group": group} if group else {})}
+
     def loads(self, infos: list[HostInfo], group: str | None = None,
               exclude_name: str | None = None) -> list[HostLoad]:
         """Each host as placement sees it: live use plus the claims of records not yet
@@ -296,6 +314,11 @@ class Hosts:
         """Instances recorded on `host` (lost while it is down)."""
         return sorted(r.name for r in self.ctx.inventory.all("instance")
                       if r.spec.get("host") == host)
+
+    def forget_if_lost(self, name: str) -> None:
+        """Let go of instance `name` if it is lost (it is being made again)."""
+        if self.is_lost(name):
+            self.forget_lost(name)
 
     def is_lost(self, name: str) -> bool:
         """Whether instance `name` is recorded on a host that is down."""

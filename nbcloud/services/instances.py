@@ -338,8 +338,7 @@ class Instances:
                volumes: tuple[str, ...] | list[str] = (),
                progress=None, keep: bool = False,
                screen: bool = False, sync=(), provision: str | None = None,
-               host: str | None = None, group: str | None = None
-               ) -> Instance | list[Instance]:
+               host: str | None = None, group: str | None = None) -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
         `volumes` are existing data volumes, attached once it runs. The network defaults
         to the provider's (`nbcloud`, or user-mode networking `user` on a session daemon).
@@ -349,8 +348,7 @@ class Instances:
         `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
         script run at first boot (folders.py). `vcpus` and `memory` ("1G") instead of a
         `flavor` make a custom instance type (`custom-2-1024`), no larger than the host.
-        `host` pins it to a host of the cloud; the members of a `count`, or of one
-        `group`, are spread over the hosts."""
+        `host` pins it to a host; a `count`'s or a `group`'s members spread over hosts."""
         flavor = choose(flavor, vcpus, memory)
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
@@ -362,9 +360,8 @@ class Instances:
         user_data = self.folders.user_data(folders, provision, user_data)
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
         n = check_count(count, "count")
-        group = group or (name if n > 1 else None)
         spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs,
-                            host, group)
+                            host, group or (name if n > 1 else None))
         self.check_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
@@ -376,7 +373,7 @@ class Instances:
         from nbcloud.services.launch import launch
         specs = [spec] if n == 1 else [
             InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
-                         host, group) for i in range(1, n + 1)]
+                         host, spec.group) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
         for inst in insts:
             for vol in volumes:
@@ -396,8 +393,7 @@ class Instances:
         provider, inv = self.provider, self.ctx.inventory
         if watch is not None:
             watch.stage(spec.name, "provisioning")
-        if self.hosts.is_lost(spec.name):    # made again: its host is down
-            self.hosts.forget_lost(spec.name)
+        self.hosts.forget_if_lost(spec.name)   # made again while its host is down
         if provider.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
@@ -408,17 +404,9 @@ class Instances:
                 provider.network(net)  # NotFound before anything is logged
         host_private, host_public = keys.generate(f"{spec.name}-host")
         op = inv.begin("create", "instance", spec.name, image=spec.image,
-                       flavor=spec.flavor, networks=list(spec.networks), stack=stack,
-                       **({"host": spec.host} if spec.host else {}))
+                       flavor=spec.flavor, networks=list(spec.networks), stack=stack)
         undo = Undo()
-        try:   # the host, claimed in the instance's record (several hosts)
-            placed = self.hosts.place(spec.name, flavor, spec.group, spec.host,
-                                      image=spec.image, networks=spec.networks)
-        except BaseException as exc:
-            inv.finish(op, "failed", str(exc))
-            raise
-        if placed is not None:
-            undo.add(lambda: inv.remove("instance", spec.name))
+        placed = self.hosts.claim(spec, flavor, op, undo)   # several hosts: where it goes
         request = InstanceRequest(
             spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
             (keys.user_key(spec.key or "default").public,), host_public, host_private,
@@ -430,8 +418,7 @@ class Instances:
             inv.put("instance", spec.name, state="starting", uuid=made.uuid, stack=stack,
                     spec={"image": spec.image, "flavor": spec.flavor,
                           "networks": list(spec.networks),
-                          **({"host": made.host} if placed and made.host else {}),
-                          **({"group": spec.group} if spec.group else {})})
+                          **self.hosts.fields(placed and made.host, spec.group)})
             undo.add(lambda: inv.remove("instance", spec.name))
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
