@@ -18,6 +18,7 @@ instances made again elsewhere is removed (fenced), so one name never runs twice
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 from nbcloud.context import Context
 from nbcloud.core.display import Table
@@ -30,6 +31,31 @@ from nbcloud.providers.types import HostInfo
 KIND = "host"
 #: instance records still being made: their host holds them before libvirt shows them
 PENDING = ("placing", "starting")
+
+
+#: libvirt transports a host may be reached by: not `ext` (it runs a local command) nor
+#: any other that names a program to run
+SCHEMES = ("qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tcp", "qemu+tls",
+           "qemu+unix", "test")
+
+
+def check_uri(uri: object) -> str:
+    """`uri` if it is a libvirt URI a host may have, else InvalidSpec in one line."""
+    refused = InvalidSpec(f"URI {str(uri)[:100]!r} is not a libvirt URI nbcloud takes: use "
+                          "qemu+ssh://USER@HOST/system, qemu+tcp://HOST/system or "
+                          "qemu:///system")
+    if not isinstance(uri, str) or len(uri) > 512 or not uri.isprintable() or \
+            any(c.isspace() for c in uri):
+        raise refused
+    try:
+        parts = urlsplit(uri)
+        parts.port            # a port that is not a number raises ValueError
+    except ValueError:
+        raise refused from None
+    if parts.scheme not in SCHEMES or parts.fragment or \
+            {"command", "netcat"} & set(parse_qs(parts.query)):
+        raise refused
+    return uri
 
 
 def check_ratio(value: object, what: str) -> float:
@@ -94,10 +120,7 @@ class Hosts:
         ratios or address, and a drained host takes instances again."""
         check_name(name, "host name")
         self.provider.require("hosts")
-        if not isinstance(uri, str) or not uri.startswith(("qemu", "test:")) or \
-                any(c.isspace() for c in uri):
-            raise InvalidSpec(f"URI {uri!r} is not a libvirt URI: use qemu+ssh://USER@HOST"
-                              "/system, qemu+tcp://HOST/system or qemu:///system")
+        check_uri(uri)
         spec = {"uri": uri, "cpu_ratio": check_ratio(cpu_ratio, "--cpu-ratio"),
                 "ram_ratio": check_ratio(ram_ratio, "--ram-ratio"), "address": address or "",
                 "enabled": True}

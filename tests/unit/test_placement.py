@@ -104,3 +104,18 @@ def test_a_host_without_a_shell_is_refused_a_spanning_network_and_ssh_words_are_
     for uri in ("qemu+ssh://-oProxyCommand=touch@h/system", "qemu+ssh://root@-h/system"):
         with pytest.raises(CloudError, match="names a user or host nbcloud will not pass"):
             HostShell("h2", uri, False)
+
+
+@pytest.mark.parametrize("uri", [
+    "http://10.0.0.2/", "qemu+ext:///system?command=/bin/sh", "qemu+ssh://h/system?netcat=sh",
+    "qemu+ssh://h:port/system", "qemu:///system\n", "qemu:///sys tem", "x" * 600, 42,
+    "qemu+ssh://h/system#frag"])
+def test_a_host_uri_that_is_not_a_libvirt_transport_is_refused_in_one_line(test_cloud, uri):
+    from nbcloud.core.errors import InvalidSpec
+    with pytest.raises(InvalidSpec) as refused:
+        test_cloud.hosts.add("h9", uri)
+    message = str(refused.value)
+    assert "is not a libvirt URI nbcloud takes" in message and message.isprintable()
+    assert test_cloud.hosts.records() == []
+    assert test_cloud.ctx.inventory.operations(1) == [] or \
+        test_cloud.ctx.inventory.operations(1)[0]["verb"] != "add"

@@ -14,6 +14,7 @@ import libvirt
 
 from nbcloud.core.errors import CloudError, NotFound
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.storage import refresh
 from nbcloud.providers.libvirt.volumes import IMAGE_POOL
 
 CHUNK = 256 << 10
@@ -90,7 +91,7 @@ def copy_volume(src, dst, pool: str, name: str, progress=None) -> str:
                 pass
         new.delete(0)
         raise
-    target.refresh(0)
+    refresh(target)
     return target.storageVolLookupByName(name).path()
 
 
