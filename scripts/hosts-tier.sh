@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETNS=${NETNS:-mh-fabric}
-TIMEOUT=${HOSTS_TIER_TIMEOUT:-900}
+TIMEOUT=${HOSTS_TIER_TIMEOUT:-600}
 namespaces=("$NETNS" "$NETNS-2" "$NETNS-3")
 scratch=$(mktemp -d)   # ~/.ssh of the tier, and its temporary folder (SSH sockets too)
 ssh_dir=$scratch/ssh
