@@ -19,8 +19,8 @@ RESULTS = Path(__file__).parent / "results"
 OWN = ("bench", )            # files this script writes
 
 
-ORDER = ("peers-tiny", "peers-debian", "count", "memory", "magic", "plan", "monitor",
-         "agent", "topology")
+ORDER = ("peers-tiny", "peers-debian", "clones", "count", "memory", "magic", "plan",
+         "monitor", "agent", "topology")
 
 
 def load() -> dict[str, dict]:
@@ -90,6 +90,25 @@ def memory_md(r: dict) -> list[str]:
     return lines + [""]
 
 
+def clones_md(r: dict) -> list[str]:
+    one = r["single"]
+    lines = [f"**Warm clones vs cold boots** (`bench/clones.py`, tiny `{r['flavor']}`, "
+             f"{r['date']}; base: {r['base']['what']}):", "",
+             "| create → SSH-ready | median | min | max | load1 |", "|---|---|---|---|---|"]
+    for kind, x in one.items():
+        lines.append(f"| {kind} | {_s(x['median'])} | {_s(x['min'])} | {_s(x['max'])} "
+                     f"| {min(x['load1'])}–{max(x['load1'])} |")
+    lines += ["", "| N | kind | all SSH-ready | RSS / QEMU | PSS / QEMU | PSS + base file "
+              "/ N | QEMU CPU-s each | libvirtd CPU-s each | load1 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['n']} | {row['kind']} | {_s(row['wall'])} | {row['rss']} MiB "
+                     f"| {row['pss']} MiB | {row.get('pss_with_base', '–')} | "
+                     f"{row['qemu_cpu']} | {row['libvirtd_cpu']} | "
+                     f"{row['load1_before']}→{row['load1_after']} |")
+    return lines + [""]
+
+
 def generic_md(name: str, r: dict) -> list[str]:
     """Another engineer's result: its rows as they are."""
     rows = r.get("rows") or []
@@ -122,6 +141,8 @@ def markdown(found: dict[str, dict], host: dict) -> str:
                                 f"medians of {r['runs']}):", r)
         elif name == "memory":
             lines += memory_md(r)
+        elif name == "clones":
+            lines += clones_md(r)
         elif name != "boot":     # boot.json: the older nbcloud-vs-floor run, now in peers
             lines += generic_md(name, r)
     return "\n".join(lines)
@@ -135,9 +156,10 @@ def figure(found: dict[str, dict]):
     for name in ("peers-tiny", "peers-debian"):
         if name in found:
             panels.append((f"create → SSH-ready, {found[name]['image']} (s)", name))
-    for name in ("count", "memory", "magic", "plan"):
+    for name in ("clones", "count", "memory", "magic", "plan"):
         if name in found:
-            panels.append(({"count": "--count N → all SSH-ready (s)",
+            panels.append(({"clones": "warm clones vs cold: --count N → all SSH-ready (s)",
+                            "count": "--count N → all SSH-ready (s)",
                             "memory": "QEMU RSS per tiny instance (MiB) by tb-cache",
                             "magic": "%cloud instance list, 1,000 instances (ms)",
                             "plan": "plan / ls (ms)"}[name], name))
@@ -159,6 +181,12 @@ def figure(found: dict[str, dict]):
                          "array": [r["results"][k]["max"] - m for k, m in zip(labels, med)],
                          "arrayminus": [m - r["results"][k]["min"]
                                         for k, m in zip(labels, med)]}), **pos)
+        elif name == "clones":
+            for kind in ("clone", "cold"):
+                got = [row for row in r["rows"] if row["kind"] == kind]
+                fig.add_trace(go.Scatter(x=[row["n"] for row in got],
+                                         y=[row["wall"] for row in got], name=kind,
+                                         mode="lines+markers"), **pos)
         elif name == "count":
             n = [row["count"] for row in r["rows"]]
             fig.add_trace(go.Scatter(x=n, y=[row["wall"] for row in r["rows"]],

@@ -136,7 +136,20 @@ class Cloud:
         from nbcloud.images.tiny import build_tiny
         tiny = build_tiny(config.cache_dir(), progress=progress)
         return self.images.put_kernel_image("tiny", tiny.kernel, tiny.initrd, tiny.cmdline,
-                                            tiny.digest)
+                                            tiny.digest, tiny.warm)
+
+    def warm(self, image: str = "tiny", flavor: str = "t.nano", network: str | None = None,
+             progress=None) -> str:
+        """Build the warm base that instances of `image` at `flavor`'s shape are cloned
+        from (booted once, saved), unless a fresh one exists; says what was done. A create
+        builds it too, after its own instances, when it was missing."""
+        from nbcloud.core.spec import InstanceSpec
+        from nbcloud.services.launch import warm_base
+        spec = InstanceSpec("warm-base", image, flavor,
+                            (network or self.provider.default_network,))
+        return warm_base(self.instances, spec, progress, build_missing=True,
+                         asked=f"image warm {image}") or \
+            f"the warm base of {image} for {flavor} is fresh"
 
     def import_image(self, name: str, source: str, *, sha256: str | None = None,
                      progress=None) -> Image:

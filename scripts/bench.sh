@@ -21,9 +21,9 @@ if [ ! -x .venv-bench/bin/kcli ]; then
 fi
 
 if [ -n "${BENCH_QUICK:-}" ]; then
-    TINY=2 DEBIAN=1 COUNTS="1 2" MEM=1
+    TINY=2 DEBIAN=1 COUNTS="1 2" MEM=1 CLONES="1 2"
 else
-    TINY=5 DEBIAN=2 COUNTS="1 2 4 8" MEM=2
+    TINY=5 DEBIAN=2 COUNTS="1 2 4 8" MEM=2 CLONES="1 10 30"
 fi
 
 run() {   # run NAME CMD...: one benchmark; a failure is reported, the others still run
@@ -34,6 +34,8 @@ run() {   # run NAME CMD...: one benchmark; a failure is reported, the others st
 
 run peers-tiny   "${IN_NS[@]}" $PY bench/peers.py tiny --rounds "$TINY"
 run peers-debian "${IN_NS[@]}" $PY bench/peers.py debian --rounds "$DEBIAN"
+# shellcheck disable=SC2086
+run clones       "${IN_NS[@]}" $PY bench/clones.py --rounds "$TINY" --counts $CLONES
 # shellcheck disable=SC2086
 run count        "${IN_NS[@]}" $PY bench/count.py --counts $COUNTS
 run memory       "${IN_NS[@]}" $PY bench/memory.py --rounds "$MEM"

@@ -74,10 +74,29 @@ def new_host_key(comment: str = "nbcloud") -> HostKey:
 def build_seed(path: Path, *, instance_id: str, hostname: str,
                authorized_keys: Sequence[str], host_key_private: str, host_key_public: str,
                network: StaticNet | Sequence[StaticNet] | None = None,
-               user_data: str | None = None) -> None:
-    """Write the NoCloud seed ISO to ``path`` (mode 0600: it holds the host's private key).
+               user_data: str | None = None) -> dict[str, str]:
+    """Write the NoCloud seed ISO to ``path`` (mode 0600: it holds the host's private key);
+    returns its files (`seed_files`).
 
     ``network`` is the static address of one NIC, or a list of them, first NIC first."""
+    files = seed_files(instance_id=instance_id, hostname=hostname,
+                       authorized_keys=authorized_keys, host_key_private=host_key_private,
+                       host_key_public=host_key_public, network=network,
+                       user_data=user_data)
+    size = len(files["user-data"].encode())
+    if size > USER_DATA_LIMIT:
+        warnings.warn(f"user-data is {size} bytes, above the {USER_DATA_LIMIT} that "
+                      "clouds usually accept", stacklevel=2)
+    _write_iso(Path(path), files)
+    return files
+
+
+def seed_files(*, instance_id: str, hostname: str, authorized_keys: Sequence[str],
+               host_key_private: str, host_key_public: str,
+               network: StaticNet | Sequence[StaticNet] | None = None,
+               user_data: str | None = None) -> dict[str, str]:
+    """The seed's files by name: meta-data, user-data and (with `network`)
+    network-config."""
     files = {
         "meta-data": _dump({"instance-id": instance_id, "local-hostname": hostname}),
         "user-data": user_data_document(
@@ -85,11 +104,7 @@ def build_seed(path: Path, *, instance_id: str, hostname: str,
     }
     if network is not None and (isinstance(network, StaticNet) or len(network)):
         files["network-config"] = network_config(network)
-    size = len(files["user-data"].encode())
-    if size > USER_DATA_LIMIT:
-        warnings.warn(f"user-data is {size} bytes, above the {USER_DATA_LIMIT} that "
-                      "clouds usually accept", stacklevel=2)
-    _write_iso(Path(path), files)
+    return files
 
 
 def cloud_config(hostname: str, authorized_keys: Sequence[str],

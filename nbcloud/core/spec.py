@@ -116,6 +116,10 @@ def check_count(value: object, what: str = "count", maximum: int = 64) -> int:
     return n
 
 
+#: How an instance may come up: a warm clone where it can be, a cold boot, or a clone.
+BOOTS = ("auto", "cold", "clone")
+
+
 @dataclass(frozen=True)
 class Flavor:
     """An instance type: vCPUs, memory, CPU share, extra local disk."""
@@ -138,6 +142,7 @@ class InstanceSpec:
     key: str | None = None
     screen: bool = False          # a VGA adapter, for screenshots (costs boot time)
     sync: tuple[tuple[str, str], ...] = ()  # (host folder, guest folder): synced.py checks
+    boot: str = "auto"            # auto: a warm clone where it can be; cold; clone
     host: str | None = None       # the host it must go to (several hosts: placement's pin)
     group: str | None = None      # members of one group are spread over hosts
 
@@ -146,6 +151,9 @@ class InstanceSpec:
         for value, what in ((self.host, "host name"), (self.group, "group name")):
             if value is not None:
                 check_name(value, what)
+        if self.boot not in BOOTS:
+            raise InvalidSpec(f"boot {self.boot!r} is not allowed: auto (a warm clone where "
+                              "it can be, else a cold boot), cold or clone")
         check_name(self.image, "image name")
         if not isinstance(self.flavor, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,62}",
                                                                 self.flavor):

@@ -29,6 +29,7 @@ from nbcloud.images.debian_archive import (
     unpack,
 )
 from nbcloud.images.pvh import pvh_kernel
+from nbcloud.images.reseed import nbreseed
 
 BUILDER_VERSION = 1
 KERNEL_META = "linux-image-cloud-amd64"
@@ -43,7 +44,11 @@ POWER_MODULES = ("button", "evdev")
 # In the image but not loaded at boot: virtiofs (and fuse) for synced folders, loaded by
 # the mount step nbcloud puts in the user-data of an instance that has one (synced.py).
 # The Debian cloud kernel has no 9p (CONFIG_NET_9P is not set), so virtiofs it is.
-EXTRA_MODULES = ("virtiofs",)
+# virtio_console: a warm clone's identity arrives on hvc0 (see tiny_init.sh), loaded only
+# when the kernel command line says nbwarm=1.
+EXTRA_MODULES = ("virtiofs", "virtio_console")
+#: The protocol the init speaks to warm clones (tiny_init.sh, images/clone_identity.py).
+WARM_PROTOCOL = "NBCLONE1"
 # Loaded only on OpenStack (the SMBIOS product says so): Nova's config drive is an ISO9660
 # CD-ROM on the IDE bus of the i440fx machine.  The cloud kernel has no AHCI, so a q35
 # guest's SATA CD-ROM stays unseen (an image with hw_machine_type=q35 would need it).
@@ -68,6 +73,7 @@ class TinyImage:
     initrd: Path
     cmdline: str
     digest: str  # sha256 over every input: package versions, init script, builder
+    warm: str = ""  # the warm-clone protocol its init speaks ("" none)
 
 
 def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImage:
@@ -108,7 +114,8 @@ def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImag
         initrd = assemble(root, bzimage.name.removeprefix("vmlinuz-")).to_bytes()
         (stage / "initrd.img").write_bytes(initrd)
         manifest = {"digest": digest, "cmdline": CMDLINE, "packages": versions,
-                    "kernel": "vmlinux" if kernel else "vmlinuz", "builder": BUILDER_VERSION}
+                    "kernel": "vmlinux" if kernel else "vmlinuz", "builder": BUILDER_VERSION,
+                    "warm": WARM_PROTOCOL}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for f in stage.iterdir():
             f.chmod(0o644)  # qemu may run as another user (libvirt-qemu)
@@ -125,7 +132,7 @@ def build_tiny(cache_dir: Path, *, progress: Progress | None = None) -> TinyImag
 def _load(out: Path) -> TinyImage:
     manifest = json.loads((out / "manifest.json").read_text())
     return TinyImage(out / manifest["kernel"], out / "initrd.img", manifest["cmdline"],
-                     manifest["digest"])
+                     manifest["digest"], manifest.get("warm", ""))
 
 
 # --- inputs -------------------------------------------------------------------------
@@ -152,7 +159,7 @@ def _digest(versions: dict[str, str]) -> str:
               "cdrom": CDROM_MODULES,
               "udhcpc": UDHCPC_SCRIPT}
     h.update(json.dumps(inputs, sort_keys=True).encode())
-    for name in ("tiny_init.sh", "tiny.py", "cpio.py"):
+    for name in ("tiny_init.sh", "tiny.py", "cpio.py", "reseed.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 
@@ -204,6 +211,7 @@ def assemble(root: Path, kver: str) -> Archive:
     arc.add_chardev("dev/console", 5, 1)  # the kernel opens it before /init runs
     arc.add_file("init", (Path(__file__).parent / "tiny_init.sh").read_bytes(), 0o755)
     arc.add_file("usr/share/udhcpc/default.script", UDHCPC_SCRIPT.encode(), 0o755)
+    arc.add_file("usr/sbin/nbreseed", nbreseed(), 0o755)
     for name, text in ETC_FILES.items():
         arc.add_file(f"etc/{name}", text.encode(), 0o600 if name == "shadow" else 0o644)
     _add_busybox(arc, root)
@@ -367,7 +375,10 @@ ETC_FILES = {
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
 # udhcpc hook of the nbcloud tiny image.  When /init already set a static address
-# ($NB/static-IFACE holds it) the lease only confirms it: nothing is changed.
+# ($NB/static-IFACE holds it) the lease only confirms it: nothing is changed.  A lease of
+# another address means dnsmasq did not know the reservation yet (a warm clone asks
+# within a second of its start, as the host publishes it): released, and asked again
+# 3 s later, at most 10 times.
 NB=/run/nbcloud
 static=$(cat "$NB/static-$interface" 2>/dev/null)
 case "$1" in
@@ -376,7 +387,13 @@ deconfig)
 	ip link set "$interface" up ;;
 bound | renew)
 	if [ -n "$static" ]; then
-		[ "$ip" = "$static" ] || echo "nbcloud: DHCP offered $ip, static is $static" >/dev/console
+		[ "$ip" = "$static" ] && exit 0
+		echo "nbcloud: DHCP offered $ip, static is $static" >/dev/console
+		read -r n <"$NB/dhcp-tries-$interface" 2>/dev/null
+		n=$((${n:-0} + 1))
+		echo "$n" >"$NB/dhcp-tries-$interface"
+		read -r pid <"/run/udhcpc.$interface.pid" || exit 0
+		[ "$n" -le 10 ] && (kill -USR2 "$pid"; sleep 3; kill -USR1 "$pid") >/dev/null 2>&1 &
 		exit 0
 	fi
 	ip addr replace "$ip/${mask:-24}" dev "$interface"

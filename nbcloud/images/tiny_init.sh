@@ -35,6 +35,39 @@
 #   nbcloud-userdata-done rc=<n>               after scripts and runcmd
 # After ready a root shell runs on ttyS0 (the serial console), respawned when it exits.
 # The tiny image keeps no state: every boot is a first boot (runcmd runs again).
+#
+# Warm clones (kernel command line nbwarm=1: the base of warm clones).  The init stops
+# before anything that makes an instance itself: no seed is looked for, no address,
+# host key, authorized key, hostname or user-data, every NIC stays down (its IPv6
+# link-local address comes from the clone's MAC), nothing reads
+# /proc/sys/kernel/random/boot_id or uses the network (the kernel makes the boot id and
+# its network secrets lazily: after the restore, from the reseeded CRNG, so per clone).
+# It prints "nbcloud-warm-waiting" on the console, and the host saves the guest there.
+# Each restored clone goes on reading its identity from the virtio console hvc0
+# (raw mode), protocol NBCLONE1:
+#   host -> guest  "NBCLONE1 <len> <seed> <epoch>\n", then <len> bytes of a cpio
+#                  archive (newc; cpio stops at its trailer, the tty gives no EOF),
+#                  unpacked at /.  What read_seed would make of the instance's seed,
+#                  made by the host (every fork costs under TCG, and a clone's first
+#                  forks most):
+#                    run/nbcloud/clone.env   MD_ID MD_HOST CC_HOST NICS (the NICS lines
+#                                            of configure_network) and MACS ("<base mac>
+#                                            <clone mac>" pairs: a restored virtio-net
+#                                            keeps the base's MAC), shell assignments
+#                    run/nbcloud/authorized_keys, run/nbcloud/host_ed25519.pub
+#                    etc/dropbear/dropbear_ed25519_host_key  the pinned key, in
+#                                            dropbear's format (no dropbearconvert)
+#                    run/nbcloud/user-data   the user's own user-data, if any: read here
+#                                            as from a seed (scripts, cloud-config, MIME)
+#                    run/cidata/{meta-data,user-data,network-config}  the seed's files,
+#                                            for the record (the cold path mounts them)
+#   guest -> host  "nbcloud-ready ip=<addr> hostname=<name>", as on the console
+# <seed>, hex from the host's CSPRNG, is written into /dev/urandom and the CRNG reseeded
+# at once, before anything forks (a fork already draws a stack canary): nbreseed is
+# ioctl(RNDRESEEDCRNG), since this kernel has no vmgenid driver and would otherwise go
+# on with the base's CRNG key until its next scheduled reseed.  <epoch>, the host's UTC
+# seconds, sets the clock, which stood still while the image was saved.  A reboot of a
+# clone is a cold boot from its seed (the host gives it the stock command line).
 # Boot with nbdebug=1 on the kernel command line for stage timestamps.
 # Every fork+exec costs milliseconds under TCG, so builtins are preferred throughout.
 # Sourced with NBCLOUD_INIT_LIB=1 it only defines its functions (for the unit tests).
@@ -324,7 +357,9 @@ nic_by() { # MAC NAME ID -> DEV, the interface name (the probe may trail a littl
 
 dhcp() { # IFACE [ADDR]: with ADDR (already set statically) only to record the lease
 	local opts="-i $1 -s /usr/share/udhcpc/default.script -x hostname:$HOST -p /run/udhcpc.$1.pid"
-	if [ -n "$2" ]; then
+	if [ -n "$2" ] && [ -n "$WARM" ]; then # a clone: after ready (the vCPU is busiest now)
+		DHCP_LATER="$DHCP_LATER $1=$2"
+	elif [ -n "$2" ]; then
 		echo "$2" >"$NB/static-$1"
 		udhcpc $opts -f -r "$2" -t 3 -T 2 -A 10 -S >/dev/null 2>&1 &
 	else
@@ -337,7 +372,7 @@ configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addr
 	# /etc/resolv.conf lists the name servers of all of them, the first NIC's first.
 	local id mac setname mname mode addrs gw dns dev a ns= routed=
 	IP=
-	ip link set lo up
+	is_up lo || ip link set lo up
 	echo "${NICS:-eth0 - - - dhcp - - -}" >$NB/nics
 	while read -r id mac setname mname mode addrs gw dns; do
 		[ -n "$id" ] || continue
@@ -347,7 +382,7 @@ configure_network() { # $NICS lines: id mac set-name match-name dhcp|static addr
 		if [ "$setname" != - ] && [ "$setname" != "$dev" ] && ip link set "$dev" name "$setname"; then
 			dev=$setname
 		fi
-		ip link set "$dev" up
+		is_up "$dev" || ip link set "$dev" up
 		if [ "$addrs" != - ]; then # static: at once, so that SSH is reachable at once
 			IFS=,
 			for a in $addrs; do ip addr add "$a" dev "$dev"; done
@@ -423,6 +458,56 @@ run_user_data() { # user-data scripts, then runcmd, as cloud-init's final stage 
 	t userdata
 }
 
+is_up() { # IFACE: is its IFF_UP flag set?
+	local f
+	read -r f <"/sys/class/net/$1/flags" && [ $((f & 1)) = 1 ]
+}
+
+# --- warm clones (see the top) --------------------------------------------------------
+WARMDEV=/dev/hvc0
+warm_wait() { # -> the clone's identity unpacked (see the top); 1 if there is no channel
+	local magic len seed epoch i=0
+	modprobe virtio_console || return 1
+	while [ ! -c $WARMDEV ] && [ $i -lt 100 ]; do usleep 10000; i=$((i + 1)); done
+	[ -c $WARMDEV ] || { say "no $WARMDEV: not a warm base"; return 1; }
+	exec 3<>$WARMDEV
+	stty raw -echo <&3 # on the descriptor kept open: hvc resets termios on the last close
+	ip link set lo up  # the same in every clone: done before the save
+	wait $POWERJOB
+	echo "nbcloud-warm-waiting"
+	while :; do # the base is saved in this read; each clone returns from it
+		read -r magic len seed epoch <&3 || usleep 100000
+		[ "$magic" = NBCLONE1 ] && break
+	done
+	t got
+	echo "$seed" >/dev/urandom
+	nbreseed </dev/urandom || say "CRNG reseed failed"
+	t reseeded
+	date -u -s "@$epoch" >/dev/null
+	cd /
+	cpio -i -d <&3 2>/dev/null
+	exec 3<&-
+	t unpacked
+	WARM=1
+}
+
+read_clone() { # what the host unpacked (see the top) -> MD_ID MD_HOST CC_HOST NICS, $NB
+	local old new n a
+	NICS= NSCRIPT=100 MD_ID= MD_HOST= CC_HOST= MACS=
+	. $NB/clone.env
+	set -- $MACS
+	while [ $# -ge 2 ]; do # each NIC gets the clone's MAC, and comes up
+		old=$1 new=$2
+		shift 2
+		for n in /sys/class/net/*; do
+			read -r a <"$n/address" && [ "$a" = "$old" ] &&
+				ip link set dev "${n##*/}" address "$new" up
+		done
+	done
+	[ -f $NB/user-data ] && read_user_data $NB/user-data
+	[ -s $NB/runcmd ] && { echo '#!/bin/sh'; cat $NB/runcmd; } >"$NB/script.runcmd"
+}
+
 [ -n "$NBCLOUD_INIT_LIB" ] && return 0
 
 # --- main -----------------------------------------------------------------------------
@@ -443,6 +528,7 @@ watch_power_button & # "ready" waits for it: a shutdown right after ready works
 POWERJOB=$!
 
 umask 077 # the host's private key passes through $NB
+WARM=
 if on_openstack; then
 	if find_config_drive && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
 		t seed "$SEEDDEV"
@@ -450,6 +536,9 @@ if on_openstack; then
 	else
 		say "no config drive (volume id config-2) found: DHCP, generated host key, no keys"
 	fi
+elif [ -n "$nbwarm" ] && warm_wait; then
+	t seed warm
+	read_clone
 elif find_seed && mount -t iso9660 -o ro "$SEEDDEV" $SEED; then
 	t seed "$SEEDDEV"
 	read_seed
@@ -460,12 +549,16 @@ umask 022
 t parsed
 
 # The host key converted for dropbear (or a new one) while the rest goes on.
-if [ -s $NB/host_ed25519.pem ]; then
+KEYJOB=
+if [ -s $HOSTKEY ]; then
+	: # a warm clone's, delivered in dropbear's format
+elif [ -s $NB/host_ed25519.pem ]; then
 	dropbearconvert openssh dropbear $NB/host_ed25519.pem $HOSTKEY >/dev/null 2>&1 &
+	KEYJOB=$!
 else
 	dropbearkey -t ed25519 -f $HOSTKEY >/dev/null 2>&1 &
+	KEYJOB=$!
 fi
-KEYJOB=$!
 if [ -s $NB/authorized_keys ]; then
 	# once each: Nova's key pair may be in the cloud-config too
 	awk '!seen[$0]++' $NB/authorized_keys >/root/.ssh/authorized_keys
@@ -474,19 +567,23 @@ else
 fi
 HOST=${CC_HOST:-${MD_HOST:-tiny}}
 HOST=${HOST%%.*}
-hostname "$HOST"
+echo "$HOST" >/proc/sys/kernel/hostname # as hostname(1) does, without a fork
 echo "$HOST" >/etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$HOST" >/etc/hosts
 
 configure_network
 t network
 
-wait $KEYJOB || say "host key setup failed"
+[ -z "$KEYJOB" ] || wait $KEYJOB || say "host key setup failed"
 dropbear -r $HOSTKEY -s -p 22 -P /run/dropbear.pid # -s: keys only, no passwords
 i=0
 while [ $i -lt 200 ] && ! listening; do usleep 10000; i=$((i + 1)); done
 wait $POWERJOB
 echo "nbcloud-ready ip=${IP:-none} hostname=$HOST"
+[ -z "$WARM" ] || echo "nbcloud-ready ip=${IP:-none} hostname=$HOST" >$WARMDEV
+WARM= # from here on as any boot
+# a clone's lease: once the host has told dnsmasq its reservation, after its own calls
+[ -z "$DHCP_LATER" ] || (sleep 2; for l in $DHCP_LATER; do dhcp "${l%%=*}" "${l#*=}"; done) &
 t ready
 
 print_fingerprints &

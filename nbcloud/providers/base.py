@@ -13,6 +13,7 @@ from typing import ClassVar, Protocol
 from nbcloud.core.errors import Unsupported
 from nbcloud.core.spec import Flavor
 from nbcloud.providers.types import (
+    CloneCheck,
     DataVolume,
     Forward,
     HostInfo,
@@ -46,6 +47,7 @@ CAPABILITIES = {
     "adopt": "adopting objects made outside nbcloud",
     "hosts": "hosts of its own to add, drain or place on (the cloud places instances)",
     "migrate": "live migration between hosts it lets nbcloud choose",
+    "clones": "warm clones (instances restored from a booted memory image)",
 }
 
 
@@ -309,5 +311,16 @@ class PlacesItself:
         return {}
 
 
-INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage, StoragePools,
-              Networking, Firewall, Forwards, Balancers, Recovery, HostGroup)
+class Clones(Protocol):
+    """Warm clones ("clones"): instances restored from a booted, saved base of their image
+    and shape instead of cold-booted. `provision` decides per instance (`req.boot`); these
+    say beforehand whether one can be a clone, and build the base it needs."""
+    def clone_check(self, image: Image, flavor: Flavor, networks: tuple[str, ...],
+                    screen: bool = False, shares: tuple = ()) -> CloneCheck: ...
+    def warm_base(self, image: Image, flavor: Flavor, network: str,
+                  progress=None) -> str: ...
+
+
+INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage,
+              StoragePools, Networking, Firewall, Forwards, Balancers, Recovery, Clones,
+              HostGroup)

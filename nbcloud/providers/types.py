@@ -68,6 +68,7 @@ class Image:
     disk_format: str | None = None
     virtual_size: int | None = None   # bytes the guest sees (disk images)
     ref: str | None = None         # the provider's own handle (a Glance image ID)
+    warm: str = ""                 # the warm-clone protocol its init speaks ("" none)
 
     @property
     def boot(self) -> str:
@@ -116,16 +117,34 @@ class InstanceRequest:
     user_data: str | None = field(default=None, repr=False)
     screen: bool = False                      # a VGA adapter, for screenshots
     shares: tuple[tuple[str, str], ...] = ()  # synced folders (host, guest)
+    boot: str = "auto"                        # auto (a warm clone where it can), cold, clone
     host: str | None = None                   # the host placement chose (None: the home)
 
 
 @dataclass(frozen=True)
 class Provisioned:
     """A defined, not yet started instance: its UUID, and `publish()`, which tells the
-    networks' DNS/DHCP about it once it runs (futures, waited for after the boot)."""
+    networks' DNS/DHCP about it once it runs (futures, waited for after the boot).
+
+    `boot` says how its first start brings it up ("cloned", or "cold (why)"); a clone's
+    first start is `start()`, which returns the same words (a clone that does not
+    restore boots cold instead, and says why). Without `start`, `provider.start(name)`."""
     uuid: str
     publish: Callable[[], list[Future]]
-    host: str = ""                            # the host it was made on
+    boot: str = "cold"
+    start: Callable[[], str] | None = field(default=None, repr=False)
+    base_missing: bool = False     # cold only for want of a fresh warm base
+    host: str = ""                 # the host it was made on
+
+
+@dataclass(frozen=True)
+class CloneCheck:
+    """Whether an instance can be a warm clone now; if not, `why`, and whether building
+    the missing (or stale) base would make it one."""
+    ok: bool
+    why: str = ""
+    base_missing: bool = False
+
 
 
 @dataclass(frozen=True)

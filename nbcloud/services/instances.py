@@ -20,6 +20,7 @@ from nbcloud.providers.types import USER_NETWORK, InstanceRequest
 from nbcloud.services import keys, ssh, terminals
 from nbcloud.services.folders import Folders, SyncedFolder, parse_syncs
 from nbcloud.services.hosts import Hosts
+from nbcloud.services.resize import resize
 from nbcloud.services.volumes import Volumes
 
 
@@ -31,6 +32,7 @@ class Instance(Handle):
     def __init__(self, service: Instances, name: str):
         super().__init__(service, name)
         self._client = None
+        self.base_missing = False   # made cold only for want of a warm base (create)
 
     @property
     def provider(self):
@@ -71,6 +73,11 @@ class Instance(Handle):
     @property
     def uuid(self) -> str:
         return self.provider.uuid(self.name)
+
+    @property
+    def boot(self) -> str:
+        """How it came up: "cloned" (a warm clone), or "cold" and why."""
+        return self.meta.get("boot") or "cold"
 
     @property
     def host_key_fingerprint(self) -> str:
@@ -137,6 +144,9 @@ class Instance(Handle):
         return self
 
     def _start(self, wait: bool) -> None:
+        meta = self.meta
+        if self.state != "running" and meta.get("boot", "").startswith("cloned"):
+            self.provider.set_metadata(self.name, {**meta, "boot": "cold (started again)"})
         self.provider.start(self.name)
         if wait:
             self.wait_ready()
@@ -145,12 +155,12 @@ class Instance(Handle):
 
     def apply_cpu_share(self) -> bool:
         # Shared-CPU flavors boot at full speed (like a cloud's launch credits) and are
-        # held to their baseline share from then on.
+        # held to their baseline share from then on (a started domain has no cap).
         try:
             flavor = self.provider.flavor(self.flavor)
         except CloudError:
             return True
-        return self.provider.set_cpu_share(self.name, flavor.cpu_share)
+        return flavor.cpu_share >= 1 or self.provider.set_cpu_share(self.name, flavor.cpu_share)
 
     def stop(self, timeout: float = 30.0) -> str:
         """Graceful ACPI shutdown, forced after `timeout` s; returns 'graceful'/'forced'."""
@@ -191,32 +201,7 @@ class Instance(Handle):
         """Change flavor: live when only the CPU share differs, else stop, redefine,
         start. Returns which it did."""
         new = self.service.check_flavor(flavor)
-        return self.service.logged("resize", self.name, self._resize, new, timeout)
-
-    def _resize(self, new, timeout: float) -> str:
-        provider, meta = self.provider, self.meta
-        running = self.state == "running"
-        if provider.engine_flavors:   # the cloud's own resize, whatever changes
-            self.close()
-            provider.resize(self.name, new)
-            provider.set_metadata(self.name, {**meta, "flavor": new.name})
-            if running:
-                self.wait_ready()
-            return "resized by the cloud"
-        old = self.provider.flavor(meta["flavor"])
-        if (new.vcpus, new.memory) == (old.vcpus, old.memory):
-            how = "live"
-            if running and not provider.set_cpu_share(self.name, new.cpu_share):
-                how = "live (the CPU share is not enforced on this host)"
-        else:
-            how = "stopped, redefined and started" if running else "redefined"
-            if running:
-                self.stop(timeout)
-            provider.resize(self.name, new)
-        provider.set_metadata(self.name, {**meta, "flavor": new.name})
-        if running and how.startswith(("stopped", "redefined")):
-            self.start()
-        return how
+        return self.service.logged("resize", self.name, resize, self, new, timeout)
 
     def provision(self, script: str, timeout: float = 600.0):
         """Run shell `script` in the instance now, over SSH (output recorded)."""
@@ -248,10 +233,12 @@ class Instance(Handle):
     def rows(self) -> dict[str, object]:
         meta = self.meta
         return {"state": self.state, "ip": meta.get("ip", ""), "flavor": meta.get("flavor", ""),
-                "image": meta.get("image", ""), "host key": self.host_key_fingerprint}
+                "image": meta.get("image", ""), "boot": meta.get("boot") or "cold",
+                "host key": self.host_key_fingerprint}
 
     def summary(self, rows: dict[str, object]) -> str:
-        return f"{rows['state']} ip={rows['ip']} flavor={rows['flavor']} image={rows['image']}"
+        return (f"{rows['state']} ip={rows['ip']} flavor={rows['flavor']} image={rows['image']} "
+                f"boot={str(rows['boot']).split()[0]}")
 
 
 class Instances:
@@ -338,16 +325,16 @@ class Instances:
                volumes: tuple[str, ...] | list[str] = (),
                progress=None, keep: bool = False,
                screen: bool = False, sync=(), provision: str | None = None,
-               host: str | None = None, group: str | None = None) -> Instance | list[Instance]:
+               boot: str = "auto", host: str | None = None,
+               group: str | None = None) -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
-        `volumes` are existing data volumes, attached once it runs. The network defaults
-        to the provider's (`nbcloud`, or user-mode networking `user` on a session daemon).
-        `progress` (see ui/progress.launch_progress) shows each stage with elapsed time.
-        Ctrl-C raises `Interrupted`, saying what was left running and what was not made.
-        `screen` adds a VGA adapter so `screenshot()` works (it costs boot time).
-        `sync` shares host folders ("HOST:GUEST") by virtiofs; `provision` is a shell
-        script run at first boot (folders.py). `vcpus` and `memory` ("1G") instead of a
-        `flavor` make a custom instance type (`custom-2-1024`), no larger than the host.
+        `volumes` (existing data volumes) attach once it runs; the network defaults to the
+        provider's. `progress` shows each stage (ui/progress.launch_progress); Ctrl-C
+        raises `Interrupted`, saying what was left running and what was not made. `screen`
+        adds a VGA adapter for `screenshot()`; `sync` shares host folders ("HOST:GUEST") by
+        virtiofs, `provision` runs a script at first boot. `vcpus` and `memory` ("1G")
+        instead of a `flavor` make a custom type (`custom-2-1024`). `boot`: "auto" clones
+        where it can (else boots cold and builds the base after), "cold", or "clone".
         `host` pins it to a host; a `count`'s or a `group`'s members spread over hosts."""
         flavor = choose(flavor, vcpus, memory)
         network = network or self.provider.default_network
@@ -361,7 +348,7 @@ class Instances:
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
         n = check_count(count, "count")
         spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs,
-                            host, group or (name if n > 1 else None))
+                            boot, host, group or (name if n > 1 else None))
         self.check_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
@@ -370,11 +357,15 @@ class Instances:
                                   "use --volume with --count 1")
             if self.volumes.get(check_name(vol, "volume name")).attached_to:
                 raise CloudError(f"volume {vol!r} is attached already: detach it first")
-        from nbcloud.services.launch import launch
+        from nbcloud.services.launch import launch, warm_base
+        if boot == "clone":   # the base first, if need be; refused where no clone can be
+            warm_base(self, spec, progress, build_missing=True)
         specs = [spec] if n == 1 else [
             InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
-                         host, spec.group) for i in range(1, n + 1)]
+                         boot, host, spec.group) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
+        if any(inst.base_missing for inst in insts):   # the next ones are clones
+            warm_base(self, spec, progress, build_missing=False)
         for inst in insts:
             for vol in volumes:
                 self.volumes.attach(vol, inst.name)
@@ -410,7 +401,7 @@ class Instances:
         request = InstanceRequest(
             spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
             (keys.user_key(spec.key or "default").public,), host_public, host_private,
-            spec.user_data, spec.screen, spec.sync, placed)
+            spec.user_data, spec.screen, spec.sync, spec.boot, placed)
         del host_private
         unreachable = ""  # why SSH never answered, when `keep` keeps the instance anyway
         try:
@@ -423,9 +414,12 @@ class Instances:
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
                 watch.stage(spec.name, "starting")
-            provider.start(spec.name)
-            published = made.publish()
+            boot = made.start() if made.start is not None else provider.start(spec.name)
+            # dnsmasq learns the address while a cold guest boots; a clone is up at once,
+            # and libvirt holds its calls while it updates dnsmasq: they go first
+            published = made.publish() if made.start is None else []
             inst = Instance(self, spec.name)
+            inst.base_missing = made.base_missing
             if wait:
                 if watch is not None:
                     watch.stage(spec.name, "booting")
@@ -439,7 +433,7 @@ class Instances:
                     unreachable = str(exc)
                 else:
                     inst.apply_cpu_share()
-            for future in published:
+            for future in published or made.publish():
                 future.result()
         except KeyboardInterrupt:
             if provider.exists(spec.name) and provider.state(spec.name) == "running":
@@ -457,7 +451,7 @@ class Instances:
             raise SSHError(f"{unreachable}: instance {spec.name!r} is kept as asked (read "
                            f"`%cloud instance console {spec.name}`, then delete it)")
         inv.set_state("instance", spec.name, "running" if wait else "starting")
-        inv.finish(op, "ok")
+        inv.finish(op, "ok", boot or made.boot)
         self._handles[spec.name] = inst
         if watch is not None:
             watch.stage(spec.name, "ready" if wait else "started")

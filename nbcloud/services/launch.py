@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from nbcloud.core.errors import CloudError, Interrupted
+from nbcloud.core.errors import CloudError, Interrupted, InvalidSpec
 from nbcloud.core.spec import InstanceSpec
 
 #: The stages of one create, in order (a progress bar's steps); "started" ends a create
@@ -114,3 +114,34 @@ def launch(instances, specs: list[InstanceSpec], wait: bool, stack: str,
     if progress is not None:
         progress.finish(watch, None)
     return [f.result() for f in futures]  # the first failure, as the caller would see it
+
+
+def warm_base(instances, spec: InstanceSpec, progress=None, *,
+              build_missing: bool, asked: str = "boot clone") -> str:
+    """Build the warm base that instances like `spec` are cloned from, if it is missing
+    or stale, as a step of `progress` and an operation of the log; returns what was done
+    ("" if nothing was). Before creates that must be clones (`build_missing`), a kind of
+    instance that can never be one is refused in one line (`asked` is what asked for it);
+    after creates of "auto", a
+    failed build is logged and the creates stand (the next ones boot cold too)."""
+    provider = instances.provider
+    image, flavor = provider.images.get(spec.image), provider.flavor(spec.flavor)
+    check = provider.clone_check(image, flavor, spec.networks, spec.screen, spec.sync)
+    if check.ok or not (check.base_missing or build_missing):
+        return ""
+    if not check.base_missing:
+        raise InvalidSpec(f"{asked}: {check.why}")
+    step = getattr(progress, "step", None)
+    label = f"warm base {spec.image} {flavor.vcpus} vCPU {flavor.memory >> 20} MiB"
+    report = (lambda i, n, what: step(label, i, n, what)) if step else None
+    try:
+        with instances.ctx.inventory.operation("warm", "image", spec.image,
+                                               vcpus=flavor.vcpus, memory=flavor.memory) as op:
+            op.detail = provider.warm_base(image, flavor, spec.networks[0], report)
+    except CloudError as exc:
+        if step:
+            step(label, 0, 0, f"failed: {exc}")
+        if build_missing:
+            raise
+        return ""
+    return op.detail

@@ -82,6 +82,10 @@ def diagnose(uri: str | None = None, cloud=None) -> Report:
                             "run `nbcloud image build tiny`" if cloud.provider.name ==
                             "libvirt" else "`%cloud image build tiny` uploads it to the "
                             "cloud's image service"))
+        if tiny_ok:
+            checks.append(_warm_check(cloud))
+        if uri.startswith("qemu:///system"):
+            checks.append(Check("KSM", host.ksm_state()))
         checks.append(Check("inventory", str(cloud.inventory.path)))
         for note in getattr(cloud, "recovery", []):
             checks.append(Check("recovery", note))
@@ -134,3 +138,16 @@ def _engine_checks(cloud) -> list[Check]:
                             f"reconnect: nbcloud makes network {default!r} when it "
                             "connects (the project may be out of network quota)"))
     return checks
+
+
+def _warm_check(cloud) -> Check:
+    """Whether tiny t.nano instances are warm clones here, and if not, why."""
+    provider = cloud.provider
+    check = provider.clone_check(cloud.images.get("tiny"), provider.flavor("t.nano"),
+                                 (provider.default_network,))
+    if check.ok:
+        return Check("warm clones", "tiny t.nano instances are warm clones")
+    if check.base_missing:
+        return Check("warm clones", f"cold boots for now: {check.why} (the next create "
+                     "builds it, or `%cloud image warm tiny`)")
+    return Check("warm clones", f"cold boots: {check.why}")

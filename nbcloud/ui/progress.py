@@ -144,6 +144,10 @@ class LaunchText:
         self.stream.write("\r" + line[:160].ljust(80))
         self.stream.flush()
 
+    def step(self, label: str, done: int, total: int, what: str) -> None:
+        if self._tty():  # off a terminal the base's build is in the operations log
+            StepText(self.stream).step(label, done, total, what)
+
     def finish(self, watch, message: str | None) -> None:
         # off a terminal the outcome is the result (or the Interrupted message) itself
         if self._tty():
@@ -180,6 +184,11 @@ class LaunchWidget:
         self.box.children = (self.total, *rows)
         display(self.box)
 
+    def step(self, label: str, done: int, total: int, what: str) -> None:
+        if getattr(self, "_steps", None) is None:
+            self._steps = StepWidget()
+        self._steps.step(label, done, total, what)
+
     def update(self, watch) -> None:
         if self.box is None:
             self._build(watch)
@@ -200,6 +209,55 @@ class LaunchWidget:
             for bar in self.bars.values():
                 if bar.bar_style != "success":
                     bar.bar_style = "warning"
+
+
+class StepText:
+    """A job of a few named steps on a terminal (a warm base's build): a line per step."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+
+    def step(self, label: str, done: int, total: int, what: str) -> None:
+        self.stream.write(f"{label}: {what} ({time.monotonic() - self.start:.1f} s)\n")
+        self.stream.flush()
+
+
+class StepWidget:
+    """The same as a bar with the step's words and the elapsed time beside it."""
+
+    def __init__(self):
+        self.bars: dict = {}
+        self.start = time.monotonic()
+
+    def step(self, label: str, done: int, total: int, what: str) -> None:
+        import ipywidgets as w
+        from IPython.display import display
+        if label not in self.bars:
+            bar, text = w.IntProgress(value=0, min=0, max=max(total, 1),
+                                      description="warm base"), w.Label("")
+            row = w.HBox()
+            row.children = (bar, text)
+            display(row)
+            self.bars[label] = (bar, text)
+        bar, text = self.bars[label]
+        bar.value = done
+        text.value = f"{label}: {what}, {time.monotonic() - self.start:.1f} s"
+        if total and done >= total:
+            bar.bar_style = "success"
+        elif not total:
+            bar.bar_style = "danger"
+
+
+def step_progress():
+    """A progress for jobs of named steps: a widget bar in a notebook, else text lines."""
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+            return StepWidget()
+        except ImportError:
+            pass
+    return StepText()
 
 
 def launch_progress():

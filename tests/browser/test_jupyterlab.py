@@ -19,16 +19,15 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.jupyter_server import stop, wait_answering
 from tests.needs import missing, program
 
 HERE = Path(__file__).resolve().parent
@@ -85,23 +84,9 @@ def lab(tmp_path_factory, cloud):
          f"--LabApp.workspaces_dir={root / 'workspaces'}"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            _get(f"{base}/api/status?token={token}")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not answer: {(root / 'lab.log').read_text()[-800:]}")
-            time.sleep(0.5)
+    wait_answering(proc, base, token, root / 'lab.log')
     yield base, token, root, node
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop(proc)
     log.close()
 
 

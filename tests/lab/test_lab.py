@@ -22,16 +22,16 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import libvirt
 import pytest
+
+from tests.jupyter_server import stop, wait_answering
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -108,23 +108,9 @@ def lab(fresh, tmp_path_factory):
          f"--LabApp.workspaces_dir={root / 'workspaces'}"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not answer: {(root / 'lab.log').read_text()[-800:]}")
-            time.sleep(0.5)
+    wait_answering(proc, base, token, root / 'lab.log')
     yield base, token, root, home, env
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop(proc)
     log.close()
 
 

@@ -241,6 +241,10 @@ class FakeBackend:
     def managed(self):
         return self.domains
 
+    def drop_warm_bases(self, image):   # the libvirt provider's: bases made of the image
+        self.dropped = [*getattr(self, "dropped", []), image]
+        return []
+
 
 @pytest.fixture
 def store(tmp_path):
@@ -295,6 +299,7 @@ def test_store_refuses_bad_names_and_deleting_an_image_in_use(store, tmp_path):
     del store.provider.domains["im-vm"]
     store.delete("im-d")
     assert store.provider.volumes(IMAGE_POOL) == {}
+    assert store.provider.dropped == ["im-d"]   # its warm bases went with it
 
 
 # ----- progress -------------------------------------------------------------------------

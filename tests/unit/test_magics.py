@@ -25,6 +25,8 @@ def test_bad_instance_name_is_one_line_and_creates_nothing(ip, bad):
     ("instance ssh web -- true", "does not exist"),
     ("instance create web --user-data $nope", "no variable"),
     ("instance create 'unterminated", "cannot split"),
+    ("instance create web --boot sideways", "invalid choice"),
+    ("image warm nope", "does not exist"),
 ])
 def test_usage_errors_are_one_line(ip, line, words):
     with pytest.raises(UsageError) as err:

@@ -78,6 +78,19 @@ def test_the_user_network_is_refused():
         ComputeMixin().check_instance_networks(("user",))
 
 
+def test_warm_clones_are_refused_in_one_line():
+    from nbcloud.providers.base import Provider
+    from nbcloud.providers.openstack.compute import NoClones
+
+    class P(NoClones, Provider):
+        name, uri = "openstack", "openstack://lab"
+    check = P().clone_check(None, None, ("net",))
+    assert (check.ok, check.base_missing) == (False, False)
+    assert check.why == "the openstack provider (openstack://lab) boots every server cold"
+    with pytest.raises(Unsupported, match="has no warm clones"):
+        P().warm_base(None, None, "net")
+
+
 def test_a_students_quotas_are_checked_before_any_cloud_sees_them():
     from nbcloud.services.projects import DEFAULT_QUOTAS, check_quotas
     got = check_quotas({"instances": 3, "ram": "2G"})

@@ -232,6 +232,12 @@ class LibvirtCloud(HostSetMixin, MigrationMixin, SpanMixin, LibvirtProvider):
         undo.add(lambda: self._where.pop(req.name, None))
         return dataclasses.replace(made, host=host)
 
+    def _clone_obstacle(self, image, flavor, networks, screen, shares) -> str:
+        if self.peers:
+            return ("a cloud of several hosts boots cold: a warm clone's memory and disk "
+                    "hang on its host's base, which live migration does not move")
+        return _BASE._clone_obstacle(self, image, flavor, networks, screen, shares)
+
     def apply_instance_groups(self, instance: str, groups: list[str],
                               egress_limited: bool, owner: str) -> None:
         if not self.peers:

@@ -21,7 +21,9 @@ from nbcloud.core.errors import InvalidSpec, Unsupported
 from nbcloud.core.flavors import CATALOGUE, get_flavor
 from nbcloud.core.spec import Flavor, sync_tag
 from nbcloud.core.undo import Undo
+from nbcloud.images.clone_identity import identity_message
 from nbcloud.providers.libvirt import accel
+from nbcloud.providers.libvirt.clones import Base
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.local import is_local
 from nbcloud.providers.libvirt.networks import DEFAULT_NETWORK
@@ -118,6 +120,7 @@ class ComputeMixin:
         dhcp = self.net_authority   # where the networks' DHCP and DNS are (another host's)
         nets = [dhcp.network(n) for n in req.networks if n != USER_NETWORK]
         accelerator = self.accelerator()["accelerator"]
+        base, how, base_missing = self._boot_plan(req, image)
         nics, statics, reservations = [], [], []
         user_port = None
         if USER_NETWORK in req.networks:
@@ -137,11 +140,11 @@ class ComputeMixin:
         seed_name = f"{req.name}.seed.iso"
         with tempfile.TemporaryDirectory(prefix="nbcloud-seed-") as tmp:
             seed = Path(tmp) / "seed.iso"
-            cloudinit.build_seed(seed, instance_id=req.name, hostname=req.name,
-                                 authorized_keys=list(req.authorized_keys),
-                                 host_key_private=req.host_key_private,
-                                 host_key_public=req.host_key_public,
-                                 network=statics, user_data=req.user_data)
+            files = cloudinit.build_seed(seed, instance_id=req.name, hostname=req.name,
+                                         authorized_keys=list(req.authorized_keys),
+                                         host_key_private=req.host_key_private,
+                                         host_key_public=req.host_key_public,
+                                         network=statics, user_data=req.user_data)
             seed_path = self.upload_volume(INSTANCE_POOL, seed_name, seed)
         undo.add(lambda: self.delete_volume(INSTANCE_POOL, seed_name))
         disks = []
@@ -172,7 +175,7 @@ class ComputeMixin:
                 "ips": ",".join(f"{r.network}={r.ip}" for r in reservations)
                 or f"{USER_NETWORK}={USER_GUEST[0].split('/')[0]}",
                 "mac": ",".join(nic.mac for nic in nics), "hostkey": req.host_key_public,
-                "key": req.key, "created": str(int(time.time())),
+                "key": req.key, "created": str(int(time.time())), "boot": how,
                 **({"ssh_port": str(user_port)} if user_port else {})}
         d = lx.DomainDef(name=req.name, vcpus=flavor.vcpus, memory=flavor.memory,
                          domain_type=accel.domain_type(accelerator), boot=boot,
@@ -183,10 +186,32 @@ class ComputeMixin:
         uuid = self.define(d)
         undo.add(lambda: self.remove_console_log(d.console_log, req.name))
         undo.add(lambda: self.delete(req.name))
+        start = None
+        if base is not None:   # what the clone hears on its console, made now
+            message = identity_message(
+                name=req.name, nets=statics, macs=[(base.mac, nics[0].mac)],
+                authorized_keys=req.authorized_keys, host_key_private=req.host_key_private,
+                host_key_public=req.host_key_public, user_data=req.user_data,
+                seed_files=files)
+            start = lambda: self.start_clone(req.name, base, message, seed_path)  # noqa: E731
         # dnsmasq learns the addresses while the guest boots (it asks by DHCP only after
         # its static address is up, seconds later); not during the start, which the
         # ~0.5 s of CPU this costs libvirt would slow down.
-        return Provisioned(uuid, lambda: [dhcp.publish(r) for r in reservations])
+        return Provisioned(uuid, lambda: [dhcp.publish(r) for r in reservations], how, start,
+                           base_missing)
+
+    def _boot_plan(self, req: InstanceRequest, image: Image) -> tuple[Base | None, str, bool]:
+        """(the base to clone, "cloned", False), or (None, "cold (why)", whether only the
+        base was missing); with boot "clone" and no clone possible, InvalidSpec."""
+        if req.boot == "cold":
+            return None, "cold (asked)", False
+        why = self._clone_obstacle(image, req.flavor, req.networks, req.screen, req.shares)
+        found = why or self._fresh_base(image, req.flavor)
+        if isinstance(found, str):
+            if req.boot == "clone":
+                raise InvalidSpec(f"boot clone: {found}")
+            return None, f"cold ({found})", not why
+        return found, "cloned", False
 
     # ----- delete ----------------------------------------------------------------------
     def delete_instance(self, name: str) -> dict[str, str]:
@@ -196,6 +221,8 @@ class ComputeMixin:
         log = self.console_log_path(name)
         meta = self.delete(name)
         self.remove_console_log(log, name)
+        if "warm" in self.paths:
+            self.clone_socket(name).unlink(missing_ok=True)
         self.remove_instance_files(name)
         for net in filter(None, meta.get("networks", "").split(",")):
             if net == USER_NETWORK:

@@ -20,6 +20,7 @@ from nbcloud.core.errors import (
 )
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.adoption import parse_facts
+from nbcloud.providers.libvirt.clone_domain import snapshot_without_clone_start
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "unknown", libvirt.VIR_DOMAIN_RUNNING: "running",
@@ -283,7 +284,11 @@ class SnapshotMixin(DomainMixin):
         self._metadata(dom)
         try:
             skip = lx.readonly_disks(dom.XMLDesc(0))
-            dom.snapshotCreateXML(lx.snapshot_xml(snapshot, skip), 0)
+            snap = dom.snapshotCreateXML(lx.snapshot_xml(snapshot, skip), 0)
+            fixed = snapshot_without_clone_start(
+                snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE))
+            if fixed:   # a warm clone's: revertable like any instance's
+                dom.snapshotCreateXML(fixed, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
         except libvirt.libvirtError as exc:
             raise CloudError(f"snapshot {snapshot!r} of {name!r} failed: "
                              f"{exc.get_error_message()}") from None

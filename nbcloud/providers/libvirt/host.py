@@ -50,6 +50,21 @@ def missing_programs() -> list[str]:
     return sorted({pkg for prog, pkg in NEEDED.items() if not shutil.which(prog, path=path)})
 
 
+def ksm_state() -> str:
+    """Kernel same-page merging, as the host has it. nbcloud never changes it: it is the
+    host's setting (it merges every process's mergeable pages, costs a scanning thread's
+    CPU, and shared pages leak timing between guests); warm clones share their base's
+    memory without it."""
+    try:
+        run = Path("/sys/kernel/mm/ksm/run").read_text().strip()
+        shared = int(Path("/sys/kernel/mm/ksm/pages_sharing").read_text())
+    except (OSError, ValueError):
+        return "not in this kernel"
+    state = {"0": "off", "1": "on", "2": "off (unmerged)"}.get(run, run)
+    return (f"{state}, {shared * os.sysconf('SC_PAGE_SIZE') >> 20} MiB merged (the "
+            "host's setting: nbcloud leaves it as it finds it)")
+
+
 def daemon_answers() -> bool:
     """Whether a libvirtd is listening on the system socket."""
     try:

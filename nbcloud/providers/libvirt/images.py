@@ -38,7 +38,8 @@ class ImageStore:
         if meta["kind"] == "kernel":
             return Image(name, "kernel", meta["digest"], size,
                          kernel=volumes[f"{name}.vmlinuz"][0],
-                         initrd=volumes[f"{name}.initrd"][0], cmdline=meta["cmdline"])
+                         initrd=volumes[f"{name}.initrd"][0], cmdline=meta["cmdline"],
+                         warm=meta.get("warm", ""))
         fmt = meta["format"]
         kernel = volumes.get(f"{name}.vmlinuz") if meta.get("cmdline") else None
         initrd = volumes.get(f"{name}.initrd") if meta.get("cmdline") else None
@@ -72,8 +73,9 @@ class ImageStore:
         return image
 
     def put_kernel_image(self, name: str, kernel: Path, initrd: Path, cmdline: str,
-                         digest: str) -> Image:
-        """Store a kernel-boot image unless the same digest is there already."""
+                         digest: str, warm: str = "") -> Image:
+        """Store a kernel-boot image unless the same digest is there already; `warm`
+        names the warm-clone protocol its init speaks (images/tiny.py)."""
         check_name(name, "image name")
         try:
             current = self.get(name)
@@ -81,10 +83,12 @@ class ImageStore:
                 return current
         except NotFound:
             pass
+        self.provider.drop_warm_bases(name)   # made of the image it replaces
         self.provider.upload_volume(IMAGE_POOL, f"{name}.vmlinuz", kernel)
         self.provider.upload_volume(IMAGE_POOL, f"{name}.initrd", initrd)
         # The description goes last: an interrupted upload leaves no half image listed.
-        self._put_meta(name, {"kind": "kernel", "cmdline": cmdline, "digest": digest})
+        self._put_meta(name, {"kind": "kernel", "cmdline": cmdline, "digest": digest,
+                              **({"warm": warm} if warm else {})})
         return self.get(name)
 
     def exists(self, name: str) -> bool:
@@ -216,6 +220,7 @@ class ImageStore:
     def delete(self, name: str) -> None:
         self.get(name)  # NotFound with a hint if there is no such image
         self._in_use_check(name)
+        self.provider.drop_warm_bases(name)
         self.provider.delete_volume(IMAGE_POOL, f"{name}.json")
         for suffix in ("vmlinuz", "initrd", "qcow2", "raw"):
             self.provider.delete_volume(IMAGE_POOL, f"{name}.{suffix}")

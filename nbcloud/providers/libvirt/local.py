@@ -34,4 +34,7 @@ def storage_paths(uri: str) -> dict[str, Path]:
     else:
         root = config.home() / "pools"
         logs = config.home() / "console"
-    return {INSTANCE_POOL: root / "instances", IMAGE_POOL: root / "images", "logs": logs}
+    paths = {INSTANCE_POOL: root / "instances", IMAGE_POOL: root / "images", "logs": logs}
+    if uri.startswith("qemu:///system"):   # warm clones' bases (providers/libvirt/clones.py)
+        paths.update(warm=root / "warm", warm_ram=Path("/dev/shm/nbcloud-warm"))
+    return paths

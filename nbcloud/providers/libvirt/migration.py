@@ -63,6 +63,14 @@ def _progress_of(stats: dict) -> tuple[str, float | None]:
     return ("disks" if stats.get("type") else "starting"), None
 
 
+def _pool_of(provider, path: str) -> str:
+    """The storage pool holding `path` on `provider`'s host ('' if none does)."""
+    try:
+        return provider.conn.storageVolLookupByPath(path).storagePoolLookupByVolume().name()
+    except libvirt.libvirtError:
+        return ""
+
+
 class MigrationMixin:
     """`migrate` of a `LibvirtCloud` (providers/base.py, HostGroup)."""
 
@@ -152,6 +160,10 @@ class MigrationMixin:
                 raise CloudError(f"instance {name}'s disk {vol.name()} is in pool {pool}, "
                                  "which nbcloud does not make on other hosts: detach it first")
             fmt, capacity, backing = volume_facts(vol)
+            if backing and not readonly and _pool_of(src, backing[0]) != IMAGE_POOL:
+                raise CloudError(f"instance {name}'s disk {vol.name()} hangs on "
+                                 f"{Path(backing[0]).name}, which is not an image (a warm "
+                                 "clone's base): it does not migrate")
             out.append(DiskMove(target.get("dev", ""), pool, vol.name(), readonly, fmt,
                                 capacity, backing))
         return out

@@ -1,6 +1,7 @@
 """Networks, DHCP reservations and leases."""
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import threading
 import xml.etree.ElementTree as ET
@@ -32,8 +33,9 @@ class Reservation:
     prefix: int
     gateway: str
     host_xml: str
-    live: Future | None = None
+    live: Future | None = None     # the DNS record, live
     dns_xml: str = ""
+    dhcp: Future | None = None     # the DHCP host entry, live
 
 
 DEFAULT_NETWORK = "nbcloud"
@@ -64,6 +66,8 @@ class NetworkMixin:
     uri: str
     _net_lock: threading.Lock
     _background: ThreadPoolExecutor
+    _dhcp_background: ThreadPoolExecutor
+    _dhcp_pending: dict[tuple[str, str], Future]
 
     def ensure_network(self, name: str, cidr: str, mode: str, bridge: str) -> bool:
         changed = False
@@ -256,28 +260,39 @@ class NetworkMixin:
         return found
 
     def publish(self, reservation: Reservation) -> Future:
-        """Tell the running dnsmasq about `reservation`, in the background."""
-        reservation.live = self._background.submit(self._publish_live, reservation)
-        return reservation.live
+        """Tell the running dnsmasq about `reservation`, in the background: the returned
+        future is its DNS record (its name resolves once that is done); the DHCP host
+        entry follows on a thread of its own (`reservation.dhcp`), since libvirt takes
+        about a second of a loaded 2-core host for each, and a warm clone is up sooner
+        than that (its guest asks DHCP again if it got another address first). Releasing
+        the address waits for it."""
+        r = reservation
+        r.live = self._background.submit(self._publish_live, r, self._publish_dns)
+        r.dhcp = self._dhcp_background.submit(self._publish_live, r, self._publish_dhcp)
+        self._dhcp_pending[r.network, r.mac.lower()] = r.dhcp
+        return r.live
 
-    def _publish_live(self, r: Reservation) -> None:
+    def _publish_live(self, r: Reservation, step) -> None:
         try:
-            self._publish_live_now(r)
+            step(r)
         except libvirt.libvirtError as exc:
             if self.conn.isAlive():
                 raise
             raise HostError(f"libvirt stopped answering while publishing {r.ip} on "
                             f"{r.network!r}: {exc.get_error_message()}") from None
 
-    def _publish_live_now(self, r: Reservation) -> None:
-        add = libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
-        self._update_live(r.network, add, r.host_xml)
+    def _publish_dhcp(self, r: Reservation) -> None:
+        concurrent.futures.wait([r.live])   # libvirt updates one network at a time
+        self._update_live(r.network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, r.host_xml)
+
+    def _publish_dns(self, r: Reservation) -> None:
         if r.dns_xml:
             with self._net_lock:
                 net = self.conn.networkLookupByName(r.network)
                 if net.isActive():
                     self._drop_dns_hosts(net, r.ip, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, 0)
-            self._update_live(r.network, add, r.dns_xml, libvirt.VIR_NETWORK_SECTION_DNS_HOST)
+            self._update_live(r.network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                              r.dns_xml, libvirt.VIR_NETWORK_SECTION_DNS_HOST)
 
     @classmethod
     def _pick_address(cls, info: lx.NetworkInfo, taken: set[str], leases: list[dict],
@@ -316,7 +331,10 @@ class NetworkMixin:
 
     def release_address(self, network: str, mac: str) -> bool:
         """Remove `mac`'s reservation and DNS record from the network's definition and
-        its dnsmasq."""
+        its dnsmasq (once a publish of it under way is done)."""
+        pending = self._dhcp_pending.pop((network, mac.lower()), None)
+        if pending is not None:
+            concurrent.futures.wait([pending])
         with self._net_lock:
             try:
                 net = self.conn.networkLookupByName(network)

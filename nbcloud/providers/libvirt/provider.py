@@ -1,7 +1,7 @@
 """LibvirtProvider: every call nbcloud makes to libvirt goes through this class.
 
 Its operations live in one mixin per kind of object: storage.py, volumes.py, networks.py,
-domains.py, devices.py, nwfilters.py, stats.py, screen.py, adoption.py.
+domains.py, devices.py, nwfilters.py, stats.py, screen.py, adoption.py, clones.py.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import libvirt
 from nbcloud.core.errors import HostError
 from nbcloud.providers.base import Provider
 from nbcloud.providers.libvirt.adoption import AdoptionMixin
+from nbcloud.providers.libvirt.clones import CloneMixin
 from nbcloud.providers.libvirt.compute import ComputeMixin
 from nbcloud.providers.libvirt.devices import DeviceMixin
 from nbcloud.providers.libvirt.domains import SnapshotMixin, suppress_libvirt  # noqa: F401  (re-exported)
@@ -34,13 +35,14 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, NetworkMixin,
                       SnapshotMixin, DeviceMixin, NWFilterMixin, FirewallMixin, ForwardMixin,
-                      BalancerMixin, StatsMixin, ScreenMixin, AdoptionMixin):
+                      BalancerMixin, StatsMixin, ScreenMixin, AdoptionMixin, CloneMixin):
     """A connection to one libvirt URI and the operations on it."""
 
     name = "libvirt"
     capabilities = frozenset({"compute", "volumes", "cdroms", "storage-pools", "networks",
                               "secgroups", "floating", "loadbalancers", "dns", "folders",
-                              "snapshots", "screenshots", "console", "serial", "stats", "adopt"})
+                              "snapshots", "screenshots", "console", "serial", "stats", "adopt",
+                              "clones"})
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -53,6 +55,9 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         # networkUpdate of one network is not atomic across threads of ours.
         self._net_lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbcloud-net")
+        self._dhcp_background = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="nbcloud-dhcp")
+        self._dhcp_pending = {}
         # Address reservations and DNS records go to the host whose network holds the
         # DHCP server: this one, unless a cloud of several hosts says otherwise.
         self.net_authority = self
@@ -78,6 +83,7 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
 
     def close(self) -> None:
         self._background.shutdown(wait=True)
+        self._dhcp_background.shutdown(wait=True)
         try:
             self.conn.close()
         except libvirt.libvirtError:

@@ -17,7 +17,7 @@ ET.register_namespace("nbcloud", NS)
 
 #: Metadata keys stored on every domain nbcloud makes (all strings).
 META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "ips", "mac", "hostkey",
-             "key", "created", "volumes", "ssh_port", "adopted", "ssh_user")
+             "key", "created", "volumes", "ssh_port", "adopted", "ssh_user", "boot")
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 ET.register_namespace("qemu", QEMU_NS)
 

@@ -21,7 +21,7 @@ from nbcloud.core.errors import (
 )
 from nbcloud.core.spec import USER_NETWORK, Flavor, check_name
 from nbcloud.core.undo import Undo
-from nbcloud.providers.types import Image, InstanceRequest, Provisioned
+from nbcloud.providers.types import CloneCheck, Image, InstanceRequest, Provisioned
 
 MARK = "nbcloud:"
 #: Nova's status -> nbcloud's state words (as libvirt's provider says them).
@@ -356,6 +356,18 @@ class NoAdoption:
                           "made outside nbcloud")
 
     domain_facts = mark_domain = attach_nic = detach_nic = _no_adopt
+
+
+class NoClones:
+    """Nova boots every server cold: no warm clones here."""
+
+    def clone_check(self, image, flavor, networks, screen=False, shares=()) -> CloneCheck:
+        return CloneCheck(False, f"the openstack provider ({self.uri}) boots every server "
+                                 "cold")
+
+    def warm_base(self, image, flavor, network, progress=None) -> str:
+        self.require("clones")
+        return ""
 
 
 class NoBalancers:

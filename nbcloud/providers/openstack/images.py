@@ -67,8 +67,9 @@ class GlanceImages:
             allow_duplicates=True, **props)
 
     def put_kernel_image(self, name: str, kernel: Path, initrd: Path, cmdline: str,
-                         digest: str) -> Image:
-        """nbcloud's tiny image (a kernel and an initramfs), unless the same is there."""
+                         digest: str, warm: str = "") -> Image:
+        """nbcloud's tiny image (a kernel and an initramfs), unless the same is there
+        (`warm` is not kept: Nova boots every server cold)."""
         check_name(name, "image name")
         tag = digest[:12]
         current = self._find(name)

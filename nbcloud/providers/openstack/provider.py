@@ -23,6 +23,7 @@ from nbcloud.providers.openstack.compute import (
     ComputeMixin,
     NoAdoption,
     NoBalancers,
+    NoClones,
     NoStoragePools,
 )
 from nbcloud.providers.openstack.firewall import FirewallMixin
@@ -52,7 +53,8 @@ def cloud_name(uri: str) -> str:
 
 
 class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, NetworkMixin,
-                        ProjectMixin, VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin, NoAdoption, NoBalancers, NoStoragePools,
+                        ProjectMixin, VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin,
+                        NoAdoption, NoBalancers, NoStoragePools, NoClones,
                         PlacesItself):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 

@@ -1,4 +1,5 @@
-"""`%cloud image list | import NAME SOURCE [--sha256 HEX] | build tiny|debian | delete NAME`."""
+"""`%cloud image list | import NAME SOURCE [--sha256 HEX] | build tiny|debian | warm NAME
+[--flavor F] [--network N] | delete NAME`."""
 from __future__ import annotations
 
 import sys
@@ -16,6 +17,11 @@ def add_parser(sub, name: str) -> None:
     imp.add_argument("--sha256", help="the expected SHA-256 of the file (hex)")
     img.add_parser("build").add_argument("name", choices=["tiny", "debian"])
     img.add_parser("delete").add_argument("name")
+    warm = img.add_parser("warm", help="boot NAME once and save it, so that instances of "
+                          "this image and flavor are warm clones of it")
+    warm.add_argument("name")
+    warm.add_argument("--flavor", default="t.nano")
+    warm.add_argument("--network", default=None)
 
 
 def run(cloud, args, namespace):
@@ -33,6 +39,9 @@ def run(cloud, args, namespace):
         say = _say  # a line per step: the Debian build takes minutes
         return (cloud.build_debian(progress=say) if args.name == "debian"
                 else cloud.build_tiny(progress=say))
+    if args.verb == "warm":
+        from nbcloud.ui.progress import step_progress
+        return Message(cloud.warm(args.name, args.flavor, args.network, step_progress()))
     cloud.images.delete(args.name)
     return Message(f"deleted image {args.name}")
 

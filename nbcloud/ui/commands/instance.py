@@ -28,6 +28,9 @@ def add_parser(sub, name: str) -> None:
     cr.add_argument("--key", default="default")
     cr.add_argument("--count", default="1")
     cr.add_argument("--no-wait", action="store_true")
+    cr.add_argument("--boot", choices=["auto", "cold", "clone"], default="auto",
+                    help="auto: a warm clone where one can be, else a cold boot; cold; "
+                         "clone (builds the warm base first if need be)")
     cr.add_argument("--screen", action="store_true",
                     help="give it a VGA screen for `instance screenshot` (slower boot)")
     cr.add_argument("--keep", action="store_true",
@@ -119,7 +122,8 @@ def run(cloud, args, namespace):
             count=args.count, wait=not args.no_wait, volumes=args.volumes,
             keep=args.keep, progress=launch_progress(), screen=args.screen,
             sync=args.sync, provision=read_user_data(args.provision, namespace,
-                                                     "--provision"), host=args.host)
+                                                     "--provision"), boot=args.boot,
+                                                     host=args.host)
         return result
     if args.verb == "migrate":
         from nbcloud.ui.progress import PhaseProgress
