@@ -24,9 +24,16 @@ def pair(cloud):
         cloud.instances.delete(name)
 
 
-def test_an_aborted_migration_leaves_it_where_it_was(pair, cloud, fabric):
+def ctrl_c(_phase, _fraction):
+    """A progress bar's call during which the user presses Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how", [{"cancelled": lambda: True}, {"progress": ctrl_c}],
+                         ids=["cancelled", "ctrl-c"])
+def test_an_aborted_migration_leaves_it_where_it_was(pair, cloud, fabric, how):
     with pytest.raises(Interrupted, match="still runs on mh-h2$"):
-        cloud.hosts.migrate(MOVER, "mh-h1", cancelled=lambda: True)
+        cloud.hosts.migrate(MOVER, "mh-h1", **how)
     assert cloud.provider.host_of(MOVER) == "mh-h2"
     assert MOVER in domains_on(fabric, 2) and MOVER not in domains_on(fabric, 1)
     assert not [v for v in volumes_on(fabric, 1) if v.startswith(MOVER)]

@@ -119,3 +119,10 @@ def test_a_host_uri_that_is_not_a_libvirt_transport_is_refused_in_one_line(test_
     assert test_cloud.hosts.records() == []
     assert test_cloud.ctx.inventory.operations(1) == [] or \
         test_cloud.ctx.inventory.operations(1)[0]["verb"] != "add"
+
+
+def test_a_cloud_of_several_hosts_makes_no_warm_clone(hosts_cloud):
+    provider = hosts_cloud.provider
+    image = provider.images.get("tiny") if provider.images.exists("tiny") else None
+    why = provider._clone_obstacle(image, provider.flavor("t.nano"), ("nbcloud",), False, ())
+    assert why.startswith("a cloud of several hosts boots cold")
