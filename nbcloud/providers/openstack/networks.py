@@ -154,7 +154,8 @@ class NetworkMixin:
                     undo.add(lambda: self.conn.network.delete_router(router,
                                                                      ignore_missing=True))
                     self.conn.network.set_tags(router, [TAG])
-                    self.conn.network.add_interface_to_router(router, subnet_id=sub.id)
+                    # the subnet positionally: its keyword was renamed in openstacksdk 4
+                    self.conn.network.add_interface_to_router(router, sub.id)
         except CloudError:
             raise
         except Exception as exc:  # noqa: BLE001  (the API's reason, in one line)
@@ -167,7 +168,7 @@ class NetworkMixin:
         router = self._router_of(net)
         if router is not None and TAG in (router.tags or []):
             for sub in self.conn.network.subnets(network_id=net.id):
-                self.conn.network.remove_interface_from_router(router, subnet_id=sub.id)
+                self.conn.network.remove_interface_from_router(router, sub.id)
             self.conn.network.delete_router(router, ignore_missing=True)
         self.conn.network.delete_network(net, ignore_missing=True)
 
