@@ -8,7 +8,7 @@ import re
 import pytest
 
 from nbcloud.core.errors import Interrupted, InvalidSpec, NoCapacity, NotFound
-from tests.hosts.conftest import domains_on, volumes_on
+from tests.hosts.conftest import conn_of, domains_on, volumes_on
 from tests.hosts.test_hosts import magic
 
 MOVER, PINGER = "mh-mover", "mh-pinger"
@@ -69,6 +69,36 @@ def test_live_migration_keeps_address_name_and_disk_while_pinged(pair, cloud, fa
     assert cloud.ctx.inventory.get("instance", MOVER).spec["host"] == "mh-h1"
     op = cloud.ctx.inventory.operations(1)[0]
     assert (op["verb"], op["name"], op["result"]) == ("migrate", MOVER, "ok")
+
+
+def filters_on(fabric, index: int) -> list[str]:
+    conn = conn_of(fabric, index)
+    try:
+        return conn.listNWFilters()
+    finally:
+        conn.close()
+
+
+def test_a_security_group_holds_on_another_host_and_through_a_migration(pair, cloud, fabric):
+    mover, pinger = pair                        # mover on mh-h1, pinger on mh-h3
+    assert cloud.provider.host_of(PINGER) == "mh-h3"
+    magic(cloud, "secgroup create mh-ssh")
+    magic(cloud, "secgroup rule add mh-ssh --proto tcp --port 22")
+    magic(cloud, f"secgroup attach mh-ssh {PINGER}")
+    try:
+        for index in (3, 2):
+            mine = [f for f in filters_on(fabric, index) if f.endswith(f"-inst-{PINGER}")]
+            assert mine, f"no instance filter of {PINGER} on mh-h{index}"
+            assert "100% packet loss" in mover.ssh(f"ping -c 2 -W 2 {PINGER}", check=False)
+            pinger.close()                      # a new SSH connection: port 22 is let in
+            assert pinger.ssh("hostname").strip() == PINGER
+            if index == 3:
+                cloud.hosts.migrate(PINGER, "mh-h2")
+        assert not [f for f in filters_on(fabric, 3) if f.endswith(f"-inst-{PINGER}")]
+    finally:
+        magic(cloud, f"secgroup detach mh-ssh {PINGER}")
+        magic(cloud, "secgroup delete mh-ssh")
+    assert " 0% packet loss" in mover.ssh(f"ping -c 2 -W 2 {PINGER}", check=False)
 
 
 def test_migrate_through_the_magic_and_bad_targets(pair, cloud, fabric):

@@ -27,7 +27,7 @@ from nbcloud.core.errors import CloudError, HostDown, HostError, NotFound
 from nbcloud.core.spec import check_name
 from nbcloud.providers.libvirt.firewall import group_filter
 from nbcloud.providers.libvirt.hostset import HostSetMixin
-from nbcloud.providers.libvirt.migration import MigrationMixin
+from nbcloud.providers.libvirt.migration import MigrationMixin, copy_filter
 from nbcloud.providers.libvirt.provider import LibvirtProvider
 from nbcloud.providers.libvirt.spanning import SpanMixin
 from nbcloud.providers.libvirt.transfer import ensure_image
@@ -246,7 +246,7 @@ class LibvirtCloud(HostSetMixin, MigrationMixin, SpanMixin, LibvirtProvider):
         if host != self.home_host:   # its groups' filters, which a later host lacks
             for group in groups:
                 xml = self.conn.nwfilterLookupByName(group_filter(owner, group)).XMLDesc(0)
-                self._host(host).conn.nwfilterDefineXML(xml)
+                copy_filter(self._host(host), xml)
         return self._call(host, "apply_instance_groups", instance, groups, egress_limited,
                           owner)
 

@@ -63,6 +63,25 @@ def _progress_of(stats: dict) -> tuple[str, float | None]:
     return ("disks" if stats.get("type") else "starting"), None
 
 
+def copy_filter(dst, xml: str) -> None:
+    """Define network filter `xml` (another host's) on host provider `dst`, with the UUID
+    `dst` has for that name, or none (each daemon gives a filter a UUID of its own, and
+    refuses a name it holds under another)."""
+    root = ET.fromstring(xml)
+    for el in root.findall("uuid"):
+        root.remove(el)
+    try:
+        uuid = dst.conn.nwfilterLookupByName(root.get("name", "")).UUIDString()
+        ET.SubElement(root, "uuid").text = uuid
+    except libvirt.libvirtError:
+        pass
+    try:
+        dst.conn.nwfilterDefineXML(ET.tostring(root, encoding="unicode"))
+    except libvirt.libvirtError as exc:
+        raise CloudError(f"host {dst.uri} refused network filter {root.get('name')}: "
+                         f"{exc.get_error_message()}") from None
+
+
 def _pool_of(provider, path: str) -> str:
     """The storage pool holding `path` on `provider`'s host ('' if none does)."""
     try:
@@ -195,12 +214,8 @@ class MigrationMixin:
             except libvirt.libvirtError:
                 continue
             todo += [r.get("filter", "") for r in ET.fromstring(found[name]).findall("filterref")]
-        for name, xml in reversed(found.items()):   # what is referenced before its users
-            try:
-                dst.conn.nwfilterDefineXML(xml)
-            except libvirt.libvirtError as exc:
-                raise CloudError(f"host {dst.uri} refused network filter {name}: "
-                                 f"{exc.get_error_message()}") from None
+        for xml in reversed(found.values()):   # what is referenced before its users
+            copy_filter(dst, xml)
         return sorted(found)
 
     def _dest_xml(self, src, dst, root: ET.Element) -> str | None:
@@ -269,6 +284,7 @@ class MigrationMixin:
             aborted = self._abort(dom, worker)
             if "error" in outcome:
                 raise
+            return              # too late to abort: it moved, and is recorded as moved
         if "error" in outcome:
             if aborted:
                 raise KeyboardInterrupt(f"the migration of {name} was aborted")
@@ -279,11 +295,15 @@ class MigrationMixin:
 
     @staticmethod
     def _abort(dom, worker: threading.Thread) -> bool:
-        """Abort the job (virDomainAbortJob) and wait for libvirt to settle it."""
-        try:
-            dom.abortJob()
-        except libvirt.libvirtError:
-            pass   # finished meanwhile
+        """Abort the job (virDomainAbortJob) and wait for libvirt to settle it. Asked
+        before the job has begun, libvirt has nothing to abort: asked again until it takes
+        or the migration ends (then it has happened: the caller says so)."""
+        while worker.is_alive():
+            try:
+                dom.abortJob()
+                break
+            except libvirt.libvirtError:
+                worker.join(0.1)
         worker.join()
         return True
 
