@@ -20,7 +20,7 @@ from nbcloud.workflows.stacks import Stacks
 
 
 class Cloud:
-    """One cloud (a libvirt host, or an OpenStack cloud) seen as a small IaaS cloud.
+    """One cloud (libvirt hosts, or an OpenStack cloud) seen as a small IaaS cloud.
 
     >>> cloud = Cloud("qemu:///system")
     >>> web = cloud.instances.create("web")
@@ -41,6 +41,8 @@ class Cloud:
         self.pools, self.networks, self.keys = s.pools, s.networks, s.keys
         self.secgroups, self.floating, self.sync = s.secgroups, s.floating, s.sync
         self.lbs, self.dns, self.projects = s.lbs, s.dns, s.projects
+        self.hosts = s.hosts
+        self.down_at_open = s.hosts.attach()   # the recorded hosts joined again
         self.ipools = InstancePools(s)
         self.autoscaler = Autoscaler(self.ipools, lambda: s.monitor)
         self.ctx.events.on(POOLS_CHANGED, self.autoscaler.follow)

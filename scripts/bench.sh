@@ -41,6 +41,8 @@ run count        "${IN_NS[@]}" $PY bench/count.py --counts $COUNTS
 run memory       "${IN_NS[@]}" $PY bench/memory.py --rounds "$MEM"
 run plan         $PY bench/plan.py
 run magic        $PY bench/magic.py
+# several hosts: two daemons of this machine, in the hosts tier's own namespaces
+run migration    bash scripts/hosts-tier.sh --bench --rounds "$TINY"
 # the other engineers' benchmarks, when they are there
 for extra in monitor agent topology; do
     if [ -f "bench/$extra.py" ]; then

@@ -30,7 +30,10 @@ export NBCLOUD_FRESH_INSTALL=$fresh
 # course notebooks run here in real JupyterLab instead (tests/browser, the same checks and
 # more: figures drawn, the monitor's time axis); nbval runs them on the session tier.
 IPYTHONDIR="$ipython_dir" ip netns exec "$NETNS" .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 \
-    -p tests.nbval_outputs tests --ignore=tests/openstack --ignore=tests/registries --nbval-lax notebooks/runbooks || rc=$?
+    -p tests.nbval_outputs tests --ignore=tests/openstack --ignore=tests/registries --ignore=tests/hosts --nbval-lax notebooks/runbooks || rc=$?
+# The hosts tier: three libvirt daemons as the hosts of one cloud, in namespaces of their
+# own (not the shared daemon's), reached over SSH.
+bash scripts/hosts-tier.sh || rc=$?
 # The openstack tier: a real all-in-one OpenStack (Debian 12's own Zed packages) in network
 # namespace nbcloud-os, installed the first time and started by its own script; the tier
 # runs inside that namespace, where the cloud's APIs and floating IPs are.

@@ -32,6 +32,6 @@ def pytest_collection_modifyitems(items):
     # A test's tier is its folder: tests/unit -> unit, tests/integration -> integration.
     for item in items:
         for tier in ("unit", "integration", "browser", "registries", "notebooks", "reliability",
-                     "slow", "session", "openstack", "lab"):
+                     "slow", "session", "openstack", "lab", "hosts"):
             if f"/tests/{tier}/" in str(item.fspath):
                 item.add_marker(getattr(pytest.mark, tier))

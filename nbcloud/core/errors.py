@@ -43,3 +43,11 @@ class SSHError(CloudError):
 class Interrupted(KeyboardInterrupt):
     """A wait the user interrupted (Ctrl-C, a kernel interrupt); the message says what was
     left running and what was not made. A KeyboardInterrupt, so scripts still stop."""
+
+
+class NoCapacity(CloudError):
+    """No host of the cloud has room for what was asked; the message says what is short."""
+
+
+class HostDown(HostError):
+    """A host of the cloud does not answer: what lives there is lost until it is back."""

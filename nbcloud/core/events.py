@@ -3,7 +3,8 @@
 "instance.deleted" (name, meta) lets security groups, port forwards and volumes forget an
 instance without the instance service knowing them; "instance.state" (name, state) tells
 the live topology that a domain changed state; "ipool.changed" tells the autoscaler that
-a pool or its policy came or went. Listeners run in the emitter's thread; one
+a pool or its policy came or went; "host.down" (host, lost) tells the instance pools that
+a host stopped answering with their members, "host.up" (host) that it is back. Listeners run in the emitter's thread; one
 that fails does not stop the others, and its error is kept for the emitter to raise.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 INSTANCE_DELETED = "instance.deleted"
 INSTANCE_STATE = "instance.state"
 POOLS_CHANGED = "ipool.changed"
+HOST_DOWN = "host.down"
+HOST_UP = "host.up"
 
 
 class Events:

@@ -143,9 +143,14 @@ class InstanceSpec:
     screen: bool = False          # a VGA adapter, for screenshots (costs boot time)
     sync: tuple[tuple[str, str], ...] = ()  # (host folder, guest folder): synced.py checks
     boot: str = "auto"            # auto: a warm clone where it can be; cold; clone
+    host: str | None = None       # the host it must go to (several hosts: placement's pin)
+    group: str | None = None      # members of one group are spread over hosts
 
     def __post_init__(self) -> None:
         check_name(self.name, "instance name")
+        for value, what in ((self.host, "host name"), (self.group, "group name")):
+            if value is not None:
+                check_name(value, what)
         if self.boot not in BOOTS:
             raise InvalidSpec(f"boot {self.boot!r} is not allowed: auto (a warm clone where "
                               "it can be, else a cold boot), cold or clone")

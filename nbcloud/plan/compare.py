@@ -238,10 +238,14 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
                 "loadbalancer": live.loadbalancers,
                 "secgroup": live.secgroups, "ipool": live.ipools}[kind].get(name)
         if have is None:
-            why = ("deleted behind nbcloud's back",) if record is not None else ()
+            lost_on = live.lost.get(name) if kind == "instance" else None
+            gone = (f"lost with host {lost_on}, which is down" if lost_on else
+                    "deleted behind nbcloud's back")
+            why = (gone,) if record is not None else ()
             why += (_describe(kind, want),)
             if record is not None:
-                plan.drift.append(f"{kind} {name} was deleted behind nbcloud's back")
+                plan.drift.append(f"{kind} {name} was {gone}" if not lost_on else
+                                  f"{kind} {name} is {gone}")
             converge.append(Action("create", kind, name, why, want))
             continue
         op, changes = "", []
@@ -277,8 +281,10 @@ def compute(stack: Stack, recorded: list[Resource], live: LiveState) -> Plan:
             op, changes = _compare_sg(want, have, stack)
         elif kind == "ipool":
             op, changes = compare_pool(want, have)
-            plan.drift += [f"instance {m} of ipool {name} was deleted behind nbcloud's back"
-                           for m in have["members"] if m not in live.domains]
+            plan.drift += [f"instance {m} of ipool {name} " + (
+                f"is lost with host {live.lost[m]}, which is down" if m in live.lost else
+                "was deleted behind nbcloud's back")
+                for m in have["members"] if m not in live.domains]
             down = [m for m in have["members"]
                     if stopped(rec.get(("instance", m)), live.domains.get(m))]
             if down:

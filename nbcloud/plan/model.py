@@ -31,6 +31,8 @@ class LiveState:
     secgroups: dict[str, dict] = field(default_factory=dict)       # name -> spec
     # instance pools likewise (their members are domains, listed with the others)
     ipools: dict[str, dict] = field(default_factory=dict)          # name -> spec
+    # instances recorded on a host that does not answer: name -> that host
+    lost: dict[str, str] = field(default_factory=dict)
     # what runs (runtime.py): balancer processes (None: not processes here), the port
     # forwards whose rules are in place (None: not read), what each network's DNS answers
     balancers_running: dict[str, bool | None] = field(default_factory=dict)

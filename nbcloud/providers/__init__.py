@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 def open_provider(uri: str) -> Provider:
     """A connected provider for `uri`: openstack://CLOUD (a cloud of clouds.yaml), or a
-    libvirt URI (qemu:///system, qemu:///session, qemu+ssh://..., test:///default)."""
+    libvirt URI (qemu:///system, qemu:///session, qemu+ssh://..., test:///default), the
+    home host of a cloud that may have more (`add_host`)."""
     if uri.startswith("openstack:"):
         from nbcloud.providers.openstack.provider import OpenStackProvider
         return OpenStackProvider(uri)
-    from nbcloud.providers.libvirt.provider import LibvirtProvider
-    return LibvirtProvider(uri)
+    from nbcloud.providers.libvirt.cloud import LibvirtCloud
+    return LibvirtCloud(uri)

@@ -16,6 +16,7 @@ from nbcloud.providers.types import (
     CloneCheck,
     DataVolume,
     Forward,
+    HostInfo,
     HostRoute,
     Image,
     InstanceRequest,
@@ -44,6 +45,8 @@ CAPABILITIES = {
     "flavors": "flavors of its own (a catalogue only an admin may change)",
     "projects": "projects and users (an OpenStack admin's, for a class)",
     "adopt": "adopting objects made outside nbcloud",
+    "hosts": "hosts of its own to add, drain or place on (the cloud places instances)",
+    "migrate": "live migration between hosts it lets nbcloud choose",
     "clones": "warm clones (instances restored from a booted memory image)",
 }
 
@@ -264,6 +267,50 @@ class Recovery(Protocol):
     def detach_nic(self, name: str, mac: str) -> None: ...
 
 
+class HostGroup(Protocol):
+    """Several hosts as one cloud ("hosts"), and moving instances between them
+    ("migrate"). A provider of one host answers for that host alone."""
+    home_host: str            # the host whose URI names the cloud
+
+    def host_infos(self) -> list[HostInfo]: ...
+    def add_host(self, name: str, uri: str, address: str | None = None,
+                 known: bool = False) -> HostInfo: ...
+    def remove_host(self, name: str) -> None: ...
+    def host_of(self, name: str) -> str: ...
+    def know_placements(self, placements: dict[str, str]) -> None: ...
+    def migrate(self, name: str, to: str, progress=None, cancelled=None) -> dict: ...
+    def forget_lost(self, name: str, networks: tuple[str, ...]) -> list[str]: ...
+    def fence(self, name: str, host: str) -> list[str]: ...
+
+
+class PlacesItself:
+    """HostGroup for an engine that places instances on its own hosts (OpenStack's
+    scheduler): nbcloud has no host to add, list, drain or migrate to; each asks refuses
+    in one line through `require`."""
+    home_host = ""
+
+    def host_infos(self) -> list[HostInfo]:
+        return []
+
+    def host_of(self, name: str) -> str:
+        return ""
+
+    def know_placements(self, placements: dict[str, str]) -> None:
+        return None
+
+    def forget_lost(self, name: str, networks: tuple[str, ...]) -> list[str]:
+        return []
+
+    def _refuse_hosts(self, *_args, **_kwargs):
+        self.require("hosts")     # type: ignore[attr-defined]
+
+    add_host = remove_host = fence = _refuse_hosts
+
+    def migrate(self, name: str, to: str, progress=None, cancelled=None) -> dict:
+        self.require("migrate")   # type: ignore[attr-defined]
+        return {}
+
+
 class Clones(Protocol):
     """Warm clones ("clones"): instances restored from a booted, saved base of their image
     and shape instead of cold-booted. `provision` decides per instance (`req.boot`); these
@@ -275,4 +322,5 @@ class Clones(Protocol):
 
 
 INTERFACES = (Host, Compute, KeyPairs, Projects, Snapshots, Console, Stats, BlockStorage,
-              StoragePools, Networking, Firewall, Forwards, Balancers, Recovery, Clones)
+              StoragePools, Networking, Firewall, Forwards, Balancers, Recovery, Clones,
+              HostGroup)

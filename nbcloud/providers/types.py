@@ -96,6 +96,7 @@ class DataVolume:
     capacity: int                 # bytes the guest sees
     allocation: int               # bytes used on the host
     serial: str = ""              # the disk's serial in the guest (empty: the name)
+    host: str = ""                # the host whose storage holds it (several hosts)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class InstanceRequest:
     screen: bool = False                      # a VGA adapter, for screenshots
     shares: tuple[tuple[str, str], ...] = ()  # synced folders (host, guest)
     boot: str = "auto"                        # auto (a warm clone where it can), cold, clone
+    host: str | None = None                   # the host placement chose (None: the home)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class Provisioned:
     boot: str = "cold"
     start: Callable[[], str] | None = field(default=None, repr=False)
     base_missing: bool = False     # cold only for want of a fresh warm base
+    host: str = ""                 # the host it was made on
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,30 @@ class CloneCheck:
     ok: bool
     why: str = ""
     base_missing: bool = False
+
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One host of a cloud: its capacity, what nbcloud placed there, and whether it
+    answers. Memory in bytes; `used_*` count every domain defined there (running or
+    not), as a host's capacity is spoken for by what it may have to run."""
+    name: str
+    uri: str
+    state: str                     # 'up' or 'down'
+    vcpus: int = 0
+    memory: int = 0
+    used_vcpus: int = 0
+    used_memory: int = 0
+    instances: tuple[str, ...] = ()   # nbcloud's instances there
+    accelerator: str = ""
+    address: str = ""              # where the other hosts reach it (its tunnel end)
+    reason: str = ""               # why it is down
+    home: bool = False             # the host whose URI names the cloud
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
 
 
 @dataclass(frozen=True)

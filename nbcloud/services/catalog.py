@@ -10,6 +10,7 @@ from nbcloud.services.cdroms import CdRoms
 from nbcloud.services.dns import Dns
 from nbcloud.services.floating import FloatingAddresses
 from nbcloud.services.folders import Folders
+from nbcloud.services.hosts import Hosts
 from nbcloud.services.instances import Instances
 from nbcloud.services.keys import Keys
 from nbcloud.services.loadbalancers import LoadBalancers
@@ -22,7 +23,7 @@ from nbcloud.services.volumes import Volumes
 
 
 class Services:
-    """`instances`, `volumes`, `cdroms`, `pools`, `networks`, `keys`, `secgroups`,
+    """`hosts`, `instances`, `volumes`, `cdroms`, `pools`, `networks`, `keys`, `secgroups`,
     `floating`, `sync`, `lbs`, `dns`, `projects`, and `monitor` (made on first use: a
     thread)."""
 
@@ -34,7 +35,8 @@ class Services:
         self.networks = Networks(ctx)
         self.keys = Keys(ctx)
         self.sync = Folders(ctx)
-        self.instances = Instances(ctx, self.volumes, self.sync)
+        self.hosts = Hosts(ctx)
+        self.instances = Instances(ctx, self.volumes, self.sync, self.hosts)
         self.secgroups = SecurityGroups(ctx)
         self.floating = FloatingAddresses(ctx)
         self.lbs = LoadBalancers(ctx)

@@ -19,6 +19,7 @@ from nbcloud.core.undo import Undo
 from nbcloud.providers.types import USER_NETWORK, InstanceRequest
 from nbcloud.services import keys, ssh, terminals
 from nbcloud.services.folders import Folders, SyncedFolder, parse_syncs
+from nbcloud.services.hosts import Hosts
 from nbcloud.services.resize import resize
 from nbcloud.services.volumes import Volumes
 
@@ -243,11 +244,12 @@ class Instance(Handle):
 class Instances:
     """`cloud.instances`: create, get, list and delete instances."""
 
-    def __init__(self, ctx: Context, volumes: Volumes, folders: Folders):
+    def __init__(self, ctx: Context, volumes: Volumes, folders: Folders, hosts: Hosts):
         self.ctx = ctx
         self.provider = ctx.provider
         self.volumes = volumes
         self.folders = folders
+        self.hosts = hosts
         self._handles: dict[str, Instance] = {}
 
     def close(self) -> None:
@@ -292,11 +294,10 @@ class Instances:
         """What `%cloud instance list` shows, from one metadata read per domain and one
         bulk state call (not a lookup per column)."""
         managed, states = self.provider.managed(), self.provider.domain_states()
-        return Table(["name", "state", "ip", "flavor", "image"],
-                     [(name, states.get(name, "unknown"), meta.get("ip", ""),
-                       meta.get("flavor", ""), meta.get("image", ""))
-                      for name, meta in sorted(managed.items())
-                      if meta.get("kind") == "instance"], "instances")
+        rows = [(name, states.get(name, "unknown"), meta.get("ip", ""),
+                 meta.get("flavor", ""), meta.get("image", ""))
+                for name, meta in sorted(managed.items()) if meta.get("kind") == "instance"]
+        return self.hosts.instance_table(rows)
 
     def live(self) -> dict[str, dict]:
         """name -> what the provider has of each nbcloud instance now (one bulk read):
@@ -324,7 +325,8 @@ class Instances:
                volumes: tuple[str, ...] | list[str] = (),
                progress=None, keep: bool = False,
                screen: bool = False, sync=(), provision: str | None = None,
-               boot: str = "auto") -> Instance | list[Instance]:
+               boot: str = "auto", host: str | None = None,
+               group: str | None = None) -> Instance | list[Instance]:
         """Create instance `name` (or NAME-1..N with `count`); returns when SSH answers.
         `volumes` (existing data volumes) attach once it runs; the network defaults to the
         provider's. `progress` shows each stage (ui/progress.launch_progress); Ctrl-C
@@ -332,7 +334,8 @@ class Instances:
         adds a VGA adapter for `screenshot()`; `sync` shares host folders ("HOST:GUEST") by
         virtiofs, `provision` runs a script at first boot. `vcpus` and `memory` ("1G")
         instead of a `flavor` make a custom type (`custom-2-1024`). `boot`: "auto" clones
-        where it can (else boots cold and builds the base after), "cold", or "clone"."""
+        where it can (else boots cold and builds the base after), "cold", or "clone".
+        `host` pins it to a host; a `count`'s or a `group`'s members spread over hosts."""
         flavor = choose(flavor, vcpus, memory)
         network = network or self.provider.default_network
         networks = (network,) if isinstance(network, str) else tuple(network)
@@ -343,8 +346,9 @@ class Instances:
         self.folders.check_host(folders)
         user_data = self.folders.user_data(folders, provision, user_data)
         pairs = tuple((f.host_dir, f.guest_dir) for f in folders)
-        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs, boot)
         n = check_count(count, "count")
+        spec = InstanceSpec(name, image, flavor, networks, user_data, key, screen, pairs,
+                            boot, host, group or (name if n > 1 else None))
         self.check_flavor(spec.flavor)
         keys.user_key(spec.key or "default")  # an unknown key: refused before any change
         for vol in volumes:
@@ -358,7 +362,7 @@ class Instances:
             warm_base(self, spec, progress, build_missing=True)
         specs = [spec] if n == 1 else [
             InstanceSpec(f"{name}-{i}", image, flavor, networks, user_data, key, screen, pairs,
-                         boot) for i in range(1, n + 1)]
+                         boot, host, spec.group) for i in range(1, n + 1)]
         insts = launch(self, specs, wait, stack, progress, keep)
         if any(inst.base_missing for inst in insts):   # the next ones are clones
             warm_base(self, spec, progress, build_missing=False)
@@ -380,6 +384,7 @@ class Instances:
         provider, inv = self.provider, self.ctx.inventory
         if watch is not None:
             watch.stage(spec.name, "provisioning")
+        self.hosts.forget_if_lost(spec.name)   # made again while its host is down
         if provider.exists(spec.name):
             raise AlreadyExists(f"instance {spec.name!r} exists already: pick another name "
                                 "or delete it first")
@@ -389,20 +394,22 @@ class Instances:
             if net != USER_NETWORK:
                 provider.network(net)  # NotFound before anything is logged
         host_private, host_public = keys.generate(f"{spec.name}-host")
-        request = InstanceRequest(
-            spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
-            (keys.user_key(spec.key or "default").public,), host_public, host_private,
-            spec.user_data, spec.screen, spec.sync, spec.boot)
-        del host_private
         op = inv.begin("create", "instance", spec.name, image=spec.image,
                        flavor=spec.flavor, networks=list(spec.networks), stack=stack)
         undo = Undo()
+        placed = self.hosts.claim(spec, flavor, op, undo)   # several hosts: where it goes
+        request = InstanceRequest(
+            spec.name, spec.image, flavor, spec.networks, stack, spec.key or "default",
+            (keys.user_key(spec.key or "default").public,), host_public, host_private,
+            spec.user_data, spec.screen, spec.sync, spec.boot, placed)
+        del host_private
         unreachable = ""  # why SSH never answered, when `keep` keeps the instance anyway
         try:
             made = provider.provision(request, image, undo)
             inv.put("instance", spec.name, state="starting", uuid=made.uuid, stack=stack,
                     spec={"image": spec.image, "flavor": spec.flavor,
-                          "networks": list(spec.networks)})
+                          "networks": list(spec.networks),
+                          **self.hosts.fields(placed and made.host, spec.group)})
             undo.add(lambda: inv.remove("instance", spec.name))
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
@@ -464,6 +471,8 @@ class Instances:
         volumes are kept (detached), unless `volumes` asks to delete them."""
         check_name(name, "instance name")
         provider, inv = self.provider, self.ctx.inventory
+        if self.hosts.is_lost(name):   # its host is down: its record and addresses go
+            return self.hosts.delete_lost(name)
         provider.metadata(name)  # refuse before logging anything for a foreign domain
         self.close_session(name)
         self._handles.pop(name, None)

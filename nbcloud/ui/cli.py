@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if argv else 2
     try:
-        if argv[0] == "host":
-            return _host(argv[1:], uri)
+        if argv[0] == "host" and argv[1:2] in (["up"], ["down"], [], ["-h"], ["--help"]):
+            return _host(argv[1:], uri)   # set-up; `host add|list|remove` are the cloud's
         if argv[0] == "agent":
             return _agent(argv[1:], uri)
         if argv[0] == "terminal":   # the same as `instance terminal`, in this terminal

@@ -270,3 +270,42 @@ def launch_progress():
         except ImportError:
             pass
     return LaunchText()
+
+
+# ----- a migration: its phase (disks, memory) and how much of it is done ------------------
+class PhaseProgress:
+    """`progress(phase, fraction_or_None)` as a bar in a notebook, or one rewritten line
+    on a terminal (a log file gets the outcome only)."""
+
+    def __init__(self, label: str, stream: TextIO | None = None):
+        self.label = label
+        self.start = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.bar = self.text = None
+        if in_notebook() and stream is None:
+            try:
+                import ipywidgets as w
+                from IPython.display import display
+            except ImportError:
+                return
+            self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description=label)
+            self.text = w.Label("")
+            box = w.HBox()
+            box.children = (self.bar, self.text)
+            display(box)
+
+    def __call__(self, phase: str, fraction: float | None) -> None:
+        elapsed = time.monotonic() - self.start
+        line = f"{phase}{'' if fraction is None else f' {100 * fraction:.0f}%'}, " \
+               f"{elapsed:.1f} s"
+        if self.bar is not None:
+            if fraction is not None:
+                self.bar.value = fraction
+            self.text.value = line
+            if phase == "done":
+                self.bar.bar_style = "success"
+            return
+        if getattr(self.stream, "isatty", lambda: False)() or phase == "done":
+            self.stream.write(f"\r{self.label}: {line}".ljust(60)
+                              + ("\n" if phase == "done" else ""))
+            self.stream.flush()

@@ -5,7 +5,9 @@ A pool is an inventory resource of kind "ipool", spec {"members": [names], "temp
 {image, flavor, network, user_data, secgroups}, "lb": balancer or None, "policy":
 autoscale policy or None, "resized": when its size last changed}. Members join the
 pool's load balancer when they are up and leave it before they are deleted. A pool with
-a policy is resized by the autoscaler (autoscale.py) on the monitor's ticks.
+a policy is resized by the autoscaler (autoscale.py) on the monitor's ticks. Members are
+spread over the cloud's hosts (one placement group per pool); members lost with a host
+that stopped answering are made again on the hosts that answer (`heal`, on HOST_DOWN).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from nbcloud.core.display import Table
 from nbcloud.core.errors import AlreadyExists, NotFound
-from nbcloud.core.events import POOLS_CHANGED
+from nbcloud.core.events import HOST_DOWN, POOLS_CHANGED
 from nbcloud.core.handle import Handle
 from nbcloud.core.scaling import Policy
 from nbcloud.core.spec import POOL_MAX_SIZE, InvalidSpec, check_count, check_name
@@ -71,6 +73,8 @@ class InstancePools:
     def __init__(self, cloud: Services):
         self.cloud = cloud
         self._locks: dict[str, threading.Lock] = {}
+        self.healing: threading.Thread | None = None
+        cloud.ctx.events.on(HOST_DOWN, self._host_down)
 
     # ----- reading --------------------------------------------------------------------
     def records(self):
@@ -204,7 +208,7 @@ class InstancePools:
 
         def one(member: str) -> str:
             cloud.instances.create(member, t["image"], t["flavor"], t["network"],
-                                   user_data=t.get("user_data"), stack=r.stack)
+                                   user_data=t.get("user_data"), stack=r.stack, group=name)
             for group in t.get("secgroups", []):
                 cloud.secgroups.attach(group, member)
             return member
@@ -290,3 +294,34 @@ class InstancePools:
     def _autoscale(self) -> None:
         """Tell the autoscaler (workflows/autoscaler.py) that pools or policies changed."""
         self.cloud.ctx.events.emit(POOLS_CHANGED)
+
+    # ----- a host that died ---------------------------------------------------------------
+    def _host_down(self, host: str, lost: list[str]) -> None:
+        """Host `host` stopped answering with members of pools: make them again elsewhere,
+        in a thread of their own (the caller may be the monitor's sampler)."""
+        if any(set(r.spec["members"]) & set(lost) for r in self.records()):
+            self.healing = threading.Thread(target=self.heal, name="nbcloud-heal",
+                                            daemon=True)
+            self.healing.start()
+
+    def heal(self) -> list[str]:
+        """Make every member lost with its host again on the hosts that answer (same
+        name, a new address); returns the members made. Each pool's heal is one
+        operation in the log."""
+        lost = self.cloud.hosts.lost()
+        made = []
+        for r in self.records():
+            gone = [m for m in r.spec["members"] if m in lost]
+            if not gone:
+                continue
+            with self._lock(r.name):
+                with self.cloud.inventory.operation("heal", KIND, r.name, members=gone,
+                                                    hosts=sorted({lost[m] for m in gone})) \
+                        as op:
+                    for member in gone:
+                        self.cloud.hosts.forget_lost(member)
+                    self._members_change(r.name, remove=gone)
+                    self._grow(r.name, gone)
+                    op.detail = ", ".join(f"{m} (was on {lost[m]})" for m in gone)
+            made += gone
+        return made

@@ -62,7 +62,7 @@ def read_live(cloud: Services) -> LiveState:
         except CloudError:
             pass   # no nft here: the forwards' state is unknown, not missing
     return LiveState(domains, foreign, networks, volumes, loadbalancers=lbs, secgroups=sgs,
-                     ipools=pools,
+                     ipools=pools, lost=cloud.hosts.lost(),
                      balancers_running={n: provider.balancer_running(n) for n in lbs},
                      forwards=forwards,
                      dns={i.name: {n: ip for ip, names in i.dns_hosts for n in names}
@@ -307,6 +307,10 @@ class Stacks:
         """An instance deleted behind our back leaves its disks, address reservations and
         inventory row: remove them so that the name can be used again."""
         cloud, provider = self.cloud, self.cloud.provider
+        if cloud.hosts.is_lost(name):   # its host is down: it goes from there when back
+            with cloud.inventory.operation("forget", "instance", name, lost=True) as op:
+                op.detail = "; ".join(cloud.hosts.forget_lost(name))
+            return
         with cloud.inventory.operation("forget", "instance", name):
             provider.remove_instance_files(name)
             for info in provider.network_infos():
@@ -329,7 +333,8 @@ class Stacks:
         if any(r.kind == "instance" and r.name == a.name for r in self._recorded()):
             self._forget_vanished(a.name)  # recorded, but gone from libvirt
         self.cloud.instances.create(a.name, spec.image, spec.flavor, spec.networks,
-                                    user_data=spec.user_data, stack=stack)
+                                    user_data=spec.user_data, stack=stack,
+                                    group=decl.name if decl.count else None)
         for vol in decl.volumes:
             self.cloud.volumes.attach(vol, a.name)
         self._record_instance(a.name, spec, decl, stack)

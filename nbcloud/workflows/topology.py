@@ -41,6 +41,8 @@ STYLES: dict[str, Style] = {
     "volume": Style(4, "circle", "#9467bd", "volumes"),
     "cdrom": Style(4, "diamond", "#17becf", "cdroms"),
     "pool": Style(5, "triangle-up", "#8c564b", "storage pools"),
+    # several hosts: each instance is joined to its host, and instances sit by host
+    "host": Style(4, "triangle-down", "#7f7f7f", "hosts"),
 }
 OTHER = Style(6, "x", "#444444", "other")
 #: Edges run as lines with right angles, in lanes between the columns and channels between
@@ -55,7 +57,7 @@ CHANNEL = 0.58
 LABEL_MAX = 13
 #: States drawn in a colour of their own, whatever the kind.
 STATE_COLOURS = {
-    "missing": "#d62728", "crashed": "#d62728", "failed": "#d62728", "error": "#d62728",
+    "missing": "#d62728", "lost": "#d62728", "down": "#d62728", "crashed": "#d62728", "failed": "#d62728", "error": "#d62728",
     "stopped": "#aaaaaa", "inactive": "#aaaaaa", "suspended": "#aaaaaa",
     "starting": "#ff7f0e", "stopping": "#ff7f0e", "paused": "#ff7f0e",
 }
@@ -85,6 +87,7 @@ class Node:
     stack: str = ""
     details: tuple[tuple[str, str], ...] = ()     # shown on hover, in this order
     label: str = ""                               # drawn beside the marker (default: name)
+    group: str = ""                               # nodes of a column sit by group (host)
 
     @property
     def id(self) -> NodeId:
@@ -136,14 +139,16 @@ class Live:
     networks: dict[str, object] = field(default_factory=dict)  # name -> NetworkInfo
     volumes: dict[str, object] = field(default_factory=dict)   # name -> DataVolume
     pools: dict[str, object] = field(default_factory=dict)     # name -> PoolInfo (read lazily)
+    hosts: dict[str, object] = field(default_factory=dict)     # name -> HostInfo (several)
     pooled: bool = True     # volumes live in storage pools (libvirt), not a cloud's types
 
 
 def read_live(cloud: Services) -> Live:
     domains, _foreign = cloud.provider.domains_live()
+    hosts = {h.name: h for h in cloud.hosts.infos()} if cloud.hosts.records() else {}
     return Live(domains=domains, states=cloud.provider.domain_states(),
                 networks={i.name: i for i in cloud.provider.network_infos()},
-                volumes=cloud.volumes.all(), pooled=cloud.provider.has("storage-pools"))
+                volumes=cloud.volumes.all(), pooled=cloud.provider.has("storage-pools"), hosts=hosts)
 
 
 def _split(value: str) -> list[str]:
@@ -161,8 +166,10 @@ def _names(value: object) -> list[str]:
 def _instance(name: str, row, live: Live) -> tuple[Node, list[tuple[str, ...]]]:
     dom = live.domains.get(name)
     spec = row.spec if row else {}
+    host = (dom or {}).get("host") or spec.get("host", "") if live.hosts else ""
     if dom is None:
-        meta, state = {}, "missing"
+        down = host in live.hosts and not live.hosts[host].up
+        meta, state = {}, "lost" if down else "missing"
         refs = [(("network",), n) for n in _names(spec.get("networks"))] + \
             [(("volume", "cdrom"), v) for v in _names(spec.get("volumes"))]
     else:
@@ -180,7 +187,22 @@ def _instance(name: str, row, live: Live) -> tuple[Node, list[tuple[str, ...]]]:
     if dom is not None:
         details.append(("size", f"{dom['vcpus']} vCPU, {format_size(dom['memory'])}"))
     stack = row.stack if row else meta.get("stack", "")
-    return Node("instance", name, state, stack, tuple(details)), refs
+    if host:
+        details.append(("host", host))
+        refs.append((("host",), host))
+    return Node("instance", name, state, stack, tuple(details), group=host), refs
+
+
+def _host(name: str, row, live: Live) -> Node:
+    info = live.hosts.get(name)
+    if info is None:
+        return Node("host", name, "missing", row.stack if row else "")
+    details = (("uri", info.uri), ("cores", str(info.vcpus)),
+               ("memory", format_size(info.memory) if info.memory else "-"),
+               ("instances", str(len(info.instances))), ("accelerator", info.accelerator))
+    if not info.up:
+        details = (("uri", info.uri), ("why", info.reason[:80]))
+    return Node("host", name, info.state, row.stack if row else "", details, group=name)
 
 
 def _network(name: str, row, live: Live) -> tuple[Node, list]:
@@ -268,6 +290,8 @@ def graph_from(cloud: Services | None, rows, live: Live, stack: str | None = Non
             node, extra = _volume(kind, name, row, live, attached)
         elif kind == "pool" and cloud is not None:
             node = _pool(cloud, name, row, live)
+        elif kind == "host":
+            node = _host(name, row, live)
         elif row is not None:
             node, extra = _generic(row)
         else:
@@ -298,7 +322,7 @@ def _is_live(live: Live, kind: str, name: str) -> bool:
         info = live.volumes.get(name)
         return info is not None and (info.kind == "cdrom") == (kind == "cdrom")
     return name in {"instance": live.domains, "network": live.networks,
-                    "pool": live.pools}.get(kind, {})
+                    "pool": live.pools, "host": live.hosts}.get(kind, {})
 
 
 # ----- layout -----------------------------------------------------------------------------
@@ -319,7 +343,8 @@ class Layout:
             self._next[column] = min(self._next[column], slot)
         new = [i for i in graph.nodes if i not in self.slots]
         order = {k: n for n, k in enumerate(STYLES)}
-        for node_id in sorted(new, key=lambda i: (order.get(i[0], len(order)), i)):
+        for node_id in sorted(new, key=lambda i: (order.get(i[0], len(order)),
+                                                  graph.nodes[i].group, i)):
             column = style(node_id[0]).column
             taken = self._taken.setdefault(column, set())
             slot = self._next.get(column, 0)

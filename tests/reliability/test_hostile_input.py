@@ -92,6 +92,7 @@ FILLERS = {  # valid stand-ins for the other arguments: names that do not exist
     "network": "rl-ghost", "names": "rl-ghost", "source": "/nonexistent-rl/disk.raw",
     "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA", "command": "-- true",
     "size": "2", "ip": None,
+    "uri": "test:///default",      # host add: a daemon in this process, never dialled
 }
 OPTIONS = {"--from": "/nonexistent-rl/folder", "--port": "8080", "--flavor": "t.nano",
            "--network": "rl-ghost", "--cidr": "10.251.0.0/24",

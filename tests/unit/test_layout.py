@@ -113,7 +113,8 @@ def _attributes(cls) -> set[str]:
 
 
 def test_every_provider_call_is_declared_in_an_interface_and_implemented_by_each_engine():
-    from nbcloud.providers.base import INTERFACES, Provider
+    from nbcloud.providers.base import INTERFACES, HostGroup, Provider
+    from nbcloud.providers.libvirt.cloud import LibvirtCloud
     from nbcloud.providers.libvirt.provider import LibvirtProvider
     from nbcloud.providers.openstack.provider import OpenStackProvider
     declared = set()
@@ -123,8 +124,13 @@ def test_every_provider_call_is_declared_in_an_interface_and_implemented_by_each
     calls = _provider_calls()
     assert len(calls) > 50     # the scan finds the calls
     assert {n: sorted(f) for n, f in calls.items() if n not in declared} == {}
-    instance_attributes = {"uri", "paths", "conn", "is_test_driver"}   # set in __init__
-    for engine in (LibvirtProvider, OpenStackProvider):
+    instance_attributes = {"uri", "paths", "conn", "is_test_driver",   # set in __init__
+                           "home_host"}
+    for engine in (LibvirtCloud, OpenStackProvider):
         assert issubclass(engine, Provider)
         assert (engine.__name__, sorted(declared - _attributes(engine)
                                         - instance_attributes)) == (engine.__name__, [])
+    # each host of a libvirt cloud is a LibvirtProvider, which has every call but those
+    # of the hosts themselves
+    per_host = declared - set(vars(HostGroup)) - set(HostGroup.__annotations__)
+    assert sorted(per_host - _attributes(LibvirtProvider) - instance_attributes) == []

@@ -60,6 +60,7 @@ class ComputeMixin:
 
     uri: str
     paths: dict[str, Path]
+    net_authority: object   # the provider that holds the networks' DHCP and DNS
     engine_flavors = False   # nbcloud's catalogue: a CPU share changes live
 
     @property
@@ -116,7 +117,8 @@ class ComputeMixin:
         """Reserve addresses, write the seed, make the disks and define the domain of
         `req` (not started); each step adds its undo. Returns its UUID and how to tell
         the network's DNS/DHCP about it once it starts."""
-        nets = [self.network(n) for n in req.networks if n != USER_NETWORK]
+        dhcp = self.net_authority   # where the networks' DHCP and DNS are (another host's)
+        nets = [dhcp.network(n) for n in req.networks if n != USER_NETWORK]
         accelerator = self.accelerator()["accelerator"]
         base, how, base_missing = self._boot_plan(req, image)
         nics, statics, reservations = [], [], []
@@ -128,9 +130,9 @@ class ComputeMixin:
             statics.append(cloudinit.StaticNet(mac, *USER_GUEST))
         for net in nets:
             mac = self.random_mac()
-            r = self.reserve_address(net.name, mac, req.name)
+            r = dhcp.reserve_address(net.name, mac, req.name)
             undo.add(lambda r=r: (concurrent.futures.wait([r.live] if r.live else []),
-                                  self.release_address(r.network, r.mac)))
+                                  dhcp.release_address(r.network, r.mac)))
             reservations.append(r)
             nics.append(lx.Nic(net.name, mac, ip=r.ip))
             statics.append(cloudinit.StaticNet(mac, f"{r.ip}/{r.prefix}", r.gateway,
@@ -195,7 +197,7 @@ class ComputeMixin:
         # dnsmasq learns the addresses while the guest boots (it asks by DHCP only after
         # its static address is up, seconds later); not during the start, which the
         # ~0.5 s of CPU this costs libvirt would slow down.
-        return Provisioned(uuid, lambda: [self.publish(r) for r in reservations], how, start,
+        return Provisioned(uuid, lambda: [dhcp.publish(r) for r in reservations], how, start,
                            base_missing)
 
     def _boot_plan(self, req: InstanceRequest, image: Image) -> tuple[Base | None, str, bool]:
@@ -226,7 +228,7 @@ class ComputeMixin:
             if net == USER_NETWORK:
                 continue
             for mac in filter(None, meta.get("mac", "").split(",")):
-                self.release_address(net, mac)
+                self.net_authority.release_address(net, mac)
         return meta
 
     def remove_instance_files(self, name: str) -> list[str]:

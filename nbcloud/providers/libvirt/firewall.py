@@ -173,7 +173,8 @@ class FirewallMixin:
             return
         self.check_interface_filters(instance, mine, ours)
         meta = self.metadata(instance)
-        resolvers = [self.network(n).gateway for n in self.nic_addresses(instance, meta)]
+        resolvers = [self.net_authority.network(n).gateway   # another host's, if it spans
+                     for n in self.nic_addresses(instance, meta)]
         self.define_nwfilter(compile_instance(instance, groups, egress_limited, resolvers,
                                               owner))
         self.set_interface_filter(instance, mine, self.nic_addresses(instance, meta),

@@ -32,7 +32,7 @@ class ImageStore:
         meta_vol = volumes.get(f"{name}.json")
         if meta_vol is None:
             return None
-        meta = json.loads(Path(meta_vol[0]).read_text())
+        meta = json.loads(self._description(name, meta_vol[0]))
         size = sum(alloc for vol, (_, alloc) in volumes.items()
                    if vol.startswith(f"{name}."))
         if meta["kind"] == "kernel":
@@ -49,6 +49,15 @@ class ImageStore:
                      cmdline=meta.get("cmdline"),
                      disk=volumes[f"{name}.{fmt}"][0], disk_format=fmt,
                      virtual_size=meta.get("virtual_size"))
+
+    def _description(self, name: str, path: str) -> str:
+        """NAME.json's text: read from its file on this machine, or streamed from the
+        daemon of another (its path names a file over there)."""
+        from nbcloud.providers.libvirt.local import is_local
+        if is_local(getattr(self.provider, "uri", "")):
+            return Path(path).read_text()
+        from nbcloud.providers.libvirt.transfer import read_volume
+        return read_volume(self.provider, IMAGE_POOL, f"{name}.json").decode()
 
     def list(self) -> list[Image]:
         volumes = self.provider.volumes(IMAGE_POOL)

@@ -17,9 +17,17 @@ def is_local(uri: str) -> bool:
     return local_transport and parts.hostname in (None, "", "localhost")
 
 
+def is_remote_system(uri: str) -> bool:
+    """Whether `uri` is another machine's system daemon (qemu+ssh://HOST/system, ...)."""
+    parts = urlsplit(uri)
+    return parts.scheme.startswith("qemu+") and parts.scheme != "qemu+unix" and \
+        bool(parts.hostname) and parts.path.rstrip("/") == "/system"
+
+
 def storage_paths(uri: str) -> dict[str, Path]:
-    """Where the instance and image pools and console logs live for `uri`."""
-    if uri.startswith("qemu:///system"):
+    """Where the instance and image pools and console logs live for `uri` (on the
+    daemon's machine: a remote system daemon keeps them where a local one does)."""
+    if uri.startswith("qemu:///system") or is_remote_system(uri):
         root, logs = Path("/var/lib/nbcloud"), Path("/var/log/libvirt/qemu")
     elif uri.startswith("test:"):
         root = logs = Path("/nbcloud-test")

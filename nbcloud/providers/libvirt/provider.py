@@ -58,6 +58,9 @@ class LibvirtProvider(Provider, ComputeMixin, StorageMixin, DataVolumeMixin, Net
         self._dhcp_background = ThreadPoolExecutor(max_workers=1,
                                                    thread_name_prefix="nbcloud-dhcp")
         self._dhcp_pending = {}
+        # Address reservations and DNS records go to the host whose network holds the
+        # DHCP server: this one, unless a cloud of several hosts says otherwise.
+        self.net_authority = self
 
     def prepare(self) -> None:
         """The instance and image pools, the console log folder of a session daemon

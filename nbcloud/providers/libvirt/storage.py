@@ -1,6 +1,7 @@
 """Storage pools and volumes."""
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,23 @@ from nbcloud.core.errors import AlreadyExists, CloudError, HostError, NotFound
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.types import PoolInfo, VolumeInfo
 
+
+
+def refresh(pool, seconds: float = 30.0) -> None:
+    """Refresh `pool`'s volume list. libvirt refuses while a stream of another thread reads
+    or writes one of its volumes (a remote daemon's image description being read, a copy
+    to another host): wait for it, then list what libvirt has if it still runs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
 class StorageMixin:
     conn: libvirt.virConnect
@@ -65,7 +83,7 @@ class StorageMixin:
     def volumes(self, pool: str) -> dict[str, tuple[str, int]]:
         """name -> (path, allocation bytes) of the volumes in `pool`."""
         p = self.pool(pool)
-        p.refresh(0)
+        refresh(p)
         return {v.name(): (v.path(), v.info()[2]) for v in p.listAllVolumes(0)}
 
     def volume_path(self, pool: str, name: str) -> str:

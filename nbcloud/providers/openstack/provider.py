@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from nbcloud.core import config
 from nbcloud.core.errors import HostError
-from nbcloud.providers.base import Provider
+from nbcloud.providers.base import PlacesItself, Provider
 from nbcloud.providers.openstack.compute import (
     ComputeMixin,
     NoAdoption,
@@ -54,7 +54,8 @@ def cloud_name(uri: str) -> str:
 
 class OpenStackProvider(Provider, ComputeMixin, FlavorMixin, KeyPairMixin, NetworkMixin,
                         ProjectMixin, VolumeMixin, FirewallMixin, ForwardMixin, StatsMixin,
-                        NoAdoption, NoBalancers, NoStoragePools, NoClones):
+                        NoAdoption, NoBalancers, NoStoragePools, NoClones,
+                        PlacesItself):
     """A connection to one OpenStack cloud (one project) and the operations on it."""
 
     name = "openstack"

@@ -37,6 +37,7 @@ def add_parser(sub, name: str) -> None:
                     help="keep the instance if SSH does not answer in time (to read its "
                          "console); by default it is deleted")
     cr.add_argument("--volume", action="append", dest="volumes", default=[])
+    cr.add_argument("--host", help="the host of the cloud it must run on (`host list`)")
     cr.add_argument("--sync", action="append", default=[], metavar="HOSTDIR:GUESTDIR",
                     help="share a host folder into the instance (virtiofs)")
     cr.add_argument("--provision", metavar="FILE_OR_$VAR",
@@ -67,6 +68,10 @@ def add_parser(sub, name: str) -> None:
         snap = inst.add_parser(verb)
         snap.add_argument("name")
         snap.add_argument("snapshot")
+    mg = inst.add_parser("migrate")
+    mg.add_argument("name")
+    mg.add_argument("--to", help="the host to move it to (default: the one with most "
+                                 "room)")
     rs = inst.add_parser("resize")
     rs.add_argument("name")
     rs.add_argument("--flavor")
@@ -117,8 +122,17 @@ def run(cloud, args, namespace):
             count=args.count, wait=not args.no_wait, volumes=args.volumes,
             keep=args.keep, progress=launch_progress(), screen=args.screen,
             sync=args.sync, provision=read_user_data(args.provision, namespace,
-                                                     "--provision"), boot=args.boot)
+                                                     "--provision"), boot=args.boot,
+                                                     host=args.host)
         return result
+    if args.verb == "migrate":
+        from nbcloud.ui.progress import PhaseProgress
+        done = cloud.hosts.migrate(args.name, args.to,
+                                   progress=PhaseProgress(f"migrate {args.name}"))
+        downtime = done.get("downtime_ms")
+        return Message(f"migrated {args.name} from {done['from']} to {done['to']} live in "
+                       f"{done['seconds']:.1f} s"
+                       + (f" (paused {downtime} ms)" if downtime is not None else ""))
     if args.verb == "provision":
         inst = cloud.instances.get(args.name)
         if args.log or not args.script:

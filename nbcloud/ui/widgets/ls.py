@@ -72,17 +72,27 @@ def inventory_rows(cloud: Cloud, kind: str | None = None) -> list[Row]:
     live: dict[str, dict] = {}
     if any(r.kind == "instance" for r in resources):
         live = cloud.instances.live()
+    # several hosts: an instance's row says its host (instances grouped by host), and one
+    # whose host is down is lost, not missing
+    several = any(r.kind == "host" for r in cloud.ctx.inventory.all("host"))
+    lost = cloud.hosts.lost() if several else {}
     rows = []
     for r in resources:
-        state = r.state
+        state, detail = r.state, _detail(r.kind, r.spec, live.get(r.name))
         if r.kind == "instance":
             info = live.get(r.name)
             if info is None:
-                state = "missing"
+                state = "lost" if r.name in lost else "missing"
             else:  # live, not the inventory's: a --no-wait create stays 'starting' there
                 state = "running" if info["running"] else "stopped"
-        rows.append(Row(r.kind, r.name, r.stack, state, _detail(r.kind, r.spec,
-                                                                  live.get(r.name))))
+            if several:
+                host = (info or {}).get("host") or lost.get(r.name) or r.spec.get("host", "?")
+                detail = f"on {host} {detail}".rstrip()
+        rows.append(Row(r.kind, r.name, r.stack, state, detail))
+    if several:
+        rows.sort(key=lambda row: (row.kind != "instance", row.kind,
+                                   row.detail.split()[1] if row.kind == "instance" else "",
+                                   row.name))
     return rows
 
 
@@ -128,7 +138,7 @@ class _RowView:
         allowed = {"start": state in ("stopped", "crashed"),
                    "stop": state in ("running", "starting", "paused"),
                    "reboot": state in ("running", "starting"),
-                   "delete": True, "console": state != "missing"}
+                   "delete": True, "console": state not in ("missing", "lost")}
         for verb, button in self.buttons.items():
             button.disabled = self.running is not None or not allowed[verb]
 
