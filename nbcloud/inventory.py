@@ -19,43 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbcloud.core import config
-
-SCHEMA_VERSION = 4
-_MIGRATIONS = {
-    1: """
-    CREATE TABLE resources (
-        uri TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
-        stack TEXT NOT NULL DEFAULT 'adhoc', spec TEXT NOT NULL DEFAULT '{}',
-        uuid TEXT, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
-        PRIMARY KEY (uri, kind, name));
-    CREATE TABLE operations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
-        user TEXT NOT NULL, uri TEXT NOT NULL, verb TEXT NOT NULL, kind TEXT NOT NULL,
-        name TEXT NOT NULL, args TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '');
-    CREATE TABLE stacks (name TEXT PRIMARY KEY, created REAL NOT NULL, source TEXT);
-    """,
-    # which process recorded an intent, so that recovery can tell an operation still under
-    # way in another notebook from one whose process died before the outcome
-    2: "ALTER TABLE operations ADD COLUMN pid INTEGER",
-    # monitoring: one row per instance per tick, derived rates (monitor.py writes in batches)
-    3: """
-    CREATE TABLE samples (
-        uri TEXT NOT NULL, name TEXT NOT NULL, t REAL NOT NULL,
-        cpu REAL, mem_used REAL, disk_rd REAL, disk_wr REAL, net_rx REAL, net_tx REAL);
-    CREATE INDEX samples_by_name ON samples (uri, name, t);
-    """,
-    # the host agent (nbcloud/agent/): which process serves a URI, its heartbeat and the
-    # states it saw; the instances kernels asked it to sample, each until a lease ends
-    4: """
-    CREATE TABLE agents (
-        uri TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL,
-        beat REAL NOT NULL, grace REAL NOT NULL, states TEXT NOT NULL DEFAULT '{}',
-        note TEXT NOT NULL DEFAULT '');
-    CREATE TABLE watches (uri TEXT NOT NULL, name TEXT NOT NULL, until REAL NOT NULL,
-        PRIMARY KEY (uri, name));
-    """,
-}
+from nbcloud.core.schema import _MIGRATIONS, SCHEMA_VERSION  # noqa: F401  (re-exported)
 
 
 def _alive(pid: int | None) -> bool:
@@ -120,11 +84,25 @@ class Inventory:
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         problems = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("; ".join(problems[:3]))
         self._migrate()
+
+    def _wal(self) -> None:
+        """Put the file in WAL mode. On a new file two processes doing so at once may be
+        told "database is locked" at once (the switch takes an exclusive lock that the
+        busy timeout does not wait for): asked again until it is taken, within 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _move_aside(self, why: str) -> Path:
         """Rename the corrupt file (and its WAL) to `<name>.corrupt-<timestamp>`."""

@@ -110,7 +110,10 @@ def test_ctrl_c_during_a_count_create(cloud):
     progress = _SigintWhenBooting()
     try:
         with pytest.raises(Interrupted) as caught:
-            cloud.instances.create("wg-int", count=2, flavor="m.nano", progress=progress)
+            # cold boots: a warm clone is SSH-ready within a second of "booting", before
+            # the keypress could land
+            cloud.instances.create("wg-int", count=2, flavor="m.nano", progress=progress,
+                                   boot="cold")
         message = str(caught.value)
         assert message.startswith("interrupted: ") and progress.finished == [message]
         inventory = {r.name: r.state for r in cloud.inventory.resources(cloud.uri,

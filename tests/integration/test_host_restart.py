@@ -48,7 +48,7 @@ ipool:
   agt-rs-pool: {image: tiny, flavor: t.nano, network: nbcloud, size: 1, lb: agt-rs-lb,
                 user_data: "{httpd}"}
 """
-RECORD = ("agt-rs-name", "192.0.2.20")   # resolved only, never contacted
+RECORD = ("agt-rs-name", GATEWAY)   # a record may point at its network's own addresses only
 
 
 @pytest.fixture(scope="module")
