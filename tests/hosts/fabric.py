@@ -21,14 +21,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-from tests.reliability.private_daemon import BOOT, CONF, FOLDERS, QEMU_CONF
+from tests.reliability.private_daemon import CONF, FOLDERS, QEMU_CONF, spawn
 
-from nbcloud.providers.libvirt import nsexec
 
 BRIDGE = "mhfab0"
 SUBNET = "10.99.0"
@@ -113,7 +110,6 @@ class LabHost:
     def start(self, timeout: float = 30.0, ssh: bool = True) -> None:
         """Start libvirtd (and dropbear, unless `ssh` is False: a daemon started again
         after `kill_daemon`, whose dropbear lives on)."""
-        binds = [[str(self.root / sub), dst] for sub, dst in {**FOLDERS, **EXTRA}.items()]
         (self.root / "run" / "libvirt-sock").unlink(missing_ok=True)
         # dropbear forks into the background (its pid file says which process it is);
         # then the shell becomes libvirtd, in the same namespaces
@@ -121,21 +117,8 @@ class LabHost:
         if ssh:
             boot = (f"dropbear -s -p {self.address}:22 -r {self.root}/dropbear_ed25519 "
                     f"-P {self.root}/dropbear.pid && {boot}")
-        log = open(self.root / "libvirtd.out", "ab")
-        self.proc = subprocess.Popen(
-            [*self._enter(), "unshare", "--mount", "--propagation", "slave",
-             sys.executable, "-c", BOOT, json.dumps(binds),
-             json.dumps(nsexec.cgroup_mounts()), "sh", "-c", boot],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"libvirtd of {self.name} exited "
-                                   f"({self.proc.returncode}): see {self.root}/libvirtd.out")
-            if self.answers():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"libvirtd of {self.name} did not answer within {timeout:.0f} s")
+        self.proc = spawn(self._enter(), self.root, {**FOLDERS, **EXTRA}, ["sh", "-c", boot],
+                          self.answers, f"libvirtd of {self.name}", timeout)
 
     def answers(self) -> bool:
         """Whether the daemon's socket takes a connection and dropbear its port."""

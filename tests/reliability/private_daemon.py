@@ -55,6 +55,28 @@ os.execvp(argv[0], argv)
 """
 
 
+def spawn(enter: list[str], root: Path, folders: dict[str, str], argv: list[str],
+          answers, what: str, timeout: float) -> subprocess.Popen:
+    """Run `argv` (libvirtd, or a shell that becomes it) in a mount namespace of its own,
+    in the network namespace `enter` joins, with ROOT/SUB bound over each of `folders`
+    (BOOT); return it once `answers()` holds. Its output goes to ROOT/libvirtd.out."""
+    binds = [[str(root / sub), dst] for sub, dst in folders.items()]
+    with open(root / "libvirtd.out", "ab") as log:   # the child keeps its own copy
+        proc = subprocess.Popen(
+            [*enter, "unshare", "--mount", "--propagation", "slave", sys.executable, "-c",
+             BOOT, json.dumps(binds), json.dumps(nsexec.cgroup_mounts()), *argv],
+            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}): "
+                               f"see {root / 'libvirtd.out'}")
+        if answers():
+            return proc
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
+
+
 class PrivateDaemon:
     """A libvirtd of our own under `root`, in a network namespace of its own."""
 
@@ -113,24 +135,10 @@ class PrivateDaemon:
         return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net"]
 
     def start(self, timeout: float = 30.0) -> None:
-        binds = [[str(self.root / sub), dst] for sub, dst in FOLDERS.items()]
         self.socket.unlink(missing_ok=True)
-        log = open(self.root / "libvirtd.out", "ab")
-        self.proc = subprocess.Popen(
-            [*self._enter(), "unshare", "--mount", "--propagation", "slave",
-             sys.executable, "-c", BOOT,
-             json.dumps(binds), json.dumps(nsexec.cgroup_mounts()),
-             "libvirtd", "--pid-file", str(self.root / "libvirtd.pid")],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the private libvirtd exited ({self.proc.returncode}): "
-                                   f"see {self.root / 'libvirtd.out'}")
-            if self.answers():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the private libvirtd did not answer within {timeout:.0f} s")
+        self.proc = spawn(self._enter(), self.root, FOLDERS,
+                          ["libvirtd", "--pid-file", str(self.root / "libvirtd.pid")],
+                          self.answers, "the private libvirtd", timeout)
 
     def answers(self) -> bool:
         try:
