@@ -36,10 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # npm packages, exactly as their lock files say: the front ends' build (the wheel's build
-# hook runs `npm run build` in extensions/jupyterlab) and the browser and lab tiers'
-# playwright-core, which drives Debian's chromium (`npx playwright install`, a browser
-# download, is neither needed nor possible here).
-for dir in extensions/jupyterlab tests/lab tests/browser; do
+# hook runs `npm run build` in extensions/jupyterlab) and tests/browser's playwright-core,
+# whose launcher the lab tier's driver imports too; it drives Debian's chromium (`npx
+# playwright install`, a browser download, is neither needed nor possible here).
+for dir in extensions/jupyterlab tests/browser; do
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
         echo "setup: npm ci in $dir"
         npm ci --prefix "$dir" --no-audit --no-fund --silent

@@ -13,7 +13,7 @@
 // {"tab": TEXT}: wait until the JupyterLab terminal tab on show has a line TEXT (with
 // "type": type it there first, with "after": once it shows that).
 // report.seen: when the panel first listed each instance (epoch ms, polled every 50 ms).
-import { launch } from './chromium.mjs';
+import { launch } from '../browser/chromium.mjs';   // and its playwright-core
 
 const job = JSON.parse(process.argv[2]);
 const PANEL = '.jp-NotebookPanel:not(.lm-mod-hidden)';

@@ -85,8 +85,8 @@ def _free_port() -> int:
 def lab(fresh, tmp_path_factory):
     """The fresh install's JupyterLab: (base URL, token, its folder, its NBCLOUD_HOME)."""
     _need("chromium")
-    if not (HERE / "node_modules" / "playwright-core").is_dir():
-        _need("playwright-core in tests/lab/node_modules (scripts/setup.sh: npm ci)")
+    if not (HERE.parent / "browser" / "node_modules" / "playwright-core").is_dir():
+        _need("playwright-core in tests/browser/node_modules (scripts/setup.sh: npm ci)")
     root = tmp_path_factory.mktemp("lab")
     home = root / "nbcloud-home"
     home.mkdir()
