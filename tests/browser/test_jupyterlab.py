@@ -170,6 +170,12 @@ LIVE_CELLS = [
 ]
 
 
+def drop_network(cloud, name: str) -> None:
+    """Remove libvirt network `name` if it is there (this test's own, by its prefix)."""
+    if name in cloud.provider.network_names():
+        cloud.provider.delete_network(name)
+
+
 def test_live_figures_fed_from_python_are_drawn(lab, cloud):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
@@ -177,11 +183,11 @@ def test_live_figures_fed_from_python_are_drawn(lab, cloud):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, lab[2] / "notebooks" / "live-figures.ipynb")
+    drop_network(cloud, "bt-live")      # left by a run that was killed mid-test
     try:
         report = run_all_cells(lab, "live-figures.ipynb")
     finally:
-        if "bt-live" in cloud.provider.network_names():
-            cloud.provider.delete_network("bt-live")
+        drop_network(cloud, "bt-live")
     found = problems(report, [set() for _ in LIVE_CELLS])
     drawn = {f["cell"]: sum(t["segments"] + t["points"] for t in f["traces"])
              for f in report["figures"]}
