@@ -38,7 +38,7 @@ FIELDS = {
     "instance": {"image": (str,), "flavor": (str,), "vcpus": (int,), "memory": (str, int),
                  "network": (list, str),
                  "volume": (list, str), "count": (int,), "user_data": (str,),
-                 "secgroup": (list, str)},
+                 "secgroup": (list, str), "host": (str,)},
     "secgroup": {"rules": (list,)},
     "loadbalancer": {"network": (str,), "port": (int,), "members": (list, str),
                      "algorithm": (str,), "member_port": (int,)},
@@ -67,7 +67,7 @@ class InstanceDecl(InstanceSpec):
         names = [self.name] if self.count is None else \
             [f"{self.name}-{i}" for i in range(1, self.count + 1)]
         return [InstanceSpec(check_name(n, "instance name"), self.image, self.flavor,
-                             self.networks, self.user_data) for n in names]
+                             self.networks, self.user_data, host=self.host) for n in names]
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,8 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
                               "attaches to one instance, so use count 1")
         decl = InstanceDecl(n, f.get("image", "tiny"), _flavor(f, f"instance.{n}"),
                             _names(f.get("network", (default_network,))), f.get("user_data"),
-                            volumes=vols, count=count, secgroups=_names(f.get("secgroup", ())))
+                            host=_host(f, f"instance.{n}.host"), volumes=vols, count=count,
+                            secgroups=_names(f.get("secgroup", ())))
         for g in decl.secgroups:
             if g not in doc["secgroup"]:
                 raise InvalidSpec(f"instance.{n}.secgroup names {g!r:.40}, which is not in "
@@ -349,6 +350,13 @@ def _build(name: str, doc: dict[str, dict], default_network: str = "nbcloud") ->
             raise InvalidSpec(f"instance {member!r} would clash with the members of "
                               f"ipool.{pool} (called {pool}-1..{pool}-N): rename one")
     return stack
+
+
+def _host(f: dict, where: str) -> str | None:
+    """An entry's `host:` (several hosts: the one it must run on), checked as a name."""
+    if "host" not in f:
+        return None
+    return check_name(f["host"], where)
 
 
 def _flavor(f: dict, where: str) -> str:

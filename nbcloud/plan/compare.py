@@ -18,6 +18,7 @@ from nbcloud.plan.model import KINDS, Action, LiveState, Plan, user_data_digest 
 from nbcloud.plan.runtime import (
     BALANCER_DOWN,
     INACTIVE,
+    MOVE,
     STOPPED,
     balancer_down,
     inactive,
@@ -150,6 +151,8 @@ def _compare_instance(spec, decl, entry: dict, record: Resource | None) -> tuple
         drift = size_drift(entry)
         if drift:
             update.append(f"changed behind nbcloud's back: {drift}")
+    if spec.host and entry.get("host", spec.host) != spec.host:
+        update.append(f"{MOVE}{entry['host']} -> {spec.host} (a live migration)")
     nics = nic_drift(entry)
     if nics:
         update.append(f"NICs changed behind nbcloud's back: {nics}")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 STOPPED = "stopped behind nbcloud's back (the inventory says it runs)"
 INACTIVE = "inactive behind nbcloud's back (its guests have no network)"
 BALANCER_DOWN = "its HAProxy is not running"
+MOVE = "host "        # an instance on another host than its stack's `host:` names
+#: the fields of an instance's record that say where placement put it (several hosts)
+PLACEMENT = ("host", "group")
 
 
 def stopped(record: Resource | None, entry: dict | None) -> bool:

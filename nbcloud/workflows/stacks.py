@@ -27,7 +27,7 @@ from nbcloud.plan.compare import (
     user_data_digest,
 )
 from nbcloud.plan.ipool import pool_members
-from nbcloud.plan.runtime import INACTIVE, STOPPED
+from nbcloud.plan.runtime import INACTIVE, MOVE, PLACEMENT, STOPPED
 from nbcloud.services import keys
 
 if TYPE_CHECKING:
@@ -323,17 +323,20 @@ class Stacks:
             cloud.inventory.remove("instance", name)
 
     def _record_instance(self, name: str, spec, decl, stack: str) -> None:
-        self.cloud.inventory.put(
-            "instance", name, state="running", stack=stack,
-            spec={"image": spec.image, "flavor": spec.flavor, "networks": list(spec.networks),
-                  "volumes": list(decl.volumes), "user_data": user_data_digest(spec.user_data)})
+        """The stack's record of instance `name`, keeping where placement put it (its
+        host and group: without them a host's death would not show it lost)."""
+        want = {"image": spec.image, "flavor": spec.flavor, "networks": list(spec.networks),
+                "volumes": list(decl.volumes), "user_data": user_data_digest(spec.user_data)}
+        self.cloud.inventory.update("instance", name, lambda r: {
+            **{k: v for k, v in (r.spec if r else {}).items() if k in PLACEMENT}, **want},
+            state="running", stack=stack)
 
     def _create_instance(self, a: Action, stack: str) -> None:
         spec, decl = a.desired
         if any(r.kind == "instance" and r.name == a.name for r in self._recorded()):
             self._forget_vanished(a.name)  # recorded, but gone from libvirt
         self.cloud.instances.create(a.name, spec.image, spec.flavor, spec.networks,
-                                    user_data=spec.user_data, stack=stack,
+                                    user_data=spec.user_data, stack=stack, host=spec.host,
                                     group=decl.name if decl.count else None)
         for vol in decl.volumes:
             self.cloud.volumes.attach(vol, a.name)
@@ -350,6 +353,8 @@ class Stacks:
         inst = self.cloud.instances.get(a.name)
         if STOPPED in a.changes:
             inst.start()
+        if any(c.startswith(MOVE) for c in a.changes):
+            self.cloud.hosts.migrate(a.name, to=spec.host)
         if inst.flavor != spec.flavor:
             inst.resize(spec.flavor)
         elif any(c.startswith("changed behind nbcloud's back") for c in a.changes):

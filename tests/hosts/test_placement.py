@@ -2,6 +2,8 @@
 networks' VXLAN, a full cloud refuses in one line and makes nothing."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from nbcloud.core.errors import NoCapacity
@@ -45,6 +47,30 @@ def test_ls_and_the_topology_say_each_instances_host(spread, cloud):
     for name, host in where.items():
         assert tuple(sorted([("host", host), ("instance", name)])) in graph.edges
         assert graph.nodes[("instance", name)].group == host
+
+
+def test_the_monitor_samples_every_host(spread, cloud):
+    """One tick reads each host's daemon: a busy loop on the third host's guest shows as
+    that guest's CPU, the others stay idle, and every guest's memory is read."""
+    by_host = {cloud.provider.host_of(n): n for n in spread}
+    busy = by_host["mh-h3"]
+    pid = spread[busy].ssh("(while :; do :; done) >/dev/null 2>&1 & echo $!").strip()
+    mon = cloud.monitor
+    try:
+        mon.watch(*spread, start=False)
+        ticks = []
+        for _ in range(4):
+            ticks.append(mon.tick())
+            time.sleep(1.0)
+    finally:
+        mon.unwatch(*spread)
+        spread[busy].ssh(f"kill {pid}", check=False)
+    last = ticks[-1]
+    assert {n: last[n].state for n in spread} == dict.fromkeys(spread, "running")
+    assert all(last[n].mem_used and last[n].mem_used > 32 << 20 for n in spread), last
+    cpu = {n: max(t[n].cpu or 0 for t in ticks[1:]) for n in spread}
+    print("CPU % by instance over the ticks:", cpu)
+    assert cpu[busy] > 30 and cpu[busy] > 2 * max(v for n, v in cpu.items() if n != busy)
 
 
 def test_names_resolve_and_answer_across_hosts(spread, cloud):

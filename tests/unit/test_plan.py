@@ -112,6 +112,36 @@ def test_deleted_behind_our_back_is_recreated_and_reported():
     assert ("instance", "web-2", "s", "deleted behind nbcloud's back") in drift(rec, live)
 
 
+def test_a_lost_instance_is_made_again_and_said_to_be_lost():
+    rec, live = _converged()
+    del live.domains["db"]
+    live.lost = {"db": "h3"}
+    plan = compute(parse(BODY, {}, "s"), rec, live)
+    assert _ops(plan) == [("create", "instance", "db")]
+    assert plan.drift == ["instance db is lost with host h3, which is down"]
+
+
+def test_an_instance_on_another_host_than_its_pin_is_moved_live():
+    rec, live = _converged()
+    for name, host in (("web-1", "h1"), ("web-2", "h2"), ("db", "h1")):
+        live.domains[name]["host"] = host
+    body = BODY.replace("db: {flavor: t.nano", "db: {host: h2, flavor: t.nano")
+    plan = compute(parse(body, {}, "s"), rec, live)
+    assert [(a.op, a.name, a.changes) for a in plan.actions] == [
+        ("update", "db", ("host h1 -> h2 (a live migration)",))]
+    live.domains["db"]["host"] = "h2"
+    assert not compute(parse(body, {}, "s"), rec, live)
+    # one host: entries say no host, and the pin is placement's business alone
+    for entry in live.domains.values():
+        entry.pop("host")
+    assert not compute(parse(body, {}, "s"), rec, live)
+
+
+def test_a_pin_that_is_not_a_host_name_is_refused_in_one_line():
+    with pytest.raises(InvalidSpec, match=r"instance.db.host '\.\./h1' is not allowed"):
+        parse(BODY.replace("db: {flavor", "db: {host: ../h1, flavor"), {}, "s")
+
+
 def test_resized_behind_our_back_is_an_update():
     rec, live = _converged()
     live.domains["db"]["memory"] = 512 * M
