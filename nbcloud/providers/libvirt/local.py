@@ -36,5 +36,6 @@ def storage_paths(uri: str) -> dict[str, Path]:
         logs = config.home() / "console"
     paths = {INSTANCE_POOL: root / "instances", IMAGE_POOL: root / "images", "logs": logs}
     if uri.startswith("qemu:///system"):   # warm clones' bases (providers/libvirt/clones.py)
-        paths.update(warm=root / "warm", warm_ram=Path("/dev/shm/nbcloud-warm"))
+        paths.update(warm=root / "warm", warm_ram=Path("/dev/shm/nbcloud-warm"),
+                     dhcp=root / "dhcp")   # reservations dnsmasq reads (dhcp_files.py)
     return paths

@@ -6,12 +6,14 @@ import ipaddress
 import threading
 import xml.etree.ElementTree as ET
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import libvirt
 
 from nbcloud.core.errors import AlreadyExists, CloudError, HostError, NotFound
 from nbcloud.core.spec import check_name
+from nbcloud.providers.libvirt import dhcp_files
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.hostroutes import host_routes
 from nbcloud.providers.libvirt.local import is_local
@@ -36,6 +38,7 @@ class Reservation:
     live: Future | None = None     # the DNS record, live
     dns_xml: str = ""
     dhcp: Future | None = None     # the DHCP host entry, live
+    hostsdir: Path | None = None   # the live entry is a file there (dhcp_files.py)
 
 
 DEFAULT_NETWORK = "nbcloud"
@@ -64,6 +67,7 @@ def is_managed(info: lx.NetworkInfo) -> bool:
 class NetworkMixin:
     conn: libvirt.virConnect
     uri: str
+    paths: dict
     _net_lock: threading.Lock
     _background: ThreadPoolExecutor
     _dhcp_background: ThreadPoolExecutor
@@ -74,9 +78,10 @@ class NetworkMixin:
         try:
             net = self.conn.networkLookupByName(name)
         except libvirt.libvirtError:
-            net = self.conn.networkDefineXML(lx.network_xml(name, cidr, mode, bridge))
+            net = self.conn.networkDefineXML(self._network_xml(name, cidr, mode, bridge))
             changed = True
         if not net.isActive():
+            net = self._give_hostsdir(net, name)
             net.create()
             changed = True
         if not net.autostart():
@@ -137,8 +142,9 @@ class NetworkMixin:
         except libvirt.libvirtError:
             pass
         try:
-            net = self.conn.networkDefineXML(lx.network_xml(name, cidr, mode, bridge))
+            net = self.conn.networkDefineXML(self._network_xml(name, cidr, mode, bridge))
         except libvirt.libvirtError as exc:
+            dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
             raise CloudError(f"libvirt refused network {name!r}: "
                              f"{exc.get_error_message()}") from None
         try:
@@ -148,9 +154,38 @@ class NetworkMixin:
             if net.isActive():
                 net.destroy()
             net.undefine()
+            dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
             raise CloudError(f"network {name!r} did not start: {exc.get_error_message()}") \
                 from None
         return bridge
+
+    def _network_xml(self, name: str, cidr: str, mode: str, bridge: str) -> str:
+        """A new network's XML; on a local system daemon with its reservations' folder
+        (made here), which its dnsmasq reads (dhcp_files.py)."""
+        where = dhcp_files.folder(self.paths, self.uri, name)
+        if where is not None:
+            dhcp_files.make(where)
+        return lx.network_xml(name, cidr, mode, bridge, where and str(where))
+
+    def _give_hostsdir(self, net: libvirt.virNetwork, name: str) -> libvirt.virNetwork:
+        """Stopped network `name`, made by an nbcloud before reservation files, reads
+        them from its next start (its guests are not cut off: it is not running)."""
+        where = dhcp_files.folder(self.paths, self.uri, name)
+        if where is None:
+            return net
+        text = net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
+        if lx.network_hostsdir(text):
+            return net
+        updated = lx.with_hostsdir(text, str(where))
+        if updated is None:
+            return net
+        dhcp_files.make(where)
+        return self.conn.networkDefineXML(updated)
+
+    def _hostsdir(self, name: str, text: str) -> Path | None:
+        """Network `name`'s reservations folder, if its definition (`text`) names ours."""
+        where = dhcp_files.folder(self.paths, self.uri, name)
+        return where if dhcp_files.used_by(where, lx.network_hostsdir(text)) else None
 
     def delete_network(self, name: str) -> None:
         """Stop and undefine network `name`."""
@@ -162,6 +197,7 @@ class NetworkMixin:
         if net.isActive():
             net.destroy()
         net.undefine()
+        dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
 
     def network(self, name: str) -> lx.NetworkInfo:
         check_name(name, "network name")  # before libvirt hears it
@@ -170,7 +206,12 @@ class NetworkMixin:
         except libvirt.libvirtError:
             raise NotFound(f"network {name!r} does not exist (see `%cloud network list`)") \
                 from None
-        return lx.parse_network(net.XMLDesc(0))
+        text = net.XMLDesc(0)
+        info = lx.parse_network(text)
+        if self._hostsdir(name, text) is not None:   # the live reservations are files
+            config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+            info = replace(info, hosts=config.hosts)
+        return info
 
     def network_active(self, name: str) -> bool:
         try:
@@ -199,7 +240,8 @@ class NetworkMixin:
         with self._net_lock:
             for _ in range(5):
                 net = self.conn.networkLookupByName(network)
-                info = lx.parse_network(net.XMLDesc(0))
+                live_xml = net.XMLDesc(0)
+                info = lx.parse_network(live_xml)
                 # the test driver refuses the INACTIVE flag (its one XML is both)
                 config = lx.parse_network(net.XMLDesc(
                     0 if self.is_test_driver else libvirt.VIR_NETWORK_XML_INACTIVE))
@@ -245,7 +287,7 @@ class NetworkMixin:
                 raise CloudError(f"could not add a DNS record on network {network!r}: "
                                  f"{exc.get_error_message()}") from None
         return Reservation(network, mac, ip, info.network.prefixlen, info.gateway, host,
-                           dns_xml=dns)
+                           dns_xml=dns, hostsdir=self._hostsdir(network, live_xml))
 
     @staticmethod
     def _drop_dns_hosts(net: libvirt.virNetwork, ip: str, flags: int, xml_flags: int) -> bool:
@@ -282,6 +324,10 @@ class NetworkMixin:
                             f"{r.network!r}: {exc.get_error_message()}") from None
 
     def _publish_dhcp(self, r: Reservation) -> None:
+        if r.hostsdir is not None:   # a file dnsmasq reads now (no firewall reload)
+            name = ET.fromstring(r.host_xml).get("name", "")
+            dhcp_files.write(r.hostsdir, r.mac, r.ip, name, RESERVED_LEASE_MINUTES)
+            return
         concurrent.futures.wait([r.live])   # libvirt updates one network at a time
         self._update_live(r.network, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, r.host_xml)
 
@@ -343,7 +389,7 @@ class NetworkMixin:
                     raise HostError("libvirt stopped answering while releasing an address: "
                                     f"{exc.get_error_message()}") from None
                 return False
-            found = False
+            found, ips = False, set()
             for flags, xml_flags in ((libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG,
                                       libvirt.VIR_NETWORK_XML_INACTIVE),
                                      (libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, 0)):
@@ -356,8 +402,13 @@ class NetworkMixin:
                         net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
                                    libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
                                    lx.dhcp_host_xml(h_mac, ip, name), flags)
-                        self._drop_dns_hosts(net, ip, flags, xml_flags)
+                        ips.add(ip)
                         found = True
+                for ip in ips:   # its DNS record (live too where the entry was a file)
+                    self._drop_dns_hosts(net, ip, flags, xml_flags)
+            where = dhcp_files.folder(self.paths, self.uri, network)
+            if where is not None and where.is_dir():
+                found = dhcp_files.drop(where, network, mac) or found
             return found
 
     def host_reservations(self, network: str, hostname: str) -> list[tuple[Reservation, bool]]:
@@ -367,10 +418,14 @@ class NetworkMixin:
         try:
             net = self.conn.networkLookupByName(network)
             config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
-            live = lx.parse_network(net.XMLDesc(0)) if net.isActive() else None
+            live_xml = net.XMLDesc(0) if net.isActive() else ""
+            live = lx.parse_network(live_xml) if live_xml else None
         except libvirt.libvirtError:
             return []
         live_macs = {m.lower() for m, _ip, _n in (live.hosts if live else [])}
+        where = self._hostsdir(network, live_xml) if live_xml else None
+        if where is not None:   # its dnsmasq has what is in the folder
+            live_macs |= {m.lower() for m, _ip, _n in config.hosts if dhcp_files.has(where, m)}
         found: dict[str, tuple[Reservation, bool]] = {}
         for info in filter(None, (config, live)):
             for mac, ip, name in info.hosts:
@@ -378,7 +433,7 @@ class NetworkMixin:
                     continue
                 r = Reservation(network, mac.lower(), ip, info.network.prefixlen,
                                 info.gateway, lx.dhcp_host_xml(mac, ip, name),
-                                dns_xml=lx.dns_host_xml(ip, (name,)))
+                                dns_xml=lx.dns_host_xml(ip, (name,)), hostsdir=where)
                 found[mac.lower()] = (r, live is None or mac.lower() in live_macs)
         return list(found.values())
 

@@ -20,6 +20,8 @@ META_KEYS = ("kind", "stack", "image", "flavor", "networks", "ip", "ips", "mac",
              "key", "created", "volumes", "ssh_port", "adopted", "ssh_user", "boot")
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 ET.register_namespace("qemu", QEMU_NS)
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+ET.register_namespace("dnsmasq", DNSMASQ_NS)
 
 
 @dataclass(frozen=True)
@@ -245,10 +247,12 @@ def _user_netdev(nic: Nic) -> ET.Element:
 
 
 
-def network_xml(name: str, cidr: str, mode: str, bridge: str) -> str:
+def network_xml(name: str, cidr: str, mode: str, bridge: str,
+                hostsdir: str | None = None) -> str:
     """A libvirt network with DHCP over the upper half of the subnet.
 
-    The lower half is left for addresses nbcloud reserves per instance.
+    The lower half is left for addresses nbcloud reserves per instance; with `hostsdir`,
+    dnsmasq also reads reservations from the files of that folder (dhcp_files.py).
     """
     net = ipaddress.IPv4Network(cidr)
     hosts = list(net.hosts())
@@ -262,7 +266,31 @@ def network_xml(name: str, cidr: str, mode: str, bridge: str) -> str:
     ip = _sub(root, "ip", address=str(gateway), netmask=str(net.netmask))
     dhcp = _sub(ip, "dhcp")
     _sub(dhcp, "range", start=str(hosts[half]), end=str(hosts[-1]))
+    if hostsdir:
+        options = _sub(root, f"{{{DNSMASQ_NS}}}options")
+        _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-hostsdir={hostsdir}")
     return _tostring(root)
+
+
+def with_hostsdir(text: str, hostsdir: str) -> str | None:
+    """Network definition `text` with dnsmasq reading `hostsdir` too; None if it has
+    dnsmasq options of its own already (they are left as they are)."""
+    root = ET.fromstring(text)
+    if root.find(f"{{{DNSMASQ_NS}}}options") is not None:
+        return None
+    options = _sub(root, f"{{{DNSMASQ_NS}}}options")
+    _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-hostsdir={hostsdir}")
+    return _tostring(root)
+
+
+def network_hostsdir(text: str) -> str:
+    """The folder a network's dnsmasq reads reservation files from ('' if none)."""
+    for option in ET.fromstring(text).iterfind(f"{{{DNSMASQ_NS}}}options/"
+                                               f"{{{DNSMASQ_NS}}}option"):
+        key, _, value = (option.get("value") or "").partition("=")
+        if key == "dhcp-hostsdir":
+            return value
+    return ""
 
 
 def dhcp_host_xml(mac: str, ip: str, name: str, lease_minutes: int | None = None) -> str:
