@@ -7,8 +7,9 @@
 2. `--count N` (1, 10, 30): wall time until all N answer `true` over SSH with the pinned
    key, clones then cold boots; then, the N still running, host memory per instance (VmRSS
    and, from smaps_rollup, PSS of each QEMU; for clones also the base's RAM file on tmpfs,
-   shared by all of them), the CPU seconds each QEMU used, and libvirtd's CPU seconds
-   during the create.
+   shared by all of them), the CPU seconds each QEMU used, libvirtd's (with the programs
+   it ran: the network filters' ebtables) and the whole machine's per instance during the
+   create.
 The machine is shared: each figure carries the 1-minute load average beside it.
 
     ip netns exec nbcloud-test .venv/bin/python bench/clones.py [--rounds 5] [--counts 1 10 30]
@@ -45,9 +46,20 @@ def qemu_pid(name: str) -> int:
     return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of `pid`; with `children`, also of the children it has reaped (for
+    libvirtd: the ebtables/iptables programs that instantiate network filters)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK    # utime + stime
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICK   # minus idle and iowait
 
 
 def memory(pid: int) -> tuple[float, float]:
@@ -139,14 +151,16 @@ def single(cloud, flavor: str, rounds: int) -> dict:
 def count(cloud, flavor: str, n: int, boot_how: str, base_ram: Path | None) -> dict:
     name = f"bc-{boot_how[:2]}{n}"
     libvirtd = libvirtd_pid()
-    lv_before, load_before = cpu_seconds(libvirtd) if libvirtd else 0.0, load1()
+    lv_before, load_before = cpu_seconds(libvirtd, True) if libvirtd else 0.0, load1()
+    busy_before = machine_busy()
     start = time.perf_counter()
     made = cloud.instances.create(name, flavor=flavor, count=n, boot=boot_how)
     made = made if isinstance(made, list) else [made]
     for inst in made:
         inst.ssh("true")
     wall = time.perf_counter() - start
-    lv_cpu = (cpu_seconds(libvirtd) - lv_before) if libvirtd else None
+    lv_cpu = (cpu_seconds(libvirtd, True) - lv_before) if libvirtd else None
+    busy = machine_busy() - busy_before
     load_after = load1()
     time.sleep(5)          # settled: user-data, DHCP, the first page faults are done
     pids = [qemu_pid(i.name) for i in made]
@@ -158,6 +172,7 @@ def count(cloud, flavor: str, n: int, boot_how: str, base_ram: Path | None) -> d
            "pss": round(statistics.mean(m[1] for m in mem), 1),
            "qemu_cpu": round(statistics.mean(cpu_seconds(p) for p in pids), 2),
            "libvirtd_cpu": round(lv_cpu / n, 2) if lv_cpu is not None else None,
+           "machine_cpu": round(busy / n, 2),     # every process's, per instance
            "cloned": boots.count("cloned")}
     if base_ram is not None and boot_how == "auto" and base_ram.exists():
         ram = base_ram.stat().st_blocks * 512 / MiB
@@ -204,11 +219,12 @@ def main() -> int:
         print(f"  {kind:14} {s['median']:7.2f} {s['min']:6.2f} {s['max']:6.2f}  "
               f"{min(s['load1'])}-{max(s['load1'])}")
     print(f"  {'N':>3} {'kind':6} {'wall s':>7} {'RSS':>6} {'PSS':>6} {'+base':>6} "
-          f"{'QEMU cpu':>8} {'libvirtd':>8}  load1")
+          f"{'QEMU cpu':>8} {'libvirtd':>8} {'machine':>8}  load1")
     for r in result["rows"]:
         print(f"  {r['n']:>3} {r['kind']:6} {r['wall']:7.2f} {r['rss']:6.1f} {r['pss']:6.1f} "
               f"{r.get('pss_with_base', '-'):>6} {r['qemu_cpu']:8.2f} "
-              f"{r['libvirtd_cpu'] if r['libvirtd_cpu'] is not None else '-':>8}  "
+              f"{r['libvirtd_cpu'] if r['libvirtd_cpu'] is not None else '-':>8} "
+              f"{r.get('machine_cpu', '-'):>8}  "
               f"{r['load1_before']}->{r['load1_after']}")
     cloud.close()
     return 0
