@@ -27,6 +27,10 @@ def test_only_a_local_system_daemon_has_the_folder():
         storage_paths("qemu:///system")["dhcp"] / "lab"
     for uri in ("qemu:///session", "test:///default", "qemu+ssh://root@h2/system"):
         assert dhcp_files.folder(storage_paths(uri), uri, "lab") is None
+    # a network another tool named: never a folder that climbs out, nor one to delete
+    for name in ("..", ".", "a/../..", "Lab", ""):
+        assert dhcp_files.folder(storage_paths("qemu:///system"), "qemu:///system", name) \
+            is None
 
 
 def test_a_folder_named_by_a_definition_is_used_only_if_it_is_ours(tmp_path):

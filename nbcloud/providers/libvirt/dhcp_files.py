@@ -22,6 +22,7 @@ import shutil
 import signal
 from pathlib import Path
 
+from nbcloud.core.spec import NAME_RE
 from nbcloud.providers.libvirt.local import is_local
 
 #: the folder of every network's reservation files, beside the pools
@@ -32,8 +33,8 @@ PIDS = Path("/run/libvirt/network")   # where libvirt's dnsmasq writes its pid
 def folder(paths: dict, uri: str, network: str) -> Path | None:
     """Where network `network`'s reservation files go (None: this daemon's networks get
     their reservations through libvirt only: another machine's, a session daemon's)."""
-    if KEY not in paths or not is_local(uri):
-        return None
+    if KEY not in paths or not is_local(uri) or not NAME_RE.fullmatch(network):
+        return None   # a name nbcloud could not have given ('..' would climb out)
     return Path(paths[KEY], network)
 
 
