@@ -114,6 +114,24 @@ def test_clones_map_the_bases_memory_and_show_their_seed(cloud, base, twins):
     assert "boot=cloned" in shown and "cloned" in twins[0]._repr_html_()
 
 
+def test_a_clone_runs_filtered_with_its_link_up(cloud, base, twins):
+    """The base's NIC has no filter: a clone's must carry its own anti-spoofing filter,
+    with its own address, on its tap (libvirt's binding says so), its link up."""
+    import xml.etree.ElementTree as ET
+    conn = cloud.provider.conn
+    for inst in twins:
+        (nic,) = ET.fromstring(conn.lookupByName(inst.name).XMLDesc(0)).findall(
+            "devices/interface")
+        (ref,) = nic.findall("filterref")
+        assert ref.get("filter") == "nbcloud-antispoof"
+        assert [(p.get("name"), p.get("value")) for p in ref] == [("IP", inst.ip)]
+        link = nic.find("link")
+        assert link is None or link.get("state") == "up"
+        binding = conn.nwfilterBindingLookupByPortDev(nic.find("target").get("dev"))
+        assert binding.filterName() == "nbcloud-antispoof"
+        assert "NO-CARRIER" not in inst.ssh("ip -o link show eth0")   # the guest sees it
+
+
 def test_a_clone_is_an_ordinary_instance_afterwards(cloud, base, twins):
     inst = twins[0]
     inst.ssh("echo before > /root/state")
