@@ -226,12 +226,14 @@ class Inventory:
 
     def update(self, uri: str, kind: str, name: str,
                change: Callable[[Resource | None], dict | None], *,
-               state: str | None = None, stack: str | None = None) -> Resource | None:
+               state: str | None = None, stack: str | None = None,
+               claim: bool = False) -> Resource | None:
         """Read-modify-write one record in one `BEGIN IMMEDIATE` transaction, so that no
         other thread or process writes it in between: `change(current)` returns the new
         spec (None: leave the record as it is; it may raise to change nothing). `state`,
         when given, becomes the record's state; `stack` is the stack of a record made here
-        (an existing one keeps its own). Returns the record as written."""
+        (an existing one keeps its own, unless `claim`: then it joins `stack`). Returns
+        the record as written."""
         with self._write() as db:
             row = db.execute("SELECT * FROM resources WHERE uri=? AND kind=? AND name=?",
                              (uri, kind, name)).fetchone()
@@ -241,7 +243,8 @@ class Inventory:
                 return current
             now = time.time()
             new_state = state or (current.state if current else "active")
-            new_stack = current.stack if current else (stack or "adhoc")
+            new_stack = current.stack if current and not (claim and stack) else \
+                (stack or "adhoc")
             db.execute(
                 "INSERT INTO resources (uri, kind, name, stack, spec, uuid, state, created,"
                 " updated) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)"

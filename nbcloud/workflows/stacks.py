@@ -323,13 +323,14 @@ class Stacks:
             cloud.inventory.remove("instance", name)
 
     def _record_instance(self, name: str, spec, decl, stack: str) -> None:
-        """The stack's record of instance `name`, keeping where placement put it (its
-        host and group: without them a host's death would not show it lost)."""
+        """The stack's record of instance `name` (a recovered one joins the stack),
+        keeping where placement put it (its host and group: without them a host's death
+        would not show it lost)."""
         want = {"image": spec.image, "flavor": spec.flavor, "networks": list(spec.networks),
                 "volumes": list(decl.volumes), "user_data": user_data_digest(spec.user_data)}
         self.cloud.inventory.update("instance", name, lambda r: {
             **{k: v for k, v in (r.spec if r else {}).items() if k in PLACEMENT}, **want},
-            state="running", stack=stack)
+            state="running", stack=stack, claim=True)
 
     def _create_instance(self, a: Action, stack: str) -> None:
         spec, decl = a.desired
