@@ -212,7 +212,9 @@ def test_nbcloud_terminal_in_a_pty(cloud, guest):
             assert text in seen.decode(errors="replace"), seen.decode(errors="replace")
 
         read_until("Ctrl-] leaves")
-        os.write(fd, b"\rhostname\r")
+        os.write(fd, b"\r")
+        read_until("# ")   # the shell's prompt: what is typed before it may be lost
+        os.write(fd, b"hostname\r")
         read_until(f"\r\n{NAME}\r\n")
         os.write(fd, b"\x1d")                    # Ctrl-] leaves
         read_until("closed: left")

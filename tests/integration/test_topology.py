@@ -49,7 +49,10 @@ def libvirt_view(uri: str) -> dict:
                  if d.find("source") is not None}
         ips = {}
         for mac, net in macs.items():
-            net_root = ET.fromstring(conn.networkLookupByName(net).XMLDesc(0))
+            # the reservation is in the network's definition (its running dnsmasq may
+            # have it as a file, not in libvirt's live XML)
+            net_root = ET.fromstring(conn.networkLookupByName(net).XMLDesc(
+                libvirt.VIR_NETWORK_XML_INACTIVE))
             for host in net_root.findall("ip/dhcp/host"):
                 if host.get("mac") == mac:
                     ips[net] = host.get("ip")

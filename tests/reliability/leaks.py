@@ -1,7 +1,7 @@
 """What a Cloud left behind, read straight from libvirt and the inventory (not through
 the code under test): domains, volumes in every pool, DHCP reservations and DNS records in
-every network's definition and live state, console logs, inventory rows and operations
-still marked 'started', network filters of groups and instances, port-forward rules in
+every network's definition and live state (and the files its dnsmasq reads), console
+logs, inventory rows and operations still marked 'started', network filters of groups and instances, port-forward rules in
 nbcloud's nft table, running HAProxy processes of balancers."""
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
+
+from nbcloud.providers.libvirt import xml as lx
 
 
 def _network_entries(conn) -> list[tuple[str, str, str]]:
@@ -28,6 +30,11 @@ def _network_entries(conn) -> list[tuple[str, str, str]]:
             for host in root.iterfind("dns/host"):
                 for hostname in host.iterfind("hostname"):
                     out.append((net.name(), "dns record", hostname.text or ""))
+        # reservations the running dnsmasq reads as files (providers/libvirt/dhcp_files.py)
+        folder = Path(lx.network_hostsdir(descs[0]) or "/nonexistent")
+        for entry in sorted(folder.glob("[0-9a-f]*")) if folder.is_dir() else []:
+            fields = entry.read_text().strip().split(",")
+            out.append((net.name(), "dhcp file", fields[2] if len(fields) > 2 else entry.name))
     return out
 
 

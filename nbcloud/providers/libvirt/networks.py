@@ -97,10 +97,20 @@ class NetworkMixin:
         out = []
         for net in self.conn.listAllNetworks(0):
             try:
-                out.append(lx.parse_network(net.XMLDesc(0)))
+                out.append(self._network_info(net))
             except (ValueError, libvirt.libvirtError):
                 continue  # no IPv4 (a plain bridge), or gone meanwhile
         return sorted(out, key=lambda info: info.name)
+
+    def _network_info(self, net: libvirt.virNetwork) -> lx.NetworkInfo:
+        """A network as it runs; its reservations from its definition where the running
+        dnsmasq has them as files (they are not in libvirt's live XML)."""
+        text = net.XMLDesc(0)
+        info = lx.parse_network(text)
+        if self._hostsdir(info.name, text) is not None:
+            config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+            info = replace(info, hosts=config.hosts)
+        return info
 
     def network_bridges(self) -> set[str]:
         """Bridge names every network on the host uses (with or without an address)."""
@@ -206,12 +216,7 @@ class NetworkMixin:
         except libvirt.libvirtError:
             raise NotFound(f"network {name!r} does not exist (see `%cloud network list`)") \
                 from None
-        text = net.XMLDesc(0)
-        info = lx.parse_network(text)
-        if self._hostsdir(name, text) is not None:   # the live reservations are files
-            config = lx.parse_network(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
-            info = replace(info, hosts=config.hosts)
-        return info
+        return self._network_info(net)
 
     def network_active(self, name: str) -> bool:
         try:
