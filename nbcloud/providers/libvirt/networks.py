@@ -154,7 +154,7 @@ class NetworkMixin:
         try:
             net = self.conn.networkDefineXML(self._network_xml(name, cidr, mode, bridge))
         except libvirt.libvirtError as exc:
-            dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
+            dhcp_files.remove(self._dhcp_folder(name))
             raise CloudError(f"libvirt refused network {name!r}: "
                              f"{exc.get_error_message()}") from None
         try:
@@ -164,15 +164,19 @@ class NetworkMixin:
             if net.isActive():
                 net.destroy()
             net.undefine()
-            dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
+            dhcp_files.remove(self._dhcp_folder(name))
             raise CloudError(f"network {name!r} did not start: {exc.get_error_message()}") \
                 from None
         return bridge
 
+    def _dhcp_folder(self, name: str) -> Path | None:
+        """Where network `name`'s reservation files go on this daemon (dhcp_files.py)."""
+        return dhcp_files.folder(self.paths, self.uri, name)
+
     def _network_xml(self, name: str, cidr: str, mode: str, bridge: str) -> str:
         """A new network's XML; on a local system daemon with its reservations' folder
         (made here), which its dnsmasq reads (dhcp_files.py)."""
-        where = dhcp_files.folder(self.paths, self.uri, name)
+        where = self._dhcp_folder(name)
         if where is not None:
             dhcp_files.make(where)
         return lx.network_xml(name, cidr, mode, bridge, where and str(where))
@@ -180,13 +184,11 @@ class NetworkMixin:
     def _give_hostsdir(self, net: libvirt.virNetwork, name: str) -> libvirt.virNetwork:
         """Stopped network `name`, made by an nbcloud before reservation files, reads
         them from its next start (its guests are not cut off: it is not running)."""
-        where = dhcp_files.folder(self.paths, self.uri, name)
+        where = self._dhcp_folder(name)
         if where is None:
             return net
-        text = net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
-        if lx.network_hostsdir(text):
-            return net
-        updated = lx.with_hostsdir(text, str(where))
+        # None: it has dnsmasq options already (ours among them, or its owner's)
+        updated = lx.with_hostsdir(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), str(where))
         if updated is None:
             return net
         dhcp_files.make(where)
@@ -194,7 +196,7 @@ class NetworkMixin:
 
     def _hostsdir(self, name: str, text: str) -> Path | None:
         """Network `name`'s reservations folder, if its definition (`text`) names ours."""
-        where = dhcp_files.folder(self.paths, self.uri, name)
+        where = self._dhcp_folder(name)
         return where if dhcp_files.used_by(where, lx.network_hostsdir(text)) else None
 
     def delete_network(self, name: str) -> None:
@@ -207,7 +209,7 @@ class NetworkMixin:
         if net.isActive():
             net.destroy()
         net.undefine()
-        dhcp_files.remove(dhcp_files.folder(self.paths, self.uri, name))
+        dhcp_files.remove(self._dhcp_folder(name))
 
     def network(self, name: str) -> lx.NetworkInfo:
         check_name(name, "network name")  # before libvirt hears it
@@ -411,7 +413,7 @@ class NetworkMixin:
                         found = True
                 for ip in ips:   # its DNS record (live too where the entry was a file)
                     self._drop_dns_hosts(net, ip, flags, xml_flags)
-            where = dhcp_files.folder(self.paths, self.uri, network)
+            where = self._dhcp_folder(network)
             if where is not None and where.is_dir():
                 found = dhcp_files.drop(where, network, mac) or found
             return found

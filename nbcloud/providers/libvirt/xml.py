@@ -267,9 +267,13 @@ def network_xml(name: str, cidr: str, mode: str, bridge: str,
     dhcp = _sub(ip, "dhcp")
     _sub(dhcp, "range", start=str(hosts[half]), end=str(hosts[-1]))
     if hostsdir:
-        options = _sub(root, f"{{{DNSMASQ_NS}}}options")
-        _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-hostsdir={hostsdir}")
+        _add_hostsdir(root, hostsdir)
     return _tostring(root)
+
+
+def _add_hostsdir(root: ET.Element, hostsdir: str) -> None:
+    options = _sub(root, f"{{{DNSMASQ_NS}}}options")
+    _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-hostsdir={hostsdir}")
 
 
 def with_hostsdir(text: str, hostsdir: str) -> str | None:
@@ -278,8 +282,7 @@ def with_hostsdir(text: str, hostsdir: str) -> str | None:
     root = ET.fromstring(text)
     if root.find(f"{{{DNSMASQ_NS}}}options") is not None:
         return None
-    options = _sub(root, f"{{{DNSMASQ_NS}}}options")
-    _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-hostsdir={hostsdir}")
+    _add_hostsdir(root, hostsdir)
     return _tostring(root)
 
 
