@@ -31,25 +31,25 @@ def ctrl_c(_phase, _fraction):
 
 
 @contextmanager
-def slow_migration(fabric, host: int, name: str):
+def slow_migration(cloud, host: str, name: str):
     """Migrations of `name` capped at 1 MiB/s while inside (a tiny guest otherwise moves
     in about 2 s, and an abort asked for at once can lose the race: libvirt takes it only
-    once the job has begun, so the move may be done first, and is then reported done)."""
-    conn = conn_of(fabric, host)
-    dom = conn.lookupByName(name)
+    once the job has begun, so the move may be done first, and is then reported done).
+    Set through nbcloud's own connection to the host: no connection of the test's own is
+    left for the garbage collector to close once the hosts are gone."""
+    dom = cloud.provider._host(host).conn.lookupByName(name)
     was = dom.migrateGetMaxSpeed(0)
     dom.migrateSetMaxSpeed(1, 0)
     try:
         yield
     finally:
         dom.migrateSetMaxSpeed(was, 0)
-        conn.close()
 
 
 @pytest.mark.parametrize("how", [{"cancelled": lambda: True}, {"progress": ctrl_c}],
                          ids=["cancelled", "ctrl-c"])
 def test_an_aborted_migration_leaves_it_where_it_was(pair, cloud, fabric, how):
-    with slow_migration(fabric, 2, MOVER), \
+    with slow_migration(cloud, "mh-h2", MOVER), \
             pytest.raises(Interrupted, match="still runs on mh-h2$"):
         cloud.hosts.migrate(MOVER, "mh-h1", **how)
     assert cloud.provider.host_of(MOVER) == "mh-h2"

@@ -138,7 +138,7 @@ class MigrationMixin:
             if dest_xml is not None:
                 params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = dest_xml
             started = time.monotonic()
-            self._run(dom, name, self.peer_uri(to), params, progress, cancelled)
+            self._run(src.uri, dom, name, self.peer_uri(to), params, progress, cancelled)
         except BaseException:
             for pool, vol in made:
                 try:
@@ -258,7 +258,8 @@ class MigrationMixin:
         return f"qemu+ssh://{self.address(host)}/system"
 
     # ----- during and after ----------------------------------------------------------------
-    def _run(self, dom, name: str, dconnuri: str, params: dict, progress, cancelled) -> None:
+    def _run(self, uri: str, dom, name: str, dconnuri: str, params: dict, progress,
+             cancelled) -> None:
         outcome: dict[str, BaseException] = {}
 
         def work() -> None:
@@ -274,14 +275,14 @@ class MigrationMixin:
             while worker.is_alive():
                 worker.join(POLL_SECONDS)
                 if cancelled is not None and cancelled() and not aborted:
-                    aborted = self._abort(dom, worker)
+                    aborted = self._abort(uri, dom, worker)
                 if progress is not None and worker.is_alive():
                     try:
                         progress(*_progress_of(dom.jobStats(0)))
                     except libvirt.libvirtError:
                         pass
         except KeyboardInterrupt:
-            aborted = self._abort(dom, worker)
+            aborted = self._abort(uri, dom, worker)
             if "error" in outcome:
                 raise
             return              # too late to abort: it moved, and is recorded as moved
@@ -294,16 +295,31 @@ class MigrationMixin:
             progress("done", 1.0)
 
     @staticmethod
-    def _abort(dom, worker: threading.Thread) -> bool:
-        """Abort the job (virDomainAbortJob) and wait for libvirt to settle it. Asked
+    def _abort(uri: str, dom, worker: threading.Thread) -> bool:
+        """Abort the job (virDomainAbortJob) and wait for libvirt to settle it. Asked on a
+        connection of its own to the source host: on the migration's connection, busy with
+        progress queries, libvirt 9.0's client at times held the request back until the
+        migration call returned (measured: sent 75 s late, the move done by then). Asked
         before the job has begun, libvirt has nothing to abort: asked again until it takes
         or the migration ends (then it has happened: the caller says so)."""
-        while worker.is_alive():
-            try:
-                dom.abortJob()
-                break
-            except libvirt.libvirtError:
-                worker.join(0.1)
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError:
+            conn = None                      # then on the migration's own connection
+        try:
+            mine = conn.lookupByUUID(dom.UUID()) if conn is not None else dom
+            while worker.is_alive():
+                try:
+                    mine.abortJob()
+                    break
+                except libvirt.libvirtError:
+                    worker.join(0.1)
+        except libvirt.libvirtError:
+            pass                             # gone from the source: it has moved
+        finally:
+            mine = None
+            if conn is not None:
+                conn.close()
         worker.join()
         return True
 
