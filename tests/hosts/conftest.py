@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 
-
 import pytest
 
 from tests.hosts.fabric import IMAGES, Fabric, open_cloud

@@ -1,8 +1,9 @@
 """What a Cloud left behind, read straight from libvirt and the inventory (not through
 the code under test): domains, volumes in every pool, DHCP reservations and DNS records in
 every network's definition and live state (and the files its dnsmasq reads), console
-logs, inventory rows and operations still marked 'started', network filters of groups and instances, port-forward rules in
-nbcloud's nft table, running HAProxy processes of balancers."""
+logs, inventory rows and operations still marked 'started', network filters of groups
+and instances, port-forward rules in nbcloud's nft table, running HAProxy processes of
+balancers."""
 from __future__ import annotations
 
 import json
