@@ -40,30 +40,37 @@ def ssh_answers(host: str, port: int = 22, timeout: float = 0.5) -> bool:
 
 class ConsoleFollower:
     """Tails console log `path` into `sink(text)` until `ready()` is true, `running()` is
-    false, `timeout` seconds pass or `stop()` is called; `run()` returns which."""
+    false, `timeout` seconds pass or `stop()` is called; `run()` returns which.
+
+    Once ready it reads on until the log has been quiet for `settle` seconds (at most
+    `settle_max`): a guest prints its SSH host key fingerprints beside the ready line, in
+    the background, as cloud-init does, and those belong to the boot shown."""
 
     def __init__(self, path: str | Path, sink: Callable[[str], None], *,
                  ready: Callable[[], bool], running: Callable[[], bool],
-                 timeout: float = 120.0, interval: float = 0.2, check_every: float = 1.0):
+                 timeout: float = 120.0, interval: float = 0.2, check_every: float = 1.0,
+                 settle: float = 0.6, settle_max: float = 5.0):
         self.path = Path(path)
         self.sink = sink
         self.ready, self.running = ready, running
         self.timeout, self.interval, self.check_every = timeout, interval, check_every
+        self.settle, self.settle_max = settle, settle_max
         self.reason = ""
         self.text = ""              # everything sent to the sink so far
         self._stop = threading.Event()
         self._offset = 0
         self._thread: threading.Thread | None = None
 
-    def _read_new(self) -> None:
+    def _read_new(self) -> bool:
+        """Pass on what the log gained since the last read; False if nothing."""
         try:
             size = self.path.stat().st_size
         except OSError:
-            return
+            return False
         if size < self._offset:  # the log starts afresh at each boot (append='off')
             self._offset = 0
         if size == self._offset:
-            return
+            return False
         with open(self.path, "rb") as f:
             f.seek(self._offset)
             data = f.read(size - self._offset)
@@ -71,6 +78,19 @@ class ConsoleFollower:
         text = data.decode(errors="replace").replace("\r\n", "\n")
         self.text += text
         self.sink(text)
+        return True
+
+    def _read_until_quiet(self) -> None:
+        """After ready: read until nothing new came for `settle` s, `settle_max` at most,
+        or stop() is called."""
+        end = time.monotonic() + self.settle_max
+        quiet_since = time.monotonic()
+        while time.monotonic() < end and not self._stop.is_set():
+            if self._read_new():
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= self.settle:
+                return
+            self._stop.wait(min(self.interval, self.settle / 3))
 
     def run(self) -> str:
         """Follow in this thread; returns why it stopped: 'ssh-ready', 'not running',
@@ -89,6 +109,8 @@ class ConsoleFollower:
                     self.reason = "not running"
             if not self.reason and now - start >= self.timeout:
                 self.reason = "timeout"
+            if self.reason == "ssh-ready":
+                self._read_until_quiet()
             if self.reason:
                 self._read_new()   # the lines written while we looked
                 return self.reason

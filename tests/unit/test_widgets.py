@@ -360,6 +360,42 @@ def test_console_follower_follows_until_ready(tmp_path):
     assert len(got) >= 2                       # it came in pieces, as it was written
 
 
+def test_console_follower_reads_on_until_the_log_is_quiet_after_ready(tmp_path):
+    """The tiny image prints its host key fingerprints in the background beside the ready
+    line: lines that come just after SSH answers still belong to the boot shown."""
+    from nbcloud.ui.console import ConsoleFollower
+    log = tmp_path / "c.log"
+    log.write_text("nbcloud-ready ip=10.77.0.9\n")
+    f = ConsoleFollower(log, lambda _t: None, ready=lambda: True, running=lambda: True,
+                        timeout=30, interval=0.02, check_every=0.0, settle=0.5)
+    f.start()
+    wait_for(lambda: "nbcloud-ready" in f.text, 30, "the ready line")
+    time.sleep(0.15)
+    with open(log, "a") as fh:
+        fh.write("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")
+    f.join(10)
+    assert f.reason == "ssh-ready" and f.text.endswith("FINGERPRINTS-----\n")
+    # a log that never goes quiet (a chatty guest) does not hold it beyond settle_max
+    chatty = threading.Event()
+
+    def chatter():
+        with open(log, "a") as fh:
+            while not chatty.is_set():
+                fh.write("tick\n")
+                fh.flush()
+                time.sleep(0.05)
+    writer = threading.Thread(target=chatter)
+    writer.start()
+    try:
+        g = ConsoleFollower(log, lambda _t: None, ready=lambda: True, running=lambda: True,
+                            timeout=30, interval=0.02, check_every=0.0, settle=0.5,
+                            settle_max=0.4)
+        assert g.run() == "ssh-ready" and writer.is_alive()
+    finally:
+        chatty.set()
+        writer.join()
+
+
 def test_console_follower_restarts_with_a_new_boot_and_times_out(tmp_path):
     from nbcloud.ui.console import ConsoleFollower
     log = tmp_path / "c.log"
