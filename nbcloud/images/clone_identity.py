@@ -15,6 +15,9 @@ fork costs under emulation, and a clone's first forks the most:
 - `run/nbcloud/authorized_keys`, `run/nbcloud/host_ed25519.pub`;
 - `etc/dropbear/dropbear_ed25519_host_key`: the host key nbcloud pinned, in dropbear's
   own format (what `dropbearconvert` would write), so the guest converts nothing;
+- `run/nbcloud/fingerprints`: the lines the init prints on the console about its host
+  key, as cloud-init does (the guest would otherwise hash it with five programs, just
+  when the first SSH login wants the one vCPU);
 - `run/nbcloud/user-data`: the user's own user-data, read in the guest as from a seed;
 - `run/cidata/*`: the seed's files, for the record.
 
@@ -23,6 +26,8 @@ socket, never to a log.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import shlex
 import struct
@@ -58,6 +63,20 @@ def nics_lines(nets: Sequence[StaticNet]) -> str:
     return "".join(lines)
 
 
+def fingerprint_lines(name: str, host_key_public: str) -> str:
+    """What tiny_init.sh's `print_fingerprints` prints for host key `host_key_public` of
+    instance `name`: the SHA256 fingerprint and the key, between cloud-init's markers."""
+    kind, blob = host_key_public.split()[:2]
+    digest = base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest())
+    host = name.split(".")[0]
+    return ("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+            f"256 SHA256:{digest.decode().rstrip('=')} root@{host} (ED25519)\n"
+            "-----END SSH HOST KEY FINGERPRINTS-----\n"
+            "-----BEGIN SSH HOST KEY KEYS-----\n"
+            f"{kind} {blob} root@{host}\n"
+            "-----END SSH HOST KEY KEYS-----\n")
+
+
 def identity_message(*, name: str, nets: Sequence[StaticNet],
                      macs: Sequence[tuple[str, str]], authorized_keys: Sequence[str],
                      host_key_private: str, host_key_public: str,
@@ -72,6 +91,8 @@ def identity_message(*, name: str, nets: Sequence[StaticNet],
                  "".join(f"{k.strip()}\n" for k in authorized_keys).encode(), 0o600)
     arc.add_file("run/nbcloud/host_ed25519.pub", f"{host_key_public.strip()}\n".encode(),
                  0o600)
+    arc.add_file("run/nbcloud/fingerprints",
+                 fingerprint_lines(name, host_key_public).encode(), 0o600)
     arc.add_file("etc/dropbear/dropbear_ed25519_host_key",
                  dropbear_ed25519(host_key_private), 0o600)
     if user_data:

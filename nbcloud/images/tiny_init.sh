@@ -30,7 +30,8 @@
 #   (python ...) run with sh, since sh is all there is.
 #
 # Console protocol (read by the host):
-#   nbcloud-ready ip=<addr> hostname=<name>    once dropbear listens
+#   nbcloud-ready ip=<addr> hostname=<name> sshd=up|down
+#                                              once dropbear listens (down: not in 2 s)
 #   -----BEGIN SSH HOST KEY FINGERPRINTS----- ... (as cloud-init prints them)
 #   nbcloud-userdata-done rc=<n>               after scripts and runcmd
 # After ready a root shell runs on ttyS0 (the serial console), respawned when it exits.
@@ -61,7 +62,7 @@
 #                                            as from a seed (scripts, cloud-config, MIME)
 #                    run/cidata/{meta-data,user-data,network-config}  the seed's files,
 #                                            for the record (the cold path mounts them)
-#   guest -> host  "nbcloud-ready ip=<addr> hostname=<name>", as on the console
+#   guest -> host  "nbcloud-ready ip=<addr> hostname=<name> sshd=up", as on the console
 # <seed>, hex from the host's CSPRNG, is written into /dev/urandom and the CRNG reseeded
 # at once, before anything forks (a fork already draws a stack canary): nbreseed is
 # ioctl(RNDRESEEDCRNG), since this kernel has no vmgenid driver and would otherwise go
@@ -418,7 +419,11 @@ listening() { # is anything listening on TCP port 22?
 }
 
 print_fingerprints() { # as cloud-init prints them on the console
-	local pub h fp
+	local pub h fp l
+	if [ -s $NB/fingerprints ]; then # a clone's, made by the host: no program runs
+		while IFS= read -r l; do echo "$l"; done <$NB/fingerprints
+		return
+	fi
 	if [ -s $NB/host_ed25519.pub ]; then
 		read -r pub <$NB/host_ed25519.pub
 	else
@@ -576,19 +581,23 @@ t network
 
 [ -z "$KEYJOB" ] || wait $KEYJOB || say "host key setup failed"
 dropbear -r $HOSTKEY -s -p 22 -P /run/dropbear.pid # -s: keys only, no passwords
-i=0
-while [ $i -lt 200 ] && ! listening; do usleep 10000; i=$((i + 1)); done
+i=0 sshd=down
+while [ $i -lt 200 ]; do
+	listening && { sshd=up; break; }
+	usleep 10000
+	i=$((i + 1))
+done
 wait $POWERJOB
-echo "nbcloud-ready ip=${IP:-none} hostname=$HOST"
-[ -z "$WARM" ] || echo "nbcloud-ready ip=${IP:-none} hostname=$HOST" >$WARMDEV
+echo "nbcloud-ready ip=${IP:-none} hostname=$HOST sshd=$sshd"
+[ -z "$WARM" ] || echo "nbcloud-ready ip=${IP:-none} hostname=$HOST sshd=$sshd" >$WARMDEV
 WARM= # from here on as any boot
 # a clone's lease: once the host has told dnsmasq its reservation, after its own calls
 [ -z "$DHCP_LATER" ] || (sleep 2; for l in $DHCP_LATER; do dhcp "${l%%=*}" "${l#*=}"; done) &
 t ready
 
-print_fingerprints &
+if [ -s $NB/fingerprints ]; then print_fingerprints; else print_fingerprints & fi
 run_user_data </dev/null &
-serial_shell &
+{ sleep 1; serial_shell; } & # after the first SSH login, which wants the vCPU more
 
 # PID 1 must never exit; a waiting ash reaps every child, orphans included, and runs traps.
 while :; do

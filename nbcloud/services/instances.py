@@ -414,7 +414,8 @@ class Instances:
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
                 watch.stage(spec.name, "starting")
-            boot = made.start() if made.start is not None else provider.start(spec.name)
+            started = made.start() if made.start is not None else None
+            boot = started.boot if started else provider.start(spec.name)
             # dnsmasq learns the address while a cold guest boots; a clone is up at once,
             # and libvirt holds its calls while it updates dnsmasq: they go first
             published = made.publish() if made.start is None else []
@@ -424,7 +425,8 @@ class Instances:
                 if watch is not None:
                     watch.stage(spec.name, "booting")
                 try:
-                    inst.wait_ready(cancelled=watch.cancelled if watch is not None else None)
+                    if not (started and started.ssh_listening):   # a clone says so
+                        inst.wait_ready(cancelled=watch and watch.cancelled)
                 except SSHError as exc:
                     if not keep:
                         raise SSHError(f"{exc}: instance {spec.name!r} was deleted "

@@ -7,13 +7,16 @@ import hashlib
 import ipaddress
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
+import libvirt
 import pytest
 from tests.waiting import wait_for
 
 from nbcloud.core.errors import InvalidSpec
+from nbcloud.providers.libvirt import tapguard
 from nbcloud.providers.libvirt.volumes import INSTANCE_POOL
 from nbcloud.services import ssh
 
@@ -115,21 +118,51 @@ def test_clones_map_the_bases_memory_and_show_their_seed(cloud, base, twins):
 
 
 def test_a_clone_runs_filtered_with_its_link_up(cloud, base, twins):
-    """The base's NIC has no filter: a clone's must carry its own anti-spoofing filter,
-    with its own address, on its tap (libvirt's binding says so), its link up."""
+    """The base's NIC has no filter. A clone in no security group runs on a tap nbcloud
+    guards itself (tapguard.py: rules with the clone's own MAC and address, made before
+    it ran), with no libvirt filter on it; its definition keeps libvirt's filter, for
+    its cold starts."""
     import xml.etree.ElementTree as ET
     conn = cloud.provider.conn
     for inst in twins:
-        (nic,) = ET.fromstring(conn.lookupByName(inst.name).XMLDesc(0)).findall(
-            "devices/interface")
-        (ref,) = nic.findall("filterref")
+        dom = conn.lookupByName(inst.name)
+        (nic,) = ET.fromstring(dom.XMLDesc(0)).findall("devices/interface")
+        tap = nic.find("target").get("dev")
+        assert tap == tapguard.tap_name(dom.UUIDString())
+        assert nic.findall("filterref") == []
+        assert tapguard.guarded()[tap] == f"c_{tap}"
+        rules = tapguard.rules_of(tap)
+        assert f"ether saddr != {inst.meta['mac']} drop" in rules
+        assert f"ip saddr {inst.ip} accept" in rules and "ether type ip drop" in rules
+        assert f"arp saddr ip {inst.ip} accept" in rules and "ether type arp drop" in rules
+        with pytest.raises(libvirt.libvirtError):
+            conn.nwfilterBindingLookupByPortDev(tap)
+        (ref,) = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findall(
+            "devices/interface/filterref")
         assert ref.get("filter") == "nbcloud-antispoof"
         assert [(p.get("name"), p.get("value")) for p in ref] == [("IP", inst.ip)]
         link = nic.find("link")
         assert link is None or link.get("state") == "up"
-        binding = conn.nwfilterBindingLookupByPortDev(nic.find("target").get("dev"))
-        assert binding.filterName() == "nbcloud-antispoof"
         assert "NO-CARRIER" not in inst.ssh("ip -o link show eth0")   # the guest sees it
+
+
+def test_a_guarded_clone_sends_from_its_own_address_only(cloud, base, twins):
+    """What the rules do: the gateway answers the clone's own address, not another it
+    gives itself (neither its IPv4 nor its ARP for it gets past the tap)."""
+    inst = twins[1]
+    gateway = cloud.provider.network("nbcloud").gateway
+    other = str(ipaddress.IPv4Address(gateway) + 200)
+    assert other not in {i.ip for i in cloud.instances.list()}
+    assert inst.ssh_result(f"ping -c 1 -W 2 {gateway}", check=False).returncode == 0
+    inst.ssh(f"ip addr add {other}/32 dev eth0")
+    try:
+        r = inst.ssh_result(f"ping -c 2 -W 2 -I {other} {gateway}", check=False, timeout=30)
+        assert r.returncode != 0, "a packet from an address not its own got through"
+        host_arp = subprocess.run(["ip", "neigh", "show", other], capture_output=True,
+                                  text=True).stdout
+        assert "lladdr" not in host_arp, "the host learnt the other address's MAC"
+    finally:
+        inst.ssh(f"ip addr del {other}/32 dev eth0; true")
 
 
 def test_a_clone_is_an_ordinary_instance_afterwards(cloud, base, twins):
@@ -154,8 +187,11 @@ def test_deleting_a_clone_leaves_nothing(cloud, base):
     assert inst.boot == "cloned"
     pid, sock = _qemu_pid("wc-gone"), cloud.provider.clone_socket("wc-gone")
     assert not sock.exists()      # gone once the clone had its identity
+    tap = tapguard.taps_in(cloud.provider.domain_xml_desc("wc-gone"))
+    assert len(tap) == 1 and tap[0] in tapguard.guarded()
     inst.delete()
     assert not cloud.provider.exists("wc-gone")
+    assert tap[0] not in tapguard.guarded()      # its rules went with it
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the clone's QEMU to exit")
     assert not sock.exists()
     assert not [v for v in cloud.provider.volumes(INSTANCE_POOL) if v.startswith("wc-gone.")]

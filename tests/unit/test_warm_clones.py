@@ -194,10 +194,75 @@ def test_a_clone_takes_the_instances_identity_and_maps_the_ram_private():
                                                                    for a in args)
     snap = (f"<domainsnapshot><name>s1</name>{ET.tostring(root, encoding='unicode')}"
             "</domainsnapshot>")
-    fixed = ET.fromstring(snapshot_without_clone_start(snap)).find("domain")
+    fixed = ET.fromstring(snapshot_without_clone_start(snap, own)).find("domain")
     assert "-incoming" not in _qemu_args(fixed)
     assert "memory-backend-ram,id=nbcram,size=134217728" in _qemu_args(fixed)
-    assert snapshot_without_clone_start(f"<domainsnapshot>{own}</domainsnapshot>") is None
+    assert snapshot_without_clone_start(f"<domainsnapshot>{own}</domainsnapshot>",
+                                        own) is None
+
+
+def test_a_guarded_clone_has_its_own_tap_and_no_libvirt_filter_until_a_revert():
+    """In no security group, with its address known, a clone's first run is on a tap of
+    nbcloud's name that nbcloud guards itself (tapguard.py); a snapshot of it reverts
+    with the definition's filter, on a tap of libvirt's name."""
+    from nbcloud.providers.libvirt.clone_domain import guardable
+    own = lx.domain_xml(lx.DomainDef(
+        name="web-1", vcpus=1, memory=128 << 20, uuid="6f1c0b6a-3d4e-4c1f-9a55-0a1b2c3d4e5f",
+        boot=lx.KernelBoot("/img/tiny.vmlinuz", "/img/tiny.initrd", "console=ttyS0 quiet"),
+        disks=(lx.Disk("/pool/web-1.root.qcow2", "vda"),),
+        nics=(lx.Nic("lab", "52:54:00:ab:cd:01", ip="10.9.0.7"),), console_log="/l/w.log"))
+    guard = guardable(own)
+    assert guard == ("nbc6f1c0b6a3d4e", "52:54:00:ab:cd:01", "10.9.0.7")
+    root = ET.fromstring(clone_domain_xml(_base_xml(), own, "/s/web-1.sock", guard[0]))
+    (nic,) = root.findall("devices/interface")
+    assert nic.findall("filterref") == []
+    assert nic.find("target").get("dev") == "nbc6f1c0b6a3d4e"
+    snap = (f"<domainsnapshot><name>s1</name>{ET.tostring(root, encoding='unicode')}"
+            "</domainsnapshot>")
+    (nic,) = ET.fromstring(snapshot_without_clone_start(snap, own)).findall(
+        "domain/devices/interface")
+    assert nic.find("target") is None
+    (ref,) = nic.findall("filterref")
+    assert (ref.get("filter"), ref.find("parameter").get("value")) == (
+        "nbcloud-antispoof", "10.9.0.7")
+    # a security group's filter, or no address: libvirt filters it as any instance
+    grouped = own.replace('filter="nbcloud-antispoof"', 'filter="nbcloud-x-inst-web-1"')
+    assert "nbcloud-x-inst-web-1" in grouped and guardable(grouped) is None
+    bare = lx.domain_xml(lx.DomainDef(
+        name="web-2", vcpus=1, memory=128 << 20, uuid="6f1c0b6a-3d4e-4c1f-9a55-0a1b2c3d4e50",
+        boot=lx.KernelBoot("/k", "/i", "console=ttyS0"), disks=(lx.Disk("/p/r", "vda"),),
+        nics=(lx.Nic("lab", "52:54:00:ab:cd:02"),), console_log="/l/w2.log"))
+    assert guardable(bare) is None
+
+
+def test_tap_guard_rules_are_libvirts_antispoofing_and_refuse_hostile_values():
+    from nbcloud.providers.libvirt import tapguard
+    script = tapguard.guard_script("nbc0123456789ab", "52:54:00:AB:cd:01", "10.9.0.7",
+                                   stale=["nbcfedcba987654", "eth0; flush ruleset"])
+    lines = script.splitlines()
+    assert lines[:2] == ['delete element bridge nbcloud taps { "nbcfedcba987654" }',
+                         "delete chain bridge nbcloud c_nbcfedcba987654"]   # gone taps
+    rules = [line.split("c_nbc0123456789ab ", 1)[1] for line in lines
+             if line.startswith("add rule")]
+    assert rules == [
+        "ether saddr != 52:54:00:ab:cd:01 drop",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
+        "ip saddr 10.9.0.7 accept", "ether type ip drop",
+        "arp saddr ether != 52:54:00:ab:cd:01 drop", "arp saddr ip 10.9.0.7 accept",
+        "arp saddr ip 0.0.0.0 accept", "ether type arp drop"]
+    assert lines[-1] == ('add element bridge nbcloud taps '
+                         '{ "nbc0123456789ab" : jump c_nbc0123456789ab }')
+    assert "flush ruleset" not in script
+    for tap, mac, ip in (("vnet0", "52:54:00:ab:cd:01", "10.9.0.7"),
+                         ("nbc0123456789ab", "52:54:00:ab:cd:01; drop", "10.9.0.7"),
+                         ("nbc0123456789ab", "52:54:00:ab:cd:01", "10.9.0.7 accept"),
+                         ("nbc0123456789ab", "52:54:00:ab:cd:01", "::1")):
+        with pytest.raises(tapguard.GuardError):
+            tapguard.guard_script(tap, mac, ip)
+    assert tapguard.taps_in(
+        "<domain><devices><interface><target dev='nbc0123456789ab'/></interface>"
+        "<interface><target dev='vnet3'/></interface></devices></domain>") == [
+        "nbc0123456789ab"]
 
 
 def test_no_clone_where_there_is_no_local_system_daemon(test_cloud):
@@ -226,3 +291,25 @@ def test_kinds_of_instance_that_are_never_clones(test_cloud, monkeypatch, kw, wo
     check = provider.clone_check(kw.pop("image", TINY), flavor, kw.pop("networks", ("n",)),
                                  **kw)
     assert not check.ok and not check.base_missing and words in check.why
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed")
+def test_a_clones_fingerprint_lines_are_what_the_init_would_print(host_key, tmp_path):
+    """The host makes a clone's console fingerprint lines (no program runs in the guest
+    for them): the same lines the init prints from the key itself on a cold boot."""
+    from nbcloud.images.clone_identity import fingerprint_lines
+    (tmp_path / "host_ed25519.pub").write_text(host_key.public + "\n")
+    applets = tmp_path / "bin"          # the guest's programs: busybox's
+    applets.mkdir()
+    for name in ("base64", "sha256sum", "xxd"):
+        (applets / name).symlink_to(BUSYBOX)
+    script = (f'NBCLOUD_INIT_LIB=1 . "{INIT}"\nNB="{tmp_path}" HOST=web-1\n'
+              "print_fingerprints\n")
+    cold = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                          timeout=30, env={"PATH": f"{applets}:/usr/bin:/bin"})
+    made = fingerprint_lines("web-1", host_key.public)
+    assert cold.stdout == made and "256 SHA256:" in made
+    (tmp_path / "fingerprints").write_text(made)       # a clone: printed as made
+    clone = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                           timeout=30)
+    assert clone.stdout == made

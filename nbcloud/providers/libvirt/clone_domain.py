@@ -12,6 +12,7 @@ from pathlib import Path
 import libvirt
 import libvirt_qemu
 
+from nbcloud.providers.libvirt import tapguard
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.types import Image
 
@@ -55,11 +56,33 @@ def base_domain_xml(image: Image, flavor, domain_type: str, *, name: str, mac: s
     return ET.tostring(root, encoding="unicode")
 
 
-def clone_domain_xml(saved: str, defined: str, sock: str) -> str:
+def guardable(defined: str) -> tuple[str, str, str] | None:
+    """(tap name, MAC, address) where defined instance `defined`'s one NIC is filtered by
+    plain anti-spoofing with a known address: nbcloud can guard its tap itself
+    (tapguard.py) for the clone's first run. None otherwise (a security group's filter,
+    no address): libvirt's filter."""
+    root = ET.fromstring(defined)
+    nics = root.findall("devices/interface")
+    if len(nics) != 1:
+        return None
+    refs = nics[0].findall("filterref")
+    if len(refs) != 1 or refs[0].get("filter") != lx.BASE_FILTER:
+        return None
+    ip = next((p.get("value", "") for p in refs[0].findall("parameter")
+               if p.get("name") == "IP"), "")
+    mac = nics[0].find("mac").get("address", "")
+    uuid = root.findtext("uuid") or ""
+    if not (ip and mac and uuid):
+        return None
+    return tapguard.tap_name(uuid), mac, ip
+
+
+def clone_domain_xml(saved: str, defined: str, sock: str, tap: str = "") -> str:
     """The base's saved XML made the clone's: the defined instance's name, UUID, metadata,
     MAC, network filters, root disk, console log and kernel command line (a reboot of the
     clone is a cold boot), its own console socket, the RAM file mapped private, and QEMU
-    told to wait for the base's state."""
+    told to wait for the base's state. With `tap`: the NIC is that tap, with no libvirt
+    filter (nbcloud guards it: tapguard.py)."""
     root, own = ET.fromstring(saved), ET.fromstring(defined)
     root.find("name").text = own.findtext("name")
     if root.find("uuid") is None:
@@ -78,8 +101,11 @@ def clone_domain_xml(saved: str, defined: str, sock: str) -> str:
     # its own filters (anti-spoofing with its own address, its groups'): the base has none
     for ref in nic.findall("filterref"):
         nic.remove(ref)
-    for ref in own_nic.findall("filterref"):
-        nic.append(copy.deepcopy(ref))
+    if tap:
+        ET.SubElement(nic, "target", dev=tap)
+    else:
+        for ref in own_nic.findall("filterref"):
+            nic.append(copy.deepcopy(ref))
     own_root = next(d for d in own.findall("devices/disk")
                     if d.find("target").get("dev") == "vda")
     for disk in root.findall("devices/disk"):
@@ -122,12 +148,14 @@ def handshake(sock: Path, message: bytes, timeout: float = READY_TIMEOUT) -> str
     raise TimeoutError(f"the clone did not say it was ready within {timeout:.0f} s")
 
 
-def snapshot_without_clone_start(snapshot_xml: str) -> str | None:
+def snapshot_without_clone_start(snapshot_xml: str, defined: str) -> str | None:
     """A snapshot of a running clone, as libvirt can revert to it: libvirt reverts by
     starting a new QEMU with `-loadvm` from the snapshot's domain, which for a clone says
     `-incoming defer` (refused with -loadvm) and maps the base's RAM file (gone after the
     base is rebuilt). The same RAM block (id nbcram) as plain anonymous memory, with no
-    -incoming, loads the snapshot's memory as well. None if it is no clone's."""
+    -incoming, loads the snapshot's memory as well. A NIC nbcloud guarded itself
+    (tapguard.py) gets back the filters of its definition `defined` (a revert is a
+    start that libvirt filters) and a tap name of libvirt's. None if it is no clone's."""
     root = ET.fromstring(snapshot_xml)
     dom = root.find("domain")
     cmd = dom.find(f"{{{lx.QEMU_NS}}}commandline") if dom is not None else None
@@ -145,4 +173,16 @@ def snapshot_without_clone_start(snapshot_xml: str) -> str | None:
         if value.startswith("memory-backend-file,"):
             opts = dict(kv.split("=", 1) for kv in value.split(",")[1:])
             arg.set("value", f"memory-backend-ram,id={opts['id']},size={opts['size']}")
+    own = {n.find("mac").get("address", "").lower(): n
+           for n in ET.fromstring(defined).findall("devices/interface")
+           if n.find("mac") is not None}
+    for nic in dom.findall("devices/interface"):
+        target = nic.find("target")
+        if target is None or not tapguard.is_guarded_tap(target.get("dev", "")):
+            continue
+        nic.remove(target)
+        mac = nic.find("mac").get("address", "").lower() if nic.find("mac") is not None else ""
+        if nic.find("filterref") is None and mac in own:
+            for ref in own[mac].findall("filterref"):
+                nic.append(copy.deepcopy(ref))
     return ET.tostring(root, encoding="unicode")

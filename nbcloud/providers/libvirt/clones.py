@@ -43,17 +43,18 @@ import libvirt_qemu
 
 from nbcloud.core.errors import CloudError
 from nbcloud.images.clone_identity import PROTOCOL
-from nbcloud.providers.libvirt import accel
+from nbcloud.providers.libvirt import accel, tapguard
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.clone_domain import (
     base_domain_xml,
     clone_domain_xml,
+    guardable,
     handshake,
     qmp,
 )
 from nbcloud.providers.libvirt.local import is_local
 from nbcloud.providers.libvirt.saveimage import SaveImage
-from nbcloud.providers.types import USER_NETWORK, CloneCheck, Image
+from nbcloud.providers.types import USER_NETWORK, CloneCheck, Image, Started
 
 MARKER = b"nbcloud-warm-waiting"   # the base's init, just before it reads its identity
 BASE_TIMEOUT = 180.0               # boot of a base to its marker, under TCG and load
@@ -339,11 +340,8 @@ class CloneMixin:
         sock.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         own = self._lookup(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        try:
-            dom = self.conn.createXML(clone_domain_xml(base.save.xml, own, str(sock)),
-                                      libvirt.VIR_DOMAIN_START_PAUSED)
-        except libvirt.libvirtError as exc:
-            raise CloudError(f"QEMU did not start: {exc.get_error_message()}") from None
+        guard = guardable(own) if tapguard.usable() else None
+        dom = self._create_paused(base, own, sock, guard)
         r, w = os.pipe()
         try:
             qmp(dom, "migrate-set-capabilities", capabilities=IGNORE_SHARED)
@@ -372,6 +370,8 @@ class CloneMixin:
             except libvirt.libvirtError:
                 pass
             sock.unlink(missing_ok=True)
+            if guard is not None:
+                tapguard.forget(guard[0])
             if isinstance(exc, (libvirt.libvirtError, OSError)):
                 raise CloudError(f"the restore failed: {exc}") from None
             raise
@@ -381,38 +381,83 @@ class CloneMixin:
                     os.close(fd)
         return dom
 
-    def start_clone(self, name: str, base: Base, message: bytes, seed: str) -> str:
+    def _create_paused(self, base: Base, own: str, sock: Path,
+                       guard: tuple[str, str, str] | None) -> libvirt.virDomain:
+        """The clone's QEMU, paused, its state not loaded: its tap guarded by nbcloud
+        where `guard` (tap, MAC, address) says it can be, else filtered by libvirt."""
+        if guard is not None:
+            dom = self._create_guarded(base, own, sock, guard)
+            if dom is not None:
+                return dom
+        try:
+            return self.conn.createXML(clone_domain_xml(base.save.xml, own, str(sock)),
+                                       libvirt.VIR_DOMAIN_START_PAUSED)
+        except libvirt.libvirtError as exc:
+            raise CloudError(f"QEMU did not start: {exc.get_error_message()}") from None
+
+    def _create_guarded(self, base: Base, own: str, sock: Path,
+                        guard: tuple[str, str, str]) -> libvirt.virDomain | None:
+        """The clone's QEMU on tap `guard[0]` with no libvirt filter, its anti-spoofing
+        rules made (tapguard.py) before a single instruction of the guest runs. None,
+        with nothing of it left, where that cannot be: the tap is not in this process's
+        network namespace (the rules would guard nothing), or nft refused."""
+        tap = guard[0]
+        try:
+            dom = self.conn.createXML(clone_domain_xml(base.save.xml, own, str(sock), tap),
+                                      libvirt.VIR_DOMAIN_START_PAUSED)
+        except libvirt.libvirtError:
+            return None
+        try:
+            if not tapguard.visible(tap):
+                raise tapguard.GuardError("the tap is in another network namespace")
+            tapguard.guard(*guard)
+            return dom
+        except BaseException as exc:
+            try:
+                dom.destroy()
+            except libvirt.libvirtError:
+                pass
+            tapguard.forget(tap)
+            if isinstance(exc, tapguard.GuardError):
+                return None
+            raise
+
+    def start_clone(self, name: str, base: Base, message: bytes, seed: str) -> Started:
         """The first start of instance `name` as a clone of `base`: restored, told its
         identity (`message`), its seed disk plugged in (the guest sees it as vdb, as a
-        cold boot would). Returns "cloned (how long each took)", or, where the clone
-        failed, "cold (why)" after a cold start."""
+        cold boot would). Its boot words are "cloned (how long each took)", or, where
+        the clone failed, "cold (why)" after a cold start."""
         start = time.monotonic()
         try:
             dom = self.restore_clone(name, base)
         except CloudError as exc:
             self.forget_base(base.label)
-            return self._cold_instead(name, f"the clone did not restore: {exc}")
+            return Started(self._cold_instead(name, f"the clone did not restore: {exc}"))
         restored = time.monotonic()
         try:
-            handshake(self.clone_socket(name), message)
+            line = handshake(self.clone_socket(name), message)
         except (OSError, TimeoutError) as exc:
             try:
                 dom.destroy()
             except libvirt.libvirtError:
                 pass
-            return self._cold_instead(name, f"the clone did not take its identity: {exc}")
+            tapguard.forget(tapguard.tap_name(dom.UUIDString()))
+            return Started(self._cold_instead(
+                name, f"the clone did not take its identity: {exc}"))
         finally:
             self.clone_socket(name).unlink(missing_ok=True)
         ready = time.monotonic()
+        listening = "sshd=up" in line.split()
         try:
             dom.attachDeviceFlags(lx.disk_xml(lx.DataDisk(seed, "vdb", fmt="raw",
                                                           readonly=True)),
                                   libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except libvirt.libvirtError as exc:
-            return f"cloned (its seed disk shows at its next boot: {exc.get_error_message()})"
+            return Started("cloned (its seed disk shows at its next boot: "
+                           f"{exc.get_error_message()})", listening)
         # for the operations log: where a clone's start goes
-        return (f"cloned (restored in {restored - start:.2f} s, ready "
-                f"{ready - restored:.2f} s later)")
+        return Started(f"cloned (restored in {restored - start:.2f} s, ready "
+                       f"{ready - restored:.2f} s later)", listening)
 
     def _cold_instead(self, name: str, why: str) -> str:
         boot = f"cold ({why})"

@@ -18,6 +18,7 @@ from nbcloud.core.errors import (
     NotFound,
     NotManaged,
 )
+from nbcloud.providers.libvirt import tapguard
 from nbcloud.providers.libvirt import xml as lx
 from nbcloud.providers.libvirt.adoption import parse_facts
 from nbcloud.providers.libvirt.clone_domain import snapshot_without_clone_start
@@ -28,6 +29,14 @@ _STATES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "stopping", libvirt.VIR_DOMAIN_SHUTOFF: "stopped",
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
+
+
+def guarded_taps(dom: libvirt.virDomain) -> list[str]:
+    """The taps of running `dom` that nbcloud guards itself (a warm clone's first run)."""
+    try:
+        return tapguard.taps_in(dom.XMLDesc(0))
+    except libvirt.libvirtError:
+        return []
 
 
 class DomainMixin:
@@ -152,17 +161,22 @@ class DomainMixin:
         self._metadata(dom)
         if not dom.isActive():
             return "graceful"
+        taps = guarded_taps(dom)
         try:
             dom.shutdown()
         except libvirt.libvirtError:
             pass
         deadline = time.monotonic() + timeout
+        how = "forced"
         while time.monotonic() < deadline:
             if not dom.isActive():
-                return "graceful"
+                how = "graceful"
+                break
             time.sleep(0.1)
-        self._destroy(dom)
-        return "forced"
+        else:
+            self._destroy(dom)
+        tapguard.forget(*taps)
+        return how
 
     @staticmethod
     def _destroy(dom: libvirt.virDomain) -> None:
@@ -204,7 +218,9 @@ class DomainMixin:
         dom = self._lookup(name)
         meta = self._metadata(dom)
         if dom.isActive():
+            taps = guarded_taps(dom)
             self._destroy(dom)
+            tapguard.forget(*taps)
         flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         if not self.is_test_driver:  # the test driver refuses the NVRAM flag
@@ -286,7 +302,8 @@ class SnapshotMixin(DomainMixin):
             skip = lx.readonly_disks(dom.XMLDesc(0))
             snap = dom.snapshotCreateXML(lx.snapshot_xml(snapshot, skip), 0)
             fixed = snapshot_without_clone_start(
-                snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE))
+                snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE),
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if fixed:   # a warm clone's: revertable like any instance's
                 dom.snapshotCreateXML(fixed, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
         except libvirt.libvirtError as exc:
