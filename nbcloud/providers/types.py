@@ -122,27 +122,17 @@ class InstanceRequest:
 
 
 @dataclass(frozen=True)
-class Started:
-    """How a clone's first start went: `boot` ("cloned (...)", or "cold (why)" where the
-    clone fell back to a cold start), and whether the guest itself said its SSH server
-    listens (a clone's ready line: no need to knock)."""
-    boot: str
-    ssh_listening: bool = False
-
-
-@dataclass(frozen=True)
 class Provisioned:
     """A defined, not yet started instance: its UUID, and `publish()`, which tells the
     networks' DNS/DHCP about it once it runs (futures, waited for after the boot).
 
     `boot` says how its first start brings it up ("cloned", or "cold (why)"); a clone's
-    first start is `start()`, which says the same in its `Started` (a clone that does
-    not restore boots cold instead, and says why). Without `start`,
-    `provider.start(name)`."""
+    first start is `start()`, which returns the same words (a clone that does not
+    restore boots cold instead, and says why). Without `start`, `provider.start(name)`."""
     uuid: str
     publish: Callable[[], list[Future]]
     boot: str = "cold"
-    start: Callable[[], Started] | None = field(default=None, repr=False)
+    start: Callable[[], str] | None = field(default=None, repr=False)
     base_missing: bool = False     # cold only for want of a fresh warm base
     host: str = ""                 # the host it was made on
 

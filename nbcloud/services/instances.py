@@ -414,8 +414,7 @@ class Instances:
             if watch is not None:
                 watch.check(spec.name)  # interrupted: roll back, nothing ran yet
                 watch.stage(spec.name, "starting")
-            started = made.start() if made.start is not None else None
-            boot = started.boot if started else provider.start(spec.name)
+            boot = made.start() if made.start is not None else provider.start(spec.name)
             # dnsmasq learns the address while a cold guest boots; a clone is up at once,
             # and libvirt holds its calls while it updates dnsmasq: they go first
             published = made.publish() if made.start is None else []
@@ -425,8 +424,7 @@ class Instances:
                 if watch is not None:
                     watch.stage(spec.name, "booting")
                 try:
-                    if not (started and started.ssh_listening):   # a clone says so
-                        inst.wait_ready(cancelled=watch and watch.cancelled)
+                    inst.wait_ready(cancelled=watch.cancelled if watch is not None else None)
                 except SSHError as exc:
                     if not keep:
                         raise SSHError(f"{exc}: instance {spec.name!r} was deleted "

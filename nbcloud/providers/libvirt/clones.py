@@ -54,7 +54,7 @@ from nbcloud.providers.libvirt.clone_domain import (
 )
 from nbcloud.providers.libvirt.local import is_local
 from nbcloud.providers.libvirt.saveimage import SaveImage
-from nbcloud.providers.types import USER_NETWORK, CloneCheck, Image, Started
+from nbcloud.providers.types import USER_NETWORK, CloneCheck, Image
 
 MARKER = b"nbcloud-warm-waiting"   # the base's init, just before it reads its identity
 BASE_TIMEOUT = 180.0               # boot of a base to its marker, under TCG and load
@@ -422,42 +422,39 @@ class CloneMixin:
                 return None
             raise
 
-    def start_clone(self, name: str, base: Base, message: bytes, seed: str) -> Started:
+    def start_clone(self, name: str, base: Base, message: bytes, seed: str) -> str:
         """The first start of instance `name` as a clone of `base`: restored, told its
         identity (`message`), its seed disk plugged in (the guest sees it as vdb, as a
-        cold boot would). Its boot words are "cloned (how long each took)", or, where
-        the clone failed, "cold (why)" after a cold start."""
+        cold boot would). Returns "cloned (how long each took)", or, where the clone
+        failed, "cold (why)" after a cold start."""
         start = time.monotonic()
         try:
             dom = self.restore_clone(name, base)
         except CloudError as exc:
             self.forget_base(base.label)
-            return Started(self._cold_instead(name, f"the clone did not restore: {exc}"))
+            return self._cold_instead(name, f"the clone did not restore: {exc}")
         restored = time.monotonic()
         try:
-            line = handshake(self.clone_socket(name), message)
+            handshake(self.clone_socket(name), message)
         except (OSError, TimeoutError) as exc:
             try:
                 dom.destroy()
             except libvirt.libvirtError:
                 pass
             tapguard.forget(tapguard.tap_name(dom.UUIDString()))
-            return Started(self._cold_instead(
-                name, f"the clone did not take its identity: {exc}"))
+            return self._cold_instead(name, f"the clone did not take its identity: {exc}")
         finally:
             self.clone_socket(name).unlink(missing_ok=True)
         ready = time.monotonic()
-        listening = "sshd=up" in line.split()
         try:
             dom.attachDeviceFlags(lx.disk_xml(lx.DataDisk(seed, "vdb", fmt="raw",
                                                           readonly=True)),
                                   libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except libvirt.libvirtError as exc:
-            return Started("cloned (its seed disk shows at its next boot: "
-                           f"{exc.get_error_message()})", listening)
+            return f"cloned (its seed disk shows at its next boot: {exc.get_error_message()})"
         # for the operations log: where a clone's start goes
-        return Started(f"cloned (restored in {restored - start:.2f} s, ready "
-                       f"{ready - restored:.2f} s later)", listening)
+        return (f"cloned (restored in {restored - start:.2f} s, ready "
+                f"{ready - restored:.2f} s later)")
 
     def _cold_instead(self, name: str, why: str) -> str:
         boot = f"cold ({why})"
