@@ -597,7 +597,7 @@ t ready
 
 if [ -s $NB/fingerprints ]; then print_fingerprints; else print_fingerprints & fi
 run_user_data </dev/null &
-{ sleep 1; serial_shell; } & # after the first SSH login, which wants the vCPU more
+serial_shell &
 
 # PID 1 must never exit; a waiting ash reaps every child, orphans included, and runs traps.
 while :; do
