@@ -14,6 +14,7 @@ import libvirt_qemu
 
 from nbcloud.providers.libvirt import tapguard
 from nbcloud.providers.libvirt import xml as lx
+from nbcloud.providers.libvirt.nwfilters import interface_filter
 from nbcloud.providers.types import Image
 
 RAM_ID = "nbcram"
@@ -65,11 +66,9 @@ def guardable(defined: str) -> tuple[str, str, str] | None:
     nics = root.findall("devices/interface")
     if len(nics) != 1:
         return None
-    refs = nics[0].findall("filterref")
-    if len(refs) != 1 or refs[0].get("filter") != lx.BASE_FILTER:
+    filter_name, ip = interface_filter(nics[0])
+    if filter_name != lx.BASE_FILTER:
         return None
-    ip = next((p.get("value", "") for p in refs[0].findall("parameter")
-               if p.get("name") == "IP"), "")
     mac = nics[0].find("mac").get("address", "")
     uuid = root.findtext("uuid") or ""
     if not (ip and mac and uuid):

@@ -94,9 +94,8 @@ def _checked(tap: str, mac: str, ip: str) -> tuple[str, str, str]:
 
 def guard_script(tap: str, mac: str, ip: str, stale: list[str] = ()) -> str:
     """The nft transaction that guards `tap` (MAC `mac`, address `ip`) and forgets the
-    taps in `stale`. Creating the table, chain and map is idempotent (`add`); the base
-    chain's one rule is made only with the table (`create` fails if it exists: the
-    caller first asks whether it does)."""
+    taps in `stale`; the table it goes into is `_TABLE_SCRIPT`'s, made once (its base
+    chain's one rule would be added again by a second run)."""
     tap, mac, ip = _checked(tap, mac, ip)
     chain = f"c_{tap}"
     lines = [f"add chain bridge {TABLE} {chain}", f"flush chain bridge {TABLE} {chain}"]
@@ -151,9 +150,14 @@ def _locked():
 
 def guarded() -> dict[str, str]:
     """tap -> its chain, as table `bridge nbcloud` has them now ({} without the table)."""
+    return _taps_map() or {}
+
+
+def _taps_map() -> dict[str, str] | None:
+    """`guarded()`, or None where there is no table yet."""
     r = _nft(["-j", "list", "map", "bridge", TABLE, "taps"])
     if r.returncode != 0:
-        return {}
+        return None
     out = {}
     for item in json.loads(r.stdout).get("nftables", []):
         for elem in item.get("map", {}).get("elem", []) or []:
@@ -164,7 +168,7 @@ def guarded() -> dict[str, str]:
 
 
 def rules_of(tap: str) -> str:
-    """The text of tap `tap`'s chain ('' if it has none): for tests and `doctor`."""
+    """The text of tap `tap`'s chain ('' if it has none): for tests."""
     if not is_guarded_tap(tap):
         return ""
     r = _nft(["list", "chain", "bridge", TABLE, f"c_{tap}"])
@@ -176,8 +180,9 @@ def guard(tap: str, mac: str, ip: str) -> None:
     GuardError if nft refused: then nothing changed."""
     _checked(tap, mac, ip)
     with _locked():
-        have = guarded()
-        if not have and _nft(["list", "table", "bridge", TABLE]).returncode != 0:
+        have = _taps_map()
+        if have is None:
+            have = {}
             made = _nft(["-f", "-"], _TABLE_SCRIPT)
             if made.returncode != 0:
                 raise GuardError(f"nft refused table bridge {TABLE}: "
