@@ -135,6 +135,8 @@ class Autoscaler:
         for record in self.pools.records():
             if not record.spec.get("policy") or record.name in self._busy:
                 continue
+            if record.state != "active":   # being made or deleted by its own operation,
+                continue                   # maybe in another process: not below --min
             decision = self.evaluate(record.name, now)
             if decision is None:
                 continue

@@ -174,11 +174,12 @@ class InstancePools:
 
     def claim_resize(self, name: str, seen: float) -> bool:
         """Take pool `name`'s next resize: True unless it was resized after `seen` (its
-        `resized` when read), e.g. by an autoscaler in another process. One transaction."""
+        `resized` when read), e.g. by an autoscaler in another process, or is not active
+        (still being made, or being deleted). One transaction."""
         now = time.time()
 
         def change(r):
-            if r is None or r.spec.get("resized", 0.0) != seen:
+            if r is None or r.state != "active" or r.spec.get("resized", 0.0) != seen:
                 return None
             return {**r.spec, "resized": now}
         r = self.cloud.inventory.update(KIND, name, change)
@@ -275,7 +276,12 @@ class InstancePools:
         with self._lock(name):
             with cloud.inventory.operation("delete", KIND, name,
                                            members=r.spec["members"]):
-                self._delete_members(name, r.spec["members"])
+                cloud.inventory.set_state(KIND, name, "deleting")   # no autoscaler regrows it
+                try:
+                    self._delete_members(name, r.spec["members"])
+                except BaseException:
+                    cloud.inventory.set_state(KIND, name, "active")
+                    raise
                 cloud.inventory.remove(KIND, name)
         self._autoscale()
 

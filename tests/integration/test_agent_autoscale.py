@@ -67,6 +67,11 @@ def test_the_agent_scales_a_pool_with_no_kernel_and_survives_kill_9(place):
             "--max", "2")
     inv = Inventory(place.inventory)
     assert _pool(inv)["members"] == [f"{POOL}-1"]
+    # the agent saw the pool while it was being made, empty: it must not have made a
+    # member of its own beside the create's (it once did, and left its DNS name behind)
+    creates = [op for op in inv.operations(200) if op["verb"] == "create"
+               and op["kind"] == "instance"]
+    assert [(op["name"], op["result"]) for op in creates] == [(f"{POOL}-1", "ok")], creates
 
     first = supervisor.agent_pid(place.folder)
     os.kill(first, signal.SIGKILL)

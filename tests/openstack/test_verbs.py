@@ -38,14 +38,22 @@ def test_stop_start_reboot(server, admin_conn):
     second = boot_id(server)
     assert second != first
     server.reboot()
-    wait_for(lambda: _booted_again(server, second), 300, "the rebooted server's SSH")
+    seen: list[str] = []
+    try:
+        wait_for(lambda: _booted_again(server, second, seen), 300, "the rebooted server's SSH")
+    except pytest.fail.Exception:   # say what the cloud and the guest showed meanwhile
+        witness = nova(admin_conn, NAME)
+        pytest.fail(f"no SSH to the rebooted server in 300 s; Nova: {witness.status} "
+                    f"task={witness.task_state} power={witness.power_state}; last SSH "
+                    f"error: {seen[-1:]}; console's end:\n{server.console()[-2500:]}")
 
 
-def _booted_again(inst, before: str) -> bool:
+def _booted_again(inst, before: str, seen: list[str]) -> bool:
     try:
         inst.close()
         return boot_id(inst) != before
-    except CloudError:
+    except CloudError as exc:
+        seen.append(str(exc))
         return False
 
 

@@ -227,6 +227,27 @@ def test_autoscaler_reads_the_samples_table_and_logs_holds_once(test_cloud, uniq
     test_cloud.inventory.remove(test_cloud.uri, "ipool", pool)
 
 
+def test_a_pool_being_made_or_deleted_is_not_scaled_by_an_autoscaler(test_cloud, unique):
+    """A pool's record exists, empty, while its `create` makes the members (maybe in
+    another process): an autoscaler (the host agent's) must not see it below --min and
+    make a member of the same name beside the create's. Nor while a delete empties it."""
+    pool = unique("lbp")
+    policy = Policy.parse("cpu>50% for 5s", None, 1, 3)
+    scaler = Autoscaler(test_cloud.ipools, lambda: test_cloud.monitor)
+    for state in ("creating", "deleting"):
+        test_cloud.inventory.put(test_cloud.uri, "ipool", pool, state=state,
+                                 spec={"members": [], "lb": None, "resized": 0.0,
+                                       "policy": policy.to_json(),
+                                       "template": {"image": "tiny", "flavor": "t.nano",
+                                                    "network": "default"}})
+        assert scaler.evaluate(pool).action == "out"     # what it would do if it looked
+        assert scaler.step() == [] and not scaler.busy, state
+        assert not test_cloud.ipools.claim_resize(pool, 0.0), state
+    test_cloud.inventory.set_state(test_cloud.uri, "ipool", pool, "active")
+    assert test_cloud.ipools.claim_resize(pool, 0.0)     # an active one can be claimed
+    test_cloud.inventory.remove(test_cloud.uri, "ipool", pool)
+
+
 def test_bad_pool_input_changes_nothing(test_cloud, web, unique):
     base, _names, _other = web
     test_cloud.lbs.create(f"{base}-lb", "default", 80)
