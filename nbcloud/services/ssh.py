@@ -151,7 +151,26 @@ def connect(host: str, *, host_key: str, key_path: Path, user: str = "root",
     except (paramiko.SSHException, OSError) as exc:
         client.close()
         raise SSHError(f"SSH to {host}:{port} failed: {exc}") from None
+    notice_a_dead_peer(client.get_transport().sock)
     return client
+
+
+# TCP keepalive after this many seconds of quiet, then probes this far apart, this many;
+# and how long sent data may go unacknowledged (ms): a dead peer is seen within ~15 s
+DEAD_PEER = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 3,
+             "TCP_USER_TIMEOUT": 15000}
+
+
+def notice_a_dead_peer(sock: socket.socket) -> None:
+    """Have the kernel end the connection when the instance stops answering mid-command
+    (a reboot, a power-off, a host gone), as OpenSSH's ServerAliveInterval does: otherwise
+    a command waits its whole timeout for output from a guest that no longer exists, and
+    a rebooted guest, which knows nothing of the connection, cannot say so. A command
+    that is merely quiet keeps its connection: a live guest answers the probes."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in DEAD_PEER.items():
+        if hasattr(socket, option):   # Linux has all four
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def run(client: paramiko.SSHClient, command: str, *, timeout: float = 300.0,
@@ -173,6 +192,9 @@ def run(client: paramiko.SSHClient, command: str, *, timeout: float = 300.0,
             chan.close()
     except (paramiko.SSHException, OSError) as exc:
         raise SSHError(f"command failed on the way: {exc or type(exc).__name__}") from None
+    if rc == -1 and not transport.is_active():   # no exit status: the connection ended
+        raise SSHError("command failed on the way: the instance stopped answering and "
+                       "the connection was closed (rebooted, stopped or unreachable?)")
     stdout, stderr = out.text("stdout"), err.text("stderr")
     if check and rc != 0:
         tail = stderr.strip().splitlines()[-1:] or [""]

@@ -228,7 +228,12 @@ class ComputeMixin:
         return "graceful" if time.monotonic() - start <= timeout else "forced"
 
     def reboot(self, name: str) -> None:
-        self.conn.compute.reboot_server(self._server(name), "SOFT")
+        """Nova's soft reboot (an ACPI restart; Nova powers the server off and on itself
+        where the guest does not answer), waited for as `openstack server reboot --wait`
+        does: when it returns, the old boot is gone, and a command does not reach it."""
+        server = self._server(name)
+        self.conn.compute.reboot_server(server, "SOFT")
+        self._wait_active(self.conn.compute.get_server(server.id))   # REBOOT -> ACTIVE
 
     def set_cpu_share(self, name: str, share: float) -> bool:
         return False   # the cloud's flavor decides; nbcloud caps nothing there
